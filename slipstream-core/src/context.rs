@@ -1,0 +1,108 @@
+//! The wiring of one run: what handlers set up when the application starts.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Error;
+use crate::hub::{Hub, HubSlot};
+use crate::registry::{HandlerInfo, OnError};
+use crate::runtime::Controls;
+
+/// A handler's task, ready to be spawned.
+pub(crate) struct Task {
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) future: BoxFuture<'static, Result<(), Error>>,
+}
+
+/// Everything the handlers of one run set up before any of them starts: their tasks and the
+/// shared feeds (hubs) they subscribe to or write into.
+pub(crate) struct Wiring {
+    pub(crate) controls: std::sync::Arc<Controls>,
+    pub(crate) default_policy: OnError,
+    hubs: HashMap<usize, Box<dyn HubSlot>>,
+    hub_order: Vec<usize>,
+    pub(crate) tasks: Vec<Task>,
+}
+
+impl Wiring {
+    pub(crate) fn new(controls: std::sync::Arc<Controls>, default_policy: OnError) -> Self {
+        Wiring {
+            controls,
+            default_policy,
+            hubs: HashMap::new(),
+            hub_order: Vec::new(),
+            tasks: Vec::new(),
+        }
+    }
+
+    /// The pumps of every hub, in the order the hubs were first used; consumes the hubs so that
+    /// no writer handle is left behind.
+    pub(crate) fn take_pumps(&mut self) -> Vec<BoxFuture<'static, ()>> {
+        let shutdown = self.controls.shutdown.clone();
+        let mut hubs = std::mem::take(&mut self.hubs);
+        self.hub_order
+            .drain(..)
+            .filter_map(|key| hubs.remove(&key))
+            .map(|hub| hub.start(&shutdown))
+            .collect()
+    }
+}
+
+/// The context a handler is wired up in when the application starts.
+///
+/// `#[handle]` passes it to every source and sink conversion ([`IntoSource`](crate::IntoSource),
+/// [`IntoSink`](crate::IntoSink)); custom components use it to share one feed between several
+/// handlers and to learn when the application shuts down.
+pub struct BuildCx<'a> {
+    pub(crate) wiring: &'a mut Wiring,
+    pub(crate) info: &'static HandlerInfo,
+}
+
+impl<'a> BuildCx<'a> {
+    pub(crate) fn new(wiring: &'a mut Wiring, info: &'static HandlerInfo) -> Self {
+        BuildCx { wiring, info }
+    }
+
+    /// The handler being wired up.
+    pub fn handler(&self) -> &'static HandlerInfo {
+        self.info
+    }
+
+    /// A token cancelled when the application starts shutting down.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.wiring.controls.shutdown.clone()
+    }
+
+    /// The error policy of the handler being wired up.
+    pub(crate) fn policy(&self) -> OnError {
+        self.info.on_error.unwrap_or(self.wiring.default_policy)
+    }
+
+    /// The hub keyed by `key` (the address of the static that owns it), created by `make` the
+    /// first time a handler of this run touches it.
+    pub(crate) fn hub<T: Clone + Send + 'static>(
+        &mut self,
+        key: usize,
+        make: impl FnOnce() -> Hub<T>,
+    ) -> &mut Hub<T> {
+        let wiring = &mut *self.wiring;
+        let slot = wiring.hubs.entry(key).or_insert_with(|| {
+            wiring.hub_order.push(key);
+            Box::new(make())
+        });
+        let any: &mut dyn Any = slot.as_any();
+        any.downcast_mut::<Hub<T>>()
+            .expect("one static always holds one item type")
+    }
+
+    pub(crate) fn add_task(&mut self, future: BoxFuture<'static, Result<(), Error>>) {
+        self.wiring.tasks.push(Task {
+            name: Cow::Borrowed(self.info.name),
+            future,
+        });
+    }
+}

@@ -1,0 +1,82 @@
+//! Typed errors of the library.
+
+use std::borrow::Cow;
+
+/// A boxed error as handlers and sinks return it (`?` converts most error types into it).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The result type of slipstream's own operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error of slipstream: what `run()` returns when an application stops on a failure.
+///
+/// It converts into `anyhow::Error` (it is a `std::error::Error + Send + Sync + 'static`).
+///
+/// ```
+/// let err = slipstream::Error::UnknownHandler("missing".into());
+/// assert_eq!(err.to_string(), "no handler named `missing` is registered");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A handler returned `Err` and its error policy is `stop`.
+    #[error("handler `{handler}` failed: {source}")]
+    Handler {
+        /// The handler's name.
+        handler: Cow<'static, str>,
+        /// What the handler returned.
+        #[source]
+        source: BoxError,
+    },
+    /// A handler panicked and its error policy is `stop`.
+    #[error("handler `{handler}` panicked: {message}")]
+    Panic {
+        /// The handler's name.
+        handler: Cow<'static, str>,
+        /// The panic message.
+        message: String,
+    },
+    /// A sink of a handler failed and the handler's error policy is `stop`.
+    #[error("a sink of handler `{handler}` failed: {source}")]
+    Sink {
+        /// The handler's name.
+        handler: Cow<'static, str>,
+        /// What the sink returned.
+        #[source]
+        source: BoxError,
+    },
+    /// A handler could not be set up when the application started.
+    #[error("handler `{handler}` could not start: {source}")]
+    Build {
+        /// The handler's name.
+        handler: Cow<'static, str>,
+        /// Why it could not start.
+        #[source]
+        source: BoxError,
+    },
+    /// A name given to the runtime matches no registered handler.
+    #[error("no handler named `{0}` is registered")]
+    UnknownHandler(String),
+    /// The runtime could not install its signal handlers.
+    #[error("could not listen for shutdown signals: {0}")]
+    Signal(#[source] std::io::Error),
+    /// A handler's task ended abnormally (it was cancelled or a sink panicked outside the handler).
+    #[error("the task of handler `{handler}` ended abnormally: {message}")]
+    Task {
+        /// The handler's name.
+        handler: Cow<'static, str>,
+        /// What happened.
+        message: String,
+    },
+}
+
+/// Turns a panic payload into its message.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

@@ -1,0 +1,275 @@
+//! The per-handler loops `#[handle]` generates calls to: read an item, run the handler, send
+//! its outputs to the sinks, apply the error policy. Each loop is monomorphic in the source,
+//! the handler and the sinks; nothing is boxed or allocated per item.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use futures::{FutureExt, Stream, StreamExt};
+
+use crate::context::BuildCx;
+use crate::error::{BoxError, Error, panic_message};
+use crate::registry::OnError;
+use crate::sink::{Chain, Sinks};
+
+/// The outputs of one call of a sync handler, sent to the sinks when it returns. Its buffer is
+/// reused from item to item.
+#[doc(hidden)]
+pub struct Outbox<T> {
+    items: Vec<T>,
+}
+
+impl<T> Outbox<T> {
+    fn new() -> Self {
+        Outbox { items: Vec::new() }
+    }
+
+    /// Queues one output.
+    #[inline]
+    pub fn push(&mut self, item: T) {
+        self.items.push(item);
+    }
+}
+
+/// The handle an async generator-style handler sends its outputs through (`emit!`): each output
+/// reaches every sink before the handler continues.
+#[doc(hidden)]
+pub struct Emitter<T, K> {
+    state: Arc<tokio::sync::Mutex<EmitState<T, K>>>,
+}
+
+struct EmitState<T, K> {
+    sinks: Sinks<T, K>,
+    failure: Option<BoxError>,
+}
+
+/// What `emit!(value)` becomes in an async handler.
+#[doc(hidden)]
+pub async fn emit<T, K: Chain<T>>(emitter: &Emitter<T, K>, item: T) {
+    let mut state = emitter.state.lock().await;
+    if state.failure.is_none() {
+        if let Err(error) = state.sinks.send(item).await {
+            state.failure = Some(error);
+        }
+    }
+}
+
+/// Why one item failed.
+enum Failure {
+    Handler(BoxError),
+    Panic(String),
+    Sink(BoxError),
+}
+
+/// The name and error policy of a running handler.
+struct Runner {
+    name: &'static str,
+    policy: OnError,
+}
+
+impl Runner {
+    fn new(cx: &BuildCx<'_>) -> Self {
+        Runner {
+            name: cx.info.name,
+            policy: cx.policy(),
+        }
+    }
+
+    /// Applies the error policy: logs and goes on, or returns the error that stops the app.
+    #[cold]
+    fn fail(&self, failure: Failure) -> Result<(), Error> {
+        let handler = self.name;
+        let stop = self.policy == OnError::Stop;
+        match &failure {
+            Failure::Handler(error) => {
+                tracing::error!(handler, error = %error, stop, "handler returned an error")
+            }
+            Failure::Panic(message) => {
+                tracing::error!(handler, panic = %message, stop, "handler panicked")
+            }
+            Failure::Sink(error) => tracing::error!(handler, error = %error, stop, "a sink failed"),
+        }
+        if !stop {
+            return Ok(());
+        }
+        let handler = Cow::Borrowed(handler);
+        Err(match failure {
+            Failure::Handler(source) => Error::Handler { handler, source },
+            Failure::Panic(message) => Error::Panic { handler, message },
+            Failure::Sink(source) => Error::Sink { handler, source },
+        })
+    }
+
+    /// Applies the policy to the handler's outcome and then to the delivery of its outputs.
+    fn settle(&self, handler: Option<Failure>, delivery: Option<Failure>) -> Result<(), Error> {
+        if let Some(failure) = handler {
+            self.fail(failure)?;
+        }
+        if let Some(failure) = delivery {
+            self.fail(failure)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the sinks once the source is drained.
+    async fn finish<T, K: Chain<T>>(&self, sinks: &mut Sinks<T, K>) -> Result<(), Error> {
+        match AssertUnwindSafe(sinks.close()).catch_unwind().await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => self.fail(Failure::Sink(error)),
+            Err(panic) => self.fail(Failure::Sink(panic_message(&*panic).into())),
+        }
+    }
+}
+
+/// Sends the queued outputs to every sink, in order.
+async fn deliver<T, K: Chain<T>>(sinks: &mut Sinks<T, K>, out: &mut Outbox<T>) -> Option<Failure> {
+    if out.items.is_empty() {
+        return None;
+    }
+    let sent = AssertUnwindSafe(async {
+        for item in out.items.drain(..) {
+            sinks.send(item).await?;
+        }
+        Ok::<(), BoxError>(())
+    })
+    .catch_unwind()
+    .await;
+    out.items.clear();
+    match sent {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(Failure::Sink(error)),
+        Err(panic) => Some(Failure::Sink(panic_message(&*panic).into())),
+    }
+}
+
+fn caught(result: std::thread::Result<Result<(), BoxError>>) -> Option<Failure> {
+    match result {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(Failure::Handler(error)),
+        Err(panic) => Some(Failure::Panic(panic_message(&*panic))),
+    }
+}
+
+/// Runs a sync handler: `step` gets each item and queues its outputs.
+#[doc(hidden)]
+pub fn drive_sync<S, T, K, F>(cx: &mut BuildCx<'_>, source: S, mut sinks: Sinks<T, K>, mut step: F)
+where
+    S: Stream + Send + 'static,
+    S::Item: Send,
+    T: Send + 'static,
+    K: Chain<T>,
+    F: FnMut(S::Item, &mut Outbox<T>) -> Result<(), BoxError> + Send + 'static,
+{
+    let runner = Runner::new(cx);
+    cx.add_task(Box::pin(async move {
+        let mut source = std::pin::pin!(source);
+        let mut out = Outbox::new();
+        while let Some(item) = source.next().await {
+            let outcome = caught(catch_unwind(AssertUnwindSafe(|| step(item, &mut out))));
+            let delivery = deliver(&mut sinks, &mut out).await;
+            runner.settle(outcome, delivery)?;
+            tokio::task::consume_budget().await;
+        }
+        runner.finish(&mut sinks).await
+    }));
+}
+
+/// Runs an async handler that returns at most one output per item.
+#[doc(hidden)]
+pub fn drive_async<S, T, K, F, Fut>(cx: &mut BuildCx<'_>, source: S, mut sinks: Sinks<T, K>, mut step: F)
+where
+    S: Stream + Send + 'static,
+    S::Item: Send,
+    T: Send + 'static,
+    K: Chain<T>,
+    F: FnMut(S::Item) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Option<T>, BoxError>> + Send,
+{
+    let runner = Runner::new(cx);
+    cx.add_task(Box::pin(async move {
+        let mut source = std::pin::pin!(source);
+        let mut out = Outbox::new();
+        while let Some(item) = source.next().await {
+            let result = AssertUnwindSafe(step(item)).catch_unwind().await;
+            let outcome = caught(result.map(|r| {
+                r.map(|output| {
+                    if let Some(output) = output {
+                        out.push(output);
+                    }
+                })
+            }));
+            let delivery = deliver(&mut sinks, &mut out).await;
+            runner.settle(outcome, delivery)?;
+            tokio::task::consume_budget().await;
+        }
+        runner.finish(&mut sinks).await
+    }));
+}
+
+/// Runs an async generator-style handler: `step` gets each item and an [`Emitter`].
+#[doc(hidden)]
+pub fn drive_async_gen<S, T, K, F, Fut>(cx: &mut BuildCx<'_>, source: S, sinks: Sinks<T, K>, mut step: F)
+where
+    S: Stream + Send + 'static,
+    S::Item: Send,
+    T: Send + 'static,
+    K: Chain<T>,
+    F: FnMut(S::Item, Emitter<T, K>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), BoxError>> + Send,
+{
+    let runner = Runner::new(cx);
+    let state = Arc::new(tokio::sync::Mutex::new(EmitState {
+        sinks,
+        failure: None,
+    }));
+    cx.add_task(Box::pin(async move {
+        let mut source = std::pin::pin!(source);
+        while let Some(item) = source.next().await {
+            let emitter = Emitter {
+                state: Arc::clone(&state),
+            };
+            let outcome = caught(AssertUnwindSafe(step(item, emitter)).catch_unwind().await);
+            let delivery = state.lock().await.failure.take().map(Failure::Sink);
+            runner.settle(outcome, delivery)?;
+            tokio::task::consume_budget().await;
+        }
+        let mut state = state.lock().await;
+        runner.finish(&mut state.sinks).await
+    }));
+}
+
+/// Converts a handler's error into the boxed error the runtime logs or returns.
+#[doc(hidden)]
+#[inline]
+pub fn handler_error<E: Into<BoxError>>(error: E) -> BoxError {
+    error.into()
+}
+
+/// The return value of a generator-style handler: `()` or `Result<(), E>`.
+#[doc(hidden)]
+pub trait GenReturn {
+    fn into_result(self) -> Result<(), BoxError>;
+}
+
+impl GenReturn for () {
+    #[inline]
+    fn into_result(self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+impl<E: Into<BoxError>> GenReturn for Result<(), E> {
+    #[inline]
+    fn into_result(self) -> Result<(), BoxError> {
+        self.map_err(Into::into)
+    }
+}
+
+/// Pins down the output type of an async block (so that `?` inside it knows its error type).
+#[doc(hidden)]
+#[inline]
+pub fn returning<R, F: Future<Output = R>>(future: F) -> F {
+    future
+}

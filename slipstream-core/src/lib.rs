@@ -1,0 +1,40 @@
+//! The runtime and components of [slipstream](https://docs.rs/slipstream). Applications depend
+//! on the `slipstream` crate, which re-exports everything here together with the `#[handle]`
+//! macro.
+
+#![warn(missing_docs)]
+
+mod context;
+mod error;
+mod handler;
+mod hub;
+mod pause;
+mod proxy;
+mod registry;
+mod runtime;
+pub mod sink;
+pub mod source;
+
+pub use context::BuildCx;
+pub use error::{BoxError, Error, Result};
+pub use hub::Feed;
+pub use pause::{PauseHandle, Pausable};
+pub use proxy::{Proxy, ProxySink};
+pub use registry::{HandlerInfo, OnError, handlers};
+pub use runtime::{App, AppHandle, on_shutdown, on_shutdown_async, run};
+pub use sink::{IntoSink, Print, Sink, SinkHandle, print};
+pub use source::{IntoSource, Shared, SourceHandle, SourceStream, Timer, timer};
+
+/// What `#[handle]` expands to refers to these; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::handler::{
+        Emitter, GenReturn, Outbox, drive_async, drive_async_gen, drive_sync, emit, handler_error,
+        returning,
+    };
+    pub use crate::context::BuildCx;
+    pub use crate::registry::HandlerInfo;
+    pub use crate::sink::Sinks;
+    pub use crate::source::{boxed, merge, pipe, source};
+    pub use inventory;
+}

@@ -1,0 +1,191 @@
+//! Pausing and resuming sources, and the gate every source passes through.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use futures::Stream;
+use futures::task::AtomicWaker;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+/// A switch that pauses and resumes a running source.
+///
+/// Every source the runtime reads passes through a gate holding one of these: while it is
+/// paused, the gate does not poll the source at all, so nothing is read, nothing is delivered
+/// and nothing is lost; [`resume`](Self::resume) continues exactly where it stopped. Handles are
+/// cheap to clone and every clone controls the same switch.
+///
+/// ```
+/// use slipstream::PauseHandle;
+///
+/// let handle = PauseHandle::new();
+/// handle.pause();
+/// assert!(handle.is_paused());
+/// handle.resume();
+/// assert!(!handle.is_paused());
+/// ```
+#[derive(Clone, Default)]
+pub struct PauseHandle {
+    inner: Arc<PauseState>,
+}
+
+#[derive(Default)]
+struct PauseState {
+    paused: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl PauseHandle {
+    /// A handle in the running (not paused) state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stops the source from delivering items until [`resume`](Self::resume) is called.
+    pub fn pause(&self) {
+        self.inner.paused.store(true, Ordering::SeqCst);
+    }
+
+    /// Lets the source deliver items again.
+    pub fn resume(&self) {
+        self.inner.paused.store(false, Ordering::SeqCst);
+        self.inner.waker.wake();
+    }
+
+    /// Whether the source is paused.
+    pub fn is_paused(&self) -> bool {
+        self.inner.paused.load(Ordering::SeqCst)
+    }
+}
+
+impl std::fmt::Debug for PauseHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PauseHandle")
+            .field("paused", &self.is_paused())
+            .finish()
+    }
+}
+
+/// Something the runtime reads from that can be paused: a running source, a [`Proxy`](crate::Proxy),
+/// a [`Shared`](crate::Shared) stream, or a handler's input.
+pub trait Pausable {
+    /// The switch of this source.
+    fn pause_handle(&self) -> PauseHandle;
+
+    /// Stops delivering items until [`resume`](Pausable::resume).
+    fn pause(&self) {
+        self.pause_handle().pause();
+    }
+
+    /// Delivers items again.
+    fn resume(&self) {
+        self.pause_handle().resume();
+    }
+
+    /// Whether it is paused.
+    fn is_paused(&self) -> bool {
+        self.pause_handle().is_paused()
+    }
+}
+
+impl Pausable for PauseHandle {
+    fn pause_handle(&self) -> PauseHandle {
+        self.clone()
+    }
+}
+
+impl<T: Pausable, F: FnOnce() -> T> Pausable for std::sync::LazyLock<T, F> {
+    fn pause_handle(&self) -> PauseHandle {
+        (**self).pause_handle()
+    }
+}
+
+/// The stream wrapper through which the runtime reads every source: it ends the stream when the
+/// application shuts down (for sources that come from outside the application) and holds it
+/// while it is paused. Checking both costs two atomic loads per item.
+pub(crate) struct Gate<S> {
+    inner: Pin<Box<S>>,
+    pause: PauseHandle,
+    stop: Option<Stop>,
+    done: bool,
+}
+
+struct Stop {
+    token: CancellationToken,
+    waiting: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+}
+
+impl Stop {
+    /// Registers the waker for cancellation; returns true when already cancelled.
+    fn poll_cancelled(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.token.is_cancelled() {
+            return true;
+        }
+        let waiting = self
+            .waiting
+            .get_or_insert_with(|| Box::pin(self.token.clone().cancelled_owned()));
+        waiting.as_mut().poll(cx).is_ready()
+    }
+}
+
+impl<S> Gate<S> {
+    /// A gate; `stop` ends the stream when the token is cancelled (`None` for internal feeds,
+    /// which end when their writers finish).
+    pub(crate) fn new(inner: S, pause: PauseHandle, stop: Option<CancellationToken>) -> Self {
+        Gate {
+            inner: Box::pin(inner),
+            pause,
+            stop: stop.map(|token| Stop {
+                token,
+                waiting: None,
+            }),
+            done: false,
+        }
+    }
+}
+
+impl<S: Stream> Stream for Gate<S> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if let Some(stop) = &this.stop {
+            if stop.token.is_cancelled() {
+                this.done = true;
+                return Poll::Ready(None);
+            }
+        }
+        if this.pause.inner.paused.load(Ordering::Acquire) {
+            this.pause.inner.waker.register(cx.waker());
+            if let Some(stop) = &mut this.stop {
+                if stop.poll_cancelled(cx) {
+                    this.done = true;
+                    return Poll::Ready(None);
+                }
+            }
+            if this.pause.inner.paused.load(Ordering::Acquire) {
+                return Poll::Pending;
+            }
+        }
+        match this.inner.as_mut().poll_next(cx) {
+            Poll::Ready(None) => {
+                this.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(item) => Poll::Ready(item),
+            Poll::Pending => {
+                if let Some(stop) = &mut this.stop {
+                    if stop.poll_cancelled(cx) {
+                        this.done = true;
+                        return Poll::Ready(None);
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    }
+}

@@ -1,0 +1,391 @@
+//! The runtime: starts every registered handler and runs them until their sources are drained
+//! or the application shuts down.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::{BuildCx, Wiring};
+use crate::error::{Error, panic_message};
+use crate::pause::PauseHandle;
+use crate::registry::{HandlerInfo, OnError, handlers};
+
+/// Runs every handler registered with `#[handle]` until every finite source is drained and
+/// every output is delivered, or until Ctrl-C / SIGTERM.
+///
+/// On a signal, sources stop, in-flight items finish, sinks are closed and the exit hooks
+/// ([`on_shutdown`]) run before it returns `Ok(())`; a second signal exits the process at once.
+/// A handler with the `stop` error policy that fails makes it return that error.
+/// Equivalent to `App::new().run()`; see [`App`] for the options.
+///
+/// ```no_run
+/// #[tokio::main]
+/// async fn main() -> anyhow::Result<()> {
+///     slipstream::run().await?;
+///     Ok(())
+/// }
+/// ```
+pub async fn run() -> Result<(), Error> {
+    App::new().run().await
+}
+
+/// An exit hook.
+enum Hook {
+    Sync(Box<dyn FnOnce() + Send>),
+    Async(BoxFuture<'static, ()>),
+}
+
+impl Hook {
+    async fn call(self) {
+        let result = match self {
+            Hook::Sync(f) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)),
+            Hook::Async(future) => std::panic::AssertUnwindSafe(future).catch_unwind().await,
+        };
+        if let Err(panic) = result {
+            tracing::error!(panic = %panic_message(&*panic), "an exit hook panicked");
+        }
+    }
+}
+
+static HOOKS: Mutex<Vec<Hook>> = Mutex::new(Vec::new());
+
+/// Registers a function to call when the next [`run`] ends (normally, on a signal, or on an
+/// error), after every handler has finished. Hooks run in the order they were registered.
+///
+/// ```
+/// slipstream::on_shutdown(|| println!("bye"));
+/// ```
+pub fn on_shutdown(hook: impl FnOnce() + Send + 'static) {
+    lock(&HOOKS).push(Hook::Sync(Box::new(hook)));
+}
+
+/// Like [`on_shutdown`], for an async hook (closing a connection, flushing a client).
+///
+/// ```
+/// slipstream::on_shutdown_async(async { println!("bye") });
+/// ```
+pub fn on_shutdown_async(hook: impl Future<Output = ()> + Send + 'static) {
+    lock(&HOOKS).push(Hook::Async(hook.boxed()));
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What an [`AppHandle`] controls in a running application.
+pub(crate) struct Controls {
+    pub(crate) shutdown: CancellationToken,
+    pauses: Mutex<HashMap<&'static str, PauseHandle>>,
+}
+
+impl Controls {
+    /// The pause switch of a handler's input (created on first use).
+    pub(crate) fn pause_handle(&self, handler: &'static str) -> PauseHandle {
+        lock(&self.pauses).entry(handler).or_default().clone()
+    }
+}
+
+/// Controls a running application from outside its handlers: shut it down, pause and resume
+/// a handler's input. Cheap to clone; get it from [`App::handle`] before calling
+/// [`App::run`].
+///
+/// ```
+/// use slipstream::App;
+///
+/// let app = App::new();
+/// let handle = app.handle();
+/// handle.shutdown(); // the run will stop at once
+/// ```
+#[derive(Clone)]
+pub struct AppHandle {
+    controls: Arc<Controls>,
+}
+
+impl AppHandle {
+    /// Starts a graceful shutdown, as Ctrl-C does: sources stop, in-flight items finish.
+    pub fn shutdown(&self) {
+        self.controls.shutdown.cancel();
+    }
+
+    /// Whether a shutdown has started.
+    pub fn is_shutting_down(&self) -> bool {
+        self.controls.shutdown.is_cancelled()
+    }
+
+    /// The pause switch of the input of the handler called `handler` (every source of that
+    /// handler stops delivering while it is paused).
+    pub fn pause_handle(&self, handler: &str) -> Result<PauseHandle, Error> {
+        let info = handlers()
+            .into_iter()
+            .find(|info| info.name == handler)
+            .ok_or_else(|| Error::UnknownHandler(handler.to_owned()))?;
+        Ok(self.controls.pause_handle(info.name))
+    }
+
+    /// Pauses the input of the handler called `handler`.
+    pub fn pause(&self, handler: &str) -> Result<(), Error> {
+        self.pause_handle(handler).map(|h| h.pause())
+    }
+
+    /// Resumes the input of the handler called `handler`.
+    pub fn resume(&self, handler: &str) -> Result<(), Error> {
+        self.pause_handle(handler).map(|h| h.resume())
+    }
+}
+
+impl std::fmt::Debug for AppHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppHandle")
+            .field("shutting_down", &self.is_shutting_down())
+            .finish()
+    }
+}
+
+/// An application: which handlers to run and how. [`run`] is `App::new().run()`.
+///
+/// ```no_run
+/// use slipstream::{App, OnError};
+///
+/// #[tokio::main]
+/// async fn main() -> anyhow::Result<()> {
+///     App::new()
+///         .on_error(OnError::Stop)          // stop on the first handler failure
+///         .on_shutdown(|| println!("bye"))  // this app's own exit hook
+///         .run()
+///         .await?;
+///     Ok(())
+/// }
+/// ```
+pub struct App {
+    controls: Arc<Controls>,
+    filter: Filter,
+    policy: OnError,
+    signals: bool,
+    logging: bool,
+    hooks: Vec<Hook>,
+}
+
+enum Filter {
+    All,
+    Module(String),
+    Names(Vec<String>),
+}
+
+impl Default for App {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl App {
+    /// An application running every registered handler, stopping on Ctrl-C / SIGTERM,
+    /// continuing after handler failures, and logging to standard error (unless a `tracing`
+    /// subscriber is already installed; `RUST_LOG` sets the level, `info` by default).
+    pub fn new() -> Self {
+        App {
+            controls: Arc::new(Controls {
+                shutdown: CancellationToken::new(),
+                pauses: Mutex::new(HashMap::new()),
+            }),
+            filter: Filter::All,
+            policy: OnError::Continue,
+            signals: true,
+            logging: true,
+            hooks: Vec::new(),
+        }
+    }
+
+    /// Runs only the handlers declared in `module` (a `module_path!()`) or its submodules.
+    pub fn module(mut self, module: impl Into<String>) -> Self {
+        self.filter = Filter::Module(module.into());
+        self
+    }
+
+    /// Runs only the handlers with these names; an unknown name makes [`run`](App::run) fail.
+    pub fn handlers<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.filter = Filter::Names(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The error policy of every handler that does not set its own `on_error`.
+    pub fn on_error(mut self, policy: OnError) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Whether Ctrl-C and SIGTERM shut the application down (on by default).
+    pub fn signals(mut self, enabled: bool) -> Self {
+        self.signals = enabled;
+        self
+    }
+
+    /// Whether to install a `tracing` subscriber logging to standard error when none is
+    /// installed yet (on by default).
+    pub fn logging(mut self, enabled: bool) -> Self {
+        self.logging = enabled;
+        self
+    }
+
+    /// An exit hook of this application (see [`on_shutdown`]); it runs before the global ones.
+    pub fn on_shutdown(mut self, hook: impl FnOnce() + Send + 'static) -> Self {
+        self.hooks.push(Hook::Sync(Box::new(hook)));
+        self
+    }
+
+    /// An async exit hook of this application.
+    pub fn on_shutdown_async(mut self, hook: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.hooks.push(Hook::Async(hook.boxed()));
+        self
+    }
+
+    /// A handle to shut the application down or pause handlers while it runs.
+    pub fn handle(&self) -> AppHandle {
+        AppHandle {
+            controls: Arc::clone(&self.controls),
+        }
+    }
+
+    fn selected(&self) -> Result<Vec<&'static HandlerInfo>, Error> {
+        let all = handlers();
+        match &self.filter {
+            Filter::All => Ok(all),
+            Filter::Module(module) => Ok(all.into_iter().filter(|h| h.is_in_module(module)).collect()),
+            Filter::Names(names) => names
+                .iter()
+                .map(|name| {
+                    all.iter()
+                        .copied()
+                        .find(|h| h.name == name)
+                        .ok_or_else(|| Error::UnknownHandler(name.clone()))
+                })
+                .collect(),
+        }
+    }
+
+    /// Starts the selected handlers and runs them until every finite source is drained and
+    /// every output delivered, or until shutdown; then runs the exit hooks.
+    ///
+    /// Returns the first error of a handler whose policy is `stop`, or of starting a handler.
+    pub async fn run(mut self) -> Result<(), Error> {
+        if self.logging {
+            init_logging();
+        }
+        let hooks = std::mem::take(&mut self.hooks);
+        let result = self.run_handlers().await;
+        for hook in hooks {
+            hook.call().await;
+        }
+        let global = std::mem::take(&mut *lock(&HOOKS));
+        for hook in global {
+            hook.call().await;
+        }
+        result
+    }
+
+    async fn run_handlers(&self) -> Result<(), Error> {
+        let selected = self.selected()?;
+        let shutdown = self.controls.shutdown.clone();
+        let mut wiring = Wiring::new(Arc::clone(&self.controls), self.policy);
+        for info in &selected {
+            (info.build)(&mut BuildCx::new(&mut wiring, info))?;
+        }
+        tracing::debug!(handlers = selected.len(), "starting");
+
+        let signals = if self.signals {
+            Some(tokio::spawn(listen_for_signals(shutdown.clone())))
+        } else {
+            None
+        };
+
+        let mut pumps = JoinSet::new();
+        for pump in wiring.take_pumps() {
+            pumps.spawn(pump);
+        }
+        let mut tasks = JoinSet::new();
+        let mut names = HashMap::new();
+        for task in wiring.tasks.drain(..) {
+            let id = tasks.spawn(task.future).id();
+            names.insert(id, task.name);
+        }
+        drop(wiring);
+
+        let mut first_error = None;
+        while let Some(joined) = tasks.join_next_with_id().await {
+            let result = match joined {
+                Ok((_, result)) => result,
+                Err(error) => Err(Error::Task {
+                    handler: names.remove(&error.id()).unwrap_or_default(),
+                    message: if error.is_panic() {
+                        panic_message(&*error.into_panic())
+                    } else {
+                        error.to_string()
+                    },
+                }),
+            };
+            if let Err(error) = result {
+                if first_error.is_none() {
+                    tracing::error!(%error, "stopping the application");
+                    shutdown.cancel();
+                    first_error = Some(error);
+                }
+            }
+        }
+        while pumps.join_next().await.is_some() {}
+        if let Some(signals) = signals {
+            signals.abort();
+        }
+        tracing::debug!("all handlers finished");
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM and starts a graceful shutdown; a second signal exits at once.
+async fn listen_for_signals(shutdown: CancellationToken) {
+    if wait_for_signal().await.is_err() {
+        tracing::warn!("cannot listen for shutdown signals; stop the application another way");
+        return;
+    }
+    tracing::info!("shutting down: finishing in-flight work (press Ctrl-C again to exit at once)");
+    shutdown.cancel();
+    if wait_for_signal().await.is_ok() {
+        tracing::warn!("second signal: exiting at once");
+        std::process::exit(130);
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = terminate.recv() => Ok(()),
+        _ = interrupt.recv() => Ok(()),
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() -> std::io::Result<()> {
+    tokio::signal::ctrl_c().await
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    if tracing::dispatcher::has_been_set() {
+        return;
+    }
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,130 @@
+//! # slipstream
+//!
+//! Stateful stream processing for Rust: annotate plain functions with
+//! [`#[handle(source = .., sink = [..])]`](macro@handle), call [`run`] from `main`, and every
+//! registered handler is fed from its sources and sends what it produces to its sinks.
+//!
+//! ```no_run
+//! use futures::stream::{self, Stream};
+//! use slipstream::prelude::*;
+//!
+//! fn messages() -> impl Stream<Item = &'static str> {
+//!     stream::iter(["🏆", "📞", "🐟", "👌"])
+//! }
+//!
+//! #[handle(source = messages(), sink = [print])]
+//! fn hello(msg: &'static str) -> String {
+//!     format!("Hello {msg}!")
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> anyhow::Result<()> {
+//!     slipstream::run().await?; // returns when every finite source is drained
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## Handlers
+//!
+//! A handler is a `fn` or `async fn` with zero parameters (timer style) or one (the item of its
+//! source). What it returns is sent to every sink, in order:
+//!
+//! | returns | sends |
+//! |---|---|
+//! | `()` | nothing |
+//! | `T` | one value |
+//! | `Option<T>` | zero or one value |
+//! | `Result<T, E>` | the `Ok` value; an `Err` goes to the error policy |
+//! | `()` or `Result<(), E>` with [`emit!`] in the body | every emitted value |
+//!
+//! In an `async fn`, each `emit!` reaches the sinks before the body continues
+//! (back-pressure); in a sync fn, emitted values reach the sinks, in order, when it returns.
+//!
+//! ## Sources and sinks
+//!
+//! Sources: any `futures::Stream + Send + 'static`, [`timer`], a [`Proxy`], a [`Shared`]
+//! stream. Sinks: [`print`], any function or closure (sync or async), a [`Proxy`], any
+//! [`Sink`]. Shared handles (proxies, shared streams) are `static`s named by their path; a source
+//! named by several handlers is read once and fanned out to all of them.
+//!
+//! `source`, `sink` and `pipe` expressions are evaluated once, when [`run`] starts.
+//!
+//! ## Errors
+//!
+//! A handler that returns `Err` or panics is logged with its name and, by default, processing
+//! continues with the next item; `#[handle(on_error = "stop")]` (or [`App::on_error`]) stops
+//! the application instead and makes [`run`] return the error.
+//!
+//! ## Shutdown
+//!
+//! [`run`] returns once every finite source is drained and everything downstream delivered.
+//! Ctrl-C / SIGTERM stop the sources, let in-flight items finish, close the sinks and run the
+//! exit hooks ([`on_shutdown`]); a second signal exits at once.
+
+#![warn(missing_docs)]
+
+pub use slipstream_core::*;
+
+/// Registers a function as a handler: the runtime feeds it every item of its sources and sends
+/// what it returns (or [`emit!`]s) to its sinks.
+///
+/// Arguments:
+/// - `source = EXPR` or `source = [EXPR, ..]` (required): streams, [`timer`]s, or `static`
+///   shared handles ([`Proxy`], [`Shared`]) named by their path. Several sources are merged.
+/// - `sink = [EXPR, ..]`: every output goes to every sink, in order.
+/// - `pipe = [EXPR, ..]`: stream stages applied to the source before the handler, each a
+///   `FnOnce(BoxStream<'static, T>) -> impl Stream<Item = U>`.
+/// - `name = ".."`: the handler's name (the function's name by default).
+/// - `on_error = "continue" | "stop"`: the error policy (see [`OnError`]).
+/// - `crate = path`: where the `slipstream` crate is, if it was renamed.
+///
+/// ```
+/// use futures::stream;
+/// use slipstream::prelude::*;
+///
+/// #[handle(source = stream::iter(0..5u64), sink = [print])]
+/// fn evens(n: u64) {
+///     if n % 2 == 0 {
+///         emit!(format!("even: {n}"));
+///     }
+/// }
+/// ```
+pub use slipstream_macros::handle;
+
+/// Sends a value to the outputs of the handler it is written in; `emit!(key, value)` sends the
+/// pair `(key, value)`. Only valid inside a function annotated with [`#[handle]`](macro@handle),
+/// which rewrites every `emit!` of its body; anywhere else it is a compile error.
+///
+/// ```
+/// use futures::stream;
+/// use slipstream::prelude::*;
+///
+/// #[handle(source = stream::iter(["a b", "c"]), sink = [print])]
+/// fn words(line: &'static str) {
+///     for word in line.split(' ') {
+///         emit!(word);
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! emit {
+    ($($value:tt)*) => {
+        ::core::compile_error!(
+            "`emit!` can only be used in the body of a function annotated with `#[slipstream::handle]`"
+        )
+    };
+}
+
+/// Everything a slipstream application usually needs: `use slipstream::prelude::*;`.
+pub mod prelude {
+    pub use crate::emit;
+    pub use slipstream_core::{
+        App, IntoSink, IntoSource, OnError, Pausable, Proxy, Shared, Sink, print, timer,
+    };
+    pub use slipstream_macros::handle;
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use slipstream_core::__private::*;
+}
