@@ -1,1 +1,69 @@
 //! Helpers shared by slipstream's integration tests.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use slipstream::App;
+
+/// A sink target that remembers every value it is given, in order.
+pub struct Collected<T> {
+    items: Mutex<Vec<T>>,
+}
+
+impl<T: Clone> Collected<T> {
+    /// An empty collection (usable in a `static`).
+    pub const fn new() -> Self {
+        Collected {
+            items: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Records a value.
+    pub fn push(&self, item: T) {
+        self.items.lock().unwrap().push(item);
+    }
+
+    /// Everything recorded so far.
+    pub fn get(&self) -> Vec<T> {
+        self.items.lock().unwrap().clone()
+    }
+
+    /// How many values were recorded.
+    pub fn len(&self) -> usize {
+        self.items.lock().unwrap().len()
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<T: Clone> Default for Collected<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// An app running only the handlers of `module`, without signal handling or logging setup.
+pub fn app(module: &str) -> App {
+    App::new().module(module).signals(false).logging(false)
+}
+
+/// Runs `future`, failing the test if it takes longer than `secs` seconds.
+pub async fn within<F: Future>(secs: u64, future: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(secs), future)
+        .await
+        .expect("the test timed out")
+}
+
+/// Waits until `condition` holds (polling every 5 ms), failing after `secs` seconds.
+pub async fn until(secs: u64, mut condition: impl FnMut() -> bool) {
+    within(secs, async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+}

@@ -4,8 +4,8 @@ use std::any::Any;
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+use crate::shutdown::Shutdown;
 use futures::future::BoxFuture;
-use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::hub::{Hub, HubSlot};
@@ -72,8 +72,8 @@ impl<'a> BuildCx<'a> {
         self.info
     }
 
-    /// A token cancelled when the application starts shutting down.
-    pub fn shutdown_token(&self) -> CancellationToken {
+    /// The signal that the application is shutting down.
+    pub fn shutdown(&self) -> Shutdown {
         self.wiring.controls.shutdown.clone()
     }
 

@@ -178,8 +178,12 @@ where
 
 /// Runs an async handler that returns at most one output per item.
 #[doc(hidden)]
-pub fn drive_async<S, T, K, F, Fut>(cx: &mut BuildCx<'_>, source: S, mut sinks: Sinks<T, K>, mut step: F)
-where
+pub fn drive_async<S, T, K, F, Fut>(
+    cx: &mut BuildCx<'_>,
+    source: S,
+    mut sinks: Sinks<T, K>,
+    mut step: F,
+) where
     S: Stream + Send + 'static,
     S::Item: Send,
     T: Send + 'static,
@@ -210,8 +214,12 @@ where
 
 /// Runs an async generator-style handler: `step` gets each item and an [`Emitter`].
 #[doc(hidden)]
-pub fn drive_async_gen<S, T, K, F, Fut>(cx: &mut BuildCx<'_>, source: S, sinks: Sinks<T, K>, mut step: F)
-where
+pub fn drive_async_gen<S, T, K, F, Fut>(
+    cx: &mut BuildCx<'_>,
+    source: S,
+    sinks: Sinks<T, K>,
+    mut step: F,
+) where
     S: Stream + Send + 'static,
     S::Item: Send,
     T: Send + 'static,

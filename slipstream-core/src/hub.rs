@@ -4,11 +4,11 @@ use std::any::Any;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::shutdown::Shutdown;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::pause::{Gate, PauseHandle};
 
@@ -73,7 +73,7 @@ impl<T: Clone + Send + 'static> Hub<T> {
 /// The type-erased side of a hub the runtime starts.
 pub(crate) trait HubSlot: Send {
     fn as_any(&mut self) -> &mut dyn Any;
-    fn start(self: Box<Self>, shutdown: &CancellationToken) -> BoxFuture<'static, ()>;
+    fn start(self: Box<Self>, shutdown: &Shutdown) -> BoxFuture<'static, ()>;
 }
 
 impl<T: Clone + Send + 'static> HubSlot for Hub<T> {
@@ -81,28 +81,37 @@ impl<T: Clone + Send + 'static> HubSlot for Hub<T> {
         self
     }
 
-    fn start(self: Box<Self>, shutdown: &CancellationToken) -> BoxFuture<'static, ()> {
+    fn start(self: Box<Self>, shutdown: &Shutdown) -> BoxFuture<'static, ()> {
         let Hub {
             input,
             subscribers,
             pause,
         } = *self;
         match input {
-            HubInput::External(stream) => {
-                pump(Gate::new(stream, pause, Some(shutdown.clone())), subscribers).boxed()
-            }
+            HubInput::External(stream) => pump(
+                Gate::new(stream, pause, shutdown.clone(), true),
+                subscribers,
+            )
+            .boxed(),
             // Dropping `tx` here leaves the writers' handles as the only senders: the feed
             // ends when the last writer finishes.
             HubInput::Writers { tx, rx } => {
                 drop(tx);
-                pump(Gate::new(Feed { rx }, pause, None), subscribers).boxed()
+                pump(
+                    Gate::new(Feed { rx }, pause, shutdown.clone(), false),
+                    subscribers,
+                )
+                .boxed()
             }
         }
     }
 }
 
 /// Sends every item to every subscriber, in order, waiting for room in each (back-pressure).
-async fn pump<T: Clone + Send>(stream: impl Stream<Item = T> + Send, mut subs: Vec<mpsc::Sender<T>>) {
+async fn pump<T: Clone + Send>(
+    stream: impl Stream<Item = T> + Send,
+    mut subs: Vec<mpsc::Sender<T>>,
+) {
     let mut stream = std::pin::pin!(stream);
     while let Some(item) = stream.next().await {
         let Some((last, rest)) = subs.split_last() else {

@@ -12,27 +12,29 @@ mod pause;
 mod proxy;
 mod registry;
 mod runtime;
+mod shutdown;
 pub mod sink;
 pub mod source;
 
 pub use context::BuildCx;
 pub use error::{BoxError, Error, Result};
 pub use hub::Feed;
-pub use pause::{PauseHandle, Pausable};
+pub use pause::{Pausable, PauseHandle};
 pub use proxy::{Proxy, ProxySink};
 pub use registry::{HandlerInfo, OnError, handlers};
 pub use runtime::{App, AppHandle, on_shutdown, on_shutdown_async, run};
+pub use shutdown::Shutdown;
 pub use sink::{IntoSink, Print, Sink, SinkHandle, print};
 pub use source::{IntoSource, Shared, SourceHandle, SourceStream, Timer, timer};
 
 /// What `#[handle]` expands to refers to these; not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::context::BuildCx;
     pub use crate::handler::{
         Emitter, GenReturn, Outbox, drive_async, drive_async_gen, drive_sync, emit, handler_error,
         returning,
     };
-    pub use crate::context::BuildCx;
     pub use crate::registry::HandlerInfo;
     pub use crate::sink::Sinks;
     pub use crate::source::{boxed, merge, pipe, source};

@@ -7,7 +7,8 @@ use std::task::{Context, Poll};
 
 use futures::Stream;
 use futures::task::AtomicWaker;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::shutdown::{Shutdown, ShutdownPoller};
 
 /// A switch that pauses and resumes a running source.
 ///
@@ -107,39 +108,27 @@ impl<T: Pausable, F: FnOnce() -> T> Pausable for std::sync::LazyLock<T, F> {
 pub(crate) struct Gate<S> {
     inner: Pin<Box<S>>,
     pause: PauseHandle,
-    stop: Option<Stop>,
+    stop: ShutdownPoller,
+    /// External sources end at shutdown; internal feeds drain (a pause no longer holds them).
+    ends_on_shutdown: bool,
     done: bool,
 }
 
-struct Stop {
-    token: CancellationToken,
-    waiting: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
-}
-
-impl Stop {
-    /// Registers the waker for cancellation; returns true when already cancelled.
-    fn poll_cancelled(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.token.is_cancelled() {
-            return true;
-        }
-        let waiting = self
-            .waiting
-            .get_or_insert_with(|| Box::pin(self.token.clone().cancelled_owned()));
-        waiting.as_mut().poll(cx).is_ready()
-    }
-}
-
 impl<S> Gate<S> {
-    /// A gate; `stop` ends the stream when the token is cancelled (`None` for internal feeds,
-    /// which end when their writers finish).
-    pub(crate) fn new(inner: S, pause: PauseHandle, stop: Option<CancellationToken>) -> Self {
+    /// A gate. At shutdown the stream ends if `ends_on_shutdown` (sources
+    /// from outside the application); otherwise it keeps delivering, ignoring the pause, until
+    /// its writers finish (feeds between handlers, so that nothing in flight is lost).
+    pub(crate) fn new(
+        inner: S,
+        pause: PauseHandle,
+        shutdown: Shutdown,
+        ends_on_shutdown: bool,
+    ) -> Self {
         Gate {
             inner: Box::pin(inner),
             pause,
-            stop: stop.map(|token| Stop {
-                token,
-                waiting: None,
-            }),
+            stop: ShutdownPoller::new(shutdown),
+            ends_on_shutdown,
             done: false,
         }
     }
@@ -153,19 +142,17 @@ impl<S: Stream> Stream for Gate<S> {
         if this.done {
             return Poll::Ready(None);
         }
-        if let Some(stop) = &this.stop {
-            if stop.token.is_cancelled() {
-                this.done = true;
-                return Poll::Ready(None);
-            }
+        let stopping = this.stop.is_triggered();
+        if stopping && this.ends_on_shutdown {
+            this.done = true;
+            return Poll::Ready(None);
         }
-        if this.pause.inner.paused.load(Ordering::Acquire) {
+        if !stopping && this.pause.inner.paused.load(Ordering::Acquire) {
             this.pause.inner.waker.register(cx.waker());
-            if let Some(stop) = &mut this.stop {
-                if stop.poll_cancelled(cx) {
-                    this.done = true;
-                    return Poll::Ready(None);
-                }
+            if this.stop.poll_triggered(cx) {
+                // Shutdown while paused: end, or drain, on the next poll.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
             if this.pause.inner.paused.load(Ordering::Acquire) {
                 return Poll::Pending;
@@ -178,11 +165,9 @@ impl<S: Stream> Stream for Gate<S> {
             }
             Poll::Ready(item) => Poll::Ready(item),
             Poll::Pending => {
-                if let Some(stop) = &mut this.stop {
-                    if stop.poll_cancelled(cx) {
-                        this.done = true;
-                        return Poll::Ready(None);
-                    }
+                if this.ends_on_shutdown && this.stop.poll_triggered(cx) {
+                    this.done = true;
+                    return Poll::Ready(None);
                 }
                 Poll::Pending
             }

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use crate::context::BuildCx;
 use crate::error::{BoxError, Error};
 use crate::hub::{Feed, Hub};
-use crate::pause::{PauseHandle, Pausable};
+use crate::pause::{Pausable, PauseHandle};
 use crate::sink::{Sink, SinkHandle};
 use crate::source::{SourceHandle, SourceStream};
 
@@ -63,7 +63,9 @@ impl<T: Clone + Send + 'static> Default for Proxy<T> {
 
 impl<T> std::fmt::Debug for Proxy<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proxy").field("paused", &self.pause.is_paused()).finish()
+        f.debug_struct("Proxy")
+            .field("paused", &self.pause.is_paused())
+            .finish()
     }
 }
 

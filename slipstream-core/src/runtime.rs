@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::shutdown::Shutdown;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
 use crate::context::{BuildCx, Wiring};
 use crate::error::{Error, panic_message};
@@ -79,7 +79,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// What an [`AppHandle`] controls in a running application.
 pub(crate) struct Controls {
-    pub(crate) shutdown: CancellationToken,
+    pub(crate) shutdown: Shutdown,
     pauses: Mutex<HashMap<&'static str, PauseHandle>>,
 }
 
@@ -109,12 +109,12 @@ pub struct AppHandle {
 impl AppHandle {
     /// Starts a graceful shutdown, as Ctrl-C does: sources stop, in-flight items finish.
     pub fn shutdown(&self) {
-        self.controls.shutdown.cancel();
+        self.controls.shutdown.trigger();
     }
 
     /// Whether a shutdown has started.
     pub fn is_shutting_down(&self) -> bool {
-        self.controls.shutdown.is_cancelled()
+        self.controls.shutdown.is_triggered()
     }
 
     /// The pause switch of the input of the handler called `handler` (every source of that
@@ -189,7 +189,7 @@ impl App {
     pub fn new() -> Self {
         App {
             controls: Arc::new(Controls {
-                shutdown: CancellationToken::new(),
+                shutdown: Shutdown::new(),
                 pauses: Mutex::new(HashMap::new()),
             }),
             filter: Filter::All,
@@ -258,7 +258,9 @@ impl App {
         let all = handlers();
         match &self.filter {
             Filter::All => Ok(all),
-            Filter::Module(module) => Ok(all.into_iter().filter(|h| h.is_in_module(module)).collect()),
+            Filter::Module(module) => {
+                Ok(all.into_iter().filter(|h| h.is_in_module(module)).collect())
+            }
             Filter::Names(names) => names
                 .iter()
                 .map(|name| {
@@ -291,7 +293,7 @@ impl App {
         result
     }
 
-    async fn run_handlers(&self) -> Result<(), Error> {
+    async fn run_handlers(self) -> Result<(), Error> {
         let selected = self.selected()?;
         let shutdown = self.controls.shutdown.clone();
         let mut wiring = Wiring::new(Arc::clone(&self.controls), self.policy);
@@ -334,7 +336,7 @@ impl App {
             if let Err(error) = result {
                 if first_error.is_none() {
                     tracing::error!(%error, "stopping the application");
-                    shutdown.cancel();
+                    shutdown.trigger();
                     first_error = Some(error);
                 }
             }
@@ -349,13 +351,13 @@ impl App {
 }
 
 /// Waits for Ctrl-C or SIGTERM and starts a graceful shutdown; a second signal exits at once.
-async fn listen_for_signals(shutdown: CancellationToken) {
+async fn listen_for_signals(shutdown: Shutdown) {
     if wait_for_signal().await.is_err() {
         tracing::warn!("cannot listen for shutdown signals; stop the application another way");
         return;
     }
     tracing::info!("shutting down: finishing in-flight work (press Ctrl-C again to exit at once)");
-    shutdown.cancel();
+    shutdown.trigger();
     if wait_for_signal().await.is_ok() {
         tracing::warn!("second signal: exiting at once");
         std::process::exit(130);

@@ -256,7 +256,7 @@ pub struct Print;
 #[derive(Debug)]
 pub struct PrintSink<M>(PhantomData<fn() -> M>);
 
-impl<T: Display + Send + 'static> IntoSink<T, markers::PrintDisplay> for &'static Print {
+impl<T: Display + Send + 'static> IntoSink<T, markers::PrintDisplay> for Print {
     type Sink = PrintSink<markers::PrintDisplay>;
 
     fn into_sink(self, _cx: &mut BuildCx<'_>) -> Result<Self::Sink, Error> {
@@ -271,7 +271,7 @@ impl<T: Display + Send + 'static> Sink<T> for PrintSink<markers::PrintDisplay> {
     }
 }
 
-impl<A, B> IntoSink<(A, B), markers::PrintPair> for &'static Print
+impl<A, B> IntoSink<(A, B), markers::PrintPair> for Print
 where
     A: Display + Send + 'static,
     B: Display + Send + 'static,
@@ -412,7 +412,10 @@ impl<T, A, S> Sinks<T, Tee<A, S>> {
 
 impl<T, K: Chain<T>> Sinks<T, K> {
     /// Sends one output to every sink, in order.
-    pub(crate) fn send(&mut self, item: T) -> impl Future<Output = Result<(), BoxError>> + Send + '_ {
+    pub(crate) fn send(
+        &mut self,
+        item: T,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send + '_ {
         self.chain.send(item)
     }
 

@@ -12,7 +12,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use crate::context::BuildCx;
 use crate::error::Error;
 use crate::hub::{Feed, Hub};
-use crate::pause::{Gate, PauseHandle, Pausable};
+use crate::pause::{Gate, Pausable, PauseHandle};
 
 /// A source stream, and whether it comes from outside the application.
 ///
@@ -107,13 +107,19 @@ pub trait SourceHandle {
     type Item: Clone + Send + 'static;
 
     /// A new subscription for the handler being built.
-    fn subscribe(&'static self, cx: &mut BuildCx<'_>) -> Result<SourceStream<Feed<Self::Item>>, Error>;
+    fn subscribe(
+        &'static self,
+        cx: &mut BuildCx<'_>,
+    ) -> Result<SourceStream<Feed<Self::Item>>, Error>;
 }
 
 impl<H: SourceHandle, F: FnOnce() -> H> SourceHandle for std::sync::LazyLock<H, F> {
     type Item = H::Item;
 
-    fn subscribe(&'static self, cx: &mut BuildCx<'_>) -> Result<SourceStream<Feed<H::Item>>, Error> {
+    fn subscribe(
+        &'static self,
+        cx: &mut BuildCx<'_>,
+    ) -> Result<SourceStream<Feed<H::Item>>, Error> {
         std::sync::LazyLock::force(self).subscribe(cx)
     }
 }
@@ -169,7 +175,9 @@ impl<T: Clone + Send + 'static> Shared<T> {
 
 impl<T> std::fmt::Debug for Shared<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("paused", &self.pause.is_paused()).finish()
+        f.debug_struct("Shared")
+            .field("paused", &self.pause.is_paused())
+            .finish()
     }
 }
 
@@ -218,7 +226,10 @@ impl<T: Clone + Send + 'static> SourceHandle for Shared<T> {
 ///
 /// If `period` is zero.
 pub fn timer(period: Duration) -> Timer {
-    assert!(!period.is_zero(), "slipstream::timer: the period must be greater than zero");
+    assert!(
+        !period.is_zero(),
+        "slipstream::timer: the period must be greater than zero"
+    );
     Timer {
         period,
         interval: None,
@@ -255,8 +266,7 @@ pub fn source<M, I: IntoSource<M>>(
 ) -> Result<impl Stream<Item = I::Item> + Send + 'static, Error> {
     let SourceStream { stream, external } = input.into_source(cx)?;
     let pause = cx.wiring.controls.pause_handle(cx.info.name);
-    let stop = external.then(|| cx.shutdown_token());
-    Ok(Gate::new(stream, pause, stop))
+    Ok(Gate::new(stream, pause, cx.shutdown(), external))
 }
 
 /// Boxes one of several sources of a handler, for [`merge`].

@@ -73,7 +73,10 @@ impl Parse for Args {
                     }
                     let lit: LitStr = input.parse()?;
                     if lit.value().trim().is_empty() {
-                        return Err(syn::Error::new_spanned(lit, "a handler's name cannot be empty"));
+                        return Err(syn::Error::new_spanned(
+                            lit,
+                            "a handler's name cannot be empty",
+                        ));
                     }
                     name = Some(lit);
                 }
@@ -88,7 +91,9 @@ impl Parse for Args {
                         other => {
                             return Err(syn::Error::new_spanned(
                                 lit,
-                                format!("unknown error policy `{other}`; expected \"continue\" or \"stop\""),
+                                format!(
+                                    "unknown error policy `{other}`; expected \"continue\" or \"stop\""
+                                ),
                             ));
                         }
                     });

@@ -62,7 +62,9 @@ impl<'a> Rewrite<'a> {
         };
         let tokens: TokenStream = match &self.mode {
             Mode::Queue => quote!(__slipstream_out.push(#value)),
-            Mode::Send(krate) => quote!(#krate::__private::emit(&__slipstream_emitter, #value).await),
+            Mode::Send(krate) => {
+                quote!(#krate::__private::emit(&__slipstream_emitter, #value).await)
+            }
             Mode::Discard => quote!({ let _ = #value; }),
         };
         Some(syn::parse2(tokens).expect("the rewrite of emit! is an expression"))

@@ -8,6 +8,7 @@ use syn::{Expr, FnArg, GenericArgument, ItemFn, PathArguments, ReturnType, Type}
 
 use crate::args::{Args, Policy};
 use crate::emit::{Mode, Rewrite};
+use crate::text::text;
 
 /// What a handler returns, read from its signature.
 enum Output {
@@ -35,8 +36,7 @@ fn output_kind(ret: &ReturnType) -> Output {
                 PathArguments::AngleBracketed(args) => args.args.first(),
                 _ => None,
             };
-            let unit_arg =
-                matches!(first_arg, Some(GenericArgument::Type(Type::Tuple(t))) if t.elems.is_empty());
+            let unit_arg = matches!(first_arg, Some(GenericArgument::Type(Type::Tuple(t))) if t.elems.is_empty());
             match last.ident.to_string().as_str() {
                 "Option" if first_arg.is_some() => Output::Option,
                 "Result" if unit_arg => Output::UnitResult,
@@ -48,20 +48,27 @@ fn output_kind(ret: &ReturnType) -> Output {
     }
 }
 
-/// A `source`/`sink` expression: a bare path names a `static` (or a function), so it is taken
-/// by reference; anything else is taken by value.
-fn by_ref_if_path(expr: &Expr) -> TokenStream {
+/// A `source`/`sink` expression. A bare path in `SCREAMING_CASE` names a `static` shared
+/// handle (a proxy, a shared stream, a `LazyLock` of one), which cannot be moved out of, so it
+/// is taken by reference; anything else (a call, a closure, a function or unit struct named by
+/// its path, an explicit `&HANDLE`) is taken by value.
+fn by_ref_if_static(expr: &Expr) -> TokenStream {
     match expr {
-        Expr::Path(p) if p.qself.is_none() => quote_spanned!(expr.span()=> &#expr),
+        Expr::Path(p) if p.qself.is_none() && is_static_name(&p.path) => {
+            quote_spanned!(expr.span()=> &#expr)
+        }
         _ => quote!(#expr),
     }
 }
 
-/// The text of an expression, as written.
-fn text(expr: &Expr) -> String {
-    expr.span()
-        .source_text()
-        .unwrap_or_else(|| quote!(#expr).to_string())
+fn is_static_name(path: &syn::Path) -> bool {
+    let name = path
+        .segments
+        .last()
+        .expect("a path has a segment")
+        .ident
+        .to_string();
+    name.chars().any(|c| c.is_ascii_uppercase()) && !name.chars().any(|c| c.is_lowercase())
 }
 
 pub fn handle(args: Args, mut item: ItemFn) -> syn::Result<TokenStream> {
@@ -84,14 +91,20 @@ pub fn handle(args: Args, mut item: ItemFn) -> syn::Result<TokenStream> {
         ));
     }
     if let Some(variadic) = &sig.variadic {
-        return Err(syn::Error::new_spanned(variadic, "a handler cannot be variadic"));
+        return Err(syn::Error::new_spanned(
+            variadic,
+            "a handler cannot be variadic",
+        ));
     }
     let param = match sig.inputs.len() {
         0 => None,
         1 => match &sig.inputs[0] {
             FnArg::Typed(param) => Some(param.clone()),
             FnArg::Receiver(r) => {
-                return Err(syn::Error::new_spanned(r, "`#[handle]` goes on a free function, not a method"));
+                return Err(syn::Error::new_spanned(
+                    r,
+                    "`#[handle]` goes on a free function, not a method",
+                ));
             }
         },
         _ => {
@@ -104,7 +117,11 @@ pub fn handle(args: Args, mut item: ItemFn) -> syn::Result<TokenStream> {
     let is_async = sig.asyncness.is_some();
 
     // Rewrite `emit!` in the body; a body that uses it is generator style.
-    let mut rewrite = Rewrite::new(if is_async { Mode::Send(&krate) } else { Mode::Queue });
+    let mut rewrite = Rewrite::new(if is_async {
+        Mode::Send(&krate)
+    } else {
+        Mode::Queue
+    });
     let mut body = item.block.clone();
     rewrite.visit_block_mut(&mut body);
     if let Some(error) = rewrite.errors.into_iter().reduce(|mut a, b| {
@@ -135,11 +152,11 @@ pub fn handle(args: Args, mut item: ItemFn) -> syn::Result<TokenStream> {
     // The sources, merged when there are several, then the pipes.
     let cx = format_ident!("__slipstream_cx");
     let source = if let [single] = args.sources.as_slice() {
-        let single = by_ref_if_path(single);
+        let single = by_ref_if_static(single);
         quote!(#krate::__private::source(#cx, #single)?)
     } else {
         let each = args.sources.iter().map(|s| {
-            let s = by_ref_if_path(s);
+            let s = by_ref_if_static(s);
             quote!(#krate::__private::boxed(#krate::__private::source(#cx, #s)?))
         });
         quote!(#krate::__private::merge(::std::vec![#(#each),*]))
@@ -148,7 +165,7 @@ pub fn handle(args: Args, mut item: ItemFn) -> syn::Result<TokenStream> {
         quote_spanned!(stage.span()=> let __slipstream_source = #krate::__private::pipe(__slipstream_source, #stage);)
     });
     let sinks = args.sinks.iter().map(|sink| {
-        let value = by_ref_if_path(sink);
+        let value = by_ref_if_static(sink);
         quote_spanned!(sink.span()=> .add(#cx, #value)?)
     });
 
@@ -184,7 +201,9 @@ pub fn handle(args: Args, mut item: ItemFn) -> syn::Result<TokenStream> {
         }
     } else if is_async {
         let result = match output {
-            Output::Unit => quote! { #call.await; ::core::result::Result::Ok(::core::option::Option::None::<()>) },
+            Output::Unit => {
+                quote! { #call.await; ::core::result::Result::Ok(::core::option::Option::None::<()>) }
+            }
             Output::UnitResult => quote! {
                 match #call.await {
                     ::core::result::Result::Ok(()) => ::core::result::Result::Ok(::core::option::Option::None::<()>),
@@ -198,7 +217,9 @@ pub fn handle(args: Args, mut item: ItemFn) -> syn::Result<TokenStream> {
                     ::core::result::Result::Err(e) => ::core::result::Result::Err(#krate::__private::handler_error(e)),
                 }
             },
-            Output::Value => quote! { ::core::result::Result::Ok(::core::option::Option::Some(#call.await)) },
+            Output::Value => {
+                quote! { ::core::result::Result::Ok(::core::option::Option::Some(#call.await)) }
+            }
         };
         quote!(move |__slipstream_in| async move { #result })
     } else {
@@ -301,7 +322,7 @@ pub fn handle(args: Args, mut item: ItemFn) -> syn::Result<TokenStream> {
 /// one mistake gives one error.
 pub fn fallback(mut item: ItemFn) -> TokenStream {
     Rewrite::new(Mode::Discard).visit_block_mut(&mut item.block);
-    item.attrs.push(syn::parse_quote!(#[allow(dead_code, unused)]));
+    item.attrs
+        .push(syn::parse_quote!(#[allow(dead_code, unused)]));
     quote!(#item)
 }
-

@@ -4,6 +4,7 @@
 mod args;
 mod emit;
 mod expand;
+mod text;
 
 use proc_macro::TokenStream;
 

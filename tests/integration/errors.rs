@@ -1,0 +1,218 @@
+//! Error and panic policy.
+
+use std::time::Duration;
+
+use futures::stream;
+use slipstream::prelude::*;
+use slipstream::{Error, OnError};
+use slipstream_tests::{Collected, app, within};
+
+mod continue_by_default {
+    use super::*;
+    pub static OUT: Collected<String> = Collected::new();
+
+    #[handle(source = stream::iter(0..5u32), sink = [|s: String| OUT.push(s)])]
+    fn sync_panics(n: u32) -> String {
+        assert_ne!(n, 1, "sync panic on 1");
+        format!("sync {n}")
+    }
+
+    #[handle(source = stream::iter(0..5u32), sink = [|s: String| OUT.push(s)])]
+    async fn async_panics(n: u32) -> Result<String, String> {
+        if n == 2 {
+            panic!("async panic on 2");
+        }
+        if n == 3 {
+            return Err("async error on 3".into());
+        }
+        Ok(format!("async {n}"))
+    }
+
+    #[handle(source = stream::iter(0..3u32), sink = [|s: String| OUT.push(s)])]
+    async fn generator_panics(n: u32) {
+        emit!(format!("gen {n}"));
+        if n == 1 {
+            panic!("generator panic on 1");
+        }
+    }
+
+    fn picky(s: String) -> Result<(), String> {
+        if s == "sinked 1" {
+            Err("sink error on 1".into())
+        } else {
+            OUT.push(s);
+            Ok(())
+        }
+    }
+
+    #[handle(source = stream::iter(0..3u32), sink = [picky])]
+    fn sinked(n: u32) -> String {
+        format!("sinked {n}")
+    }
+
+    #[tokio::test]
+    async fn failures_are_skipped_and_processing_continues() {
+        within(10, app(module_path!()).run()).await.unwrap();
+        let out = OUT.get();
+        let of = |prefix: &str| {
+            out.iter()
+                .filter(|s| s.starts_with(prefix))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(of("sync"), ["sync 0", "sync 2", "sync 3", "sync 4"]);
+        assert_eq!(of("async"), ["async 0", "async 1", "async 4"]);
+        assert_eq!(of("gen"), ["gen 0", "gen 1", "gen 2"]);
+        assert_eq!(of("sinked"), ["sinked 0", "sinked 2"]);
+    }
+}
+
+mod stop_policy {
+    use super::*;
+    pub static OUT: Collected<u32> = Collected::new();
+    pub static TICKS: Collected<()> = Collected::new();
+
+    #[handle(source = stream::iter(0..10u32), sink = [|n: u32| OUT.push(n)], on_error = "stop")]
+    fn strict(n: u32) -> Result<u32, String> {
+        if n == 3 {
+            Err(format!("{n} is not allowed"))
+        } else {
+            Ok(n)
+        }
+    }
+
+    /// An endless sibling: the stop must end it too.
+    #[handle(source = timer(Duration::from_millis(5)), sink = [|_: ()| TICKS.push(())])]
+    fn ticking() {}
+
+    #[tokio::test]
+    async fn the_first_error_stops_the_app_and_is_returned() {
+        let err = within(10, app(module_path!()).run()).await.unwrap_err();
+        match &err {
+            Error::Handler { handler, source } => {
+                assert_eq!(handler, "strict");
+                assert_eq!(source.to_string(), "3 is not allowed");
+            }
+            other => panic!("unexpected error {other:?}"),
+        }
+        assert_eq!(err.to_string(), "handler `strict` failed: 3 is not allowed");
+        assert_eq!(OUT.get(), [0, 1, 2]);
+        let _: anyhow::Error = err.into();
+    }
+}
+
+mod app_policy {
+    use super::*;
+    pub static OUT: Collected<u32> = Collected::new();
+
+    #[handle(source = stream::iter(0..4u32), sink = [|n: u32| OUT.push(n)])]
+    async fn panicky(n: u32) -> u32 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if n == 2 {
+            panic!("boom at {n}");
+        }
+        n
+    }
+
+    #[handle(source = stream::iter(100..104u32), sink = [|n: u32| OUT.push(n)], on_error = "continue")]
+    fn lenient(n: u32) -> Result<u32, String> {
+        if n == 101 {
+            Err("lenient error".into())
+        } else {
+            Ok(n)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_app_default_applies_unless_a_handler_sets_its_own() {
+        let err = within(10, app(module_path!()).on_error(OnError::Stop).run())
+            .await
+            .unwrap_err();
+        match err {
+            Error::Panic { handler, message } => {
+                assert_eq!(handler, "panicky");
+                assert_eq!(message, "boom at 2");
+            }
+            other => panic!("unexpected error {other:?}"),
+        }
+        let out = OUT.get();
+        assert_eq!(
+            out.iter()
+                .filter(|n| **n < 100)
+                .copied()
+                .collect::<Vec<_>>(),
+            [0, 1]
+        );
+        // `lenient` continued past its error (it finished long before the panic).
+        assert_eq!(
+            out.iter()
+                .filter(|n| **n >= 100)
+                .copied()
+                .collect::<Vec<_>>(),
+            [100, 102, 103]
+        );
+    }
+}
+
+mod sink_stop {
+    use super::*;
+
+    async fn failing(_: u32) -> Result<(), std::io::Error> {
+        Err(std::io::Error::other("disk full"))
+    }
+
+    #[handle(source = stream::iter(0..3u32), sink = [failing], on_error = "stop")]
+    fn writes(n: u32) -> u32 {
+        n
+    }
+
+    #[tokio::test]
+    async fn a_failing_sink_follows_the_policy() {
+        let err = within(10, app(module_path!()).run()).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a sink of handler `writes` failed: disk full"
+        );
+    }
+}
+
+mod logging {
+    use super::*;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[handle(source = stream::iter(["x"]))]
+    fn logged_failure(word: &'static str) -> Result<(), String> {
+        Err(format!("cannot handle {word}"))
+    }
+
+    // Single-threaded, so the handler's task runs where the subscriber is installed.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_failure_is_logged_with_the_handlers_name() {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        within(10, app(module_path!()).run()).await.unwrap();
+        let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert!(logs.contains("ERROR"), "{logs}");
+        assert!(logs.contains("handler=\"logged_failure\""), "{logs}");
+        assert!(logs.contains("cannot handle x"), "{logs}");
+    }
+}

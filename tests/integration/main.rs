@@ -1,0 +1,11 @@
+//! Integration tests of the runtime: each module declares its own handlers and runs only them
+//! (`App::module(module_path!())`), so the tests of one binary do not see each other's.
+
+mod errors;
+mod pause;
+mod pipes;
+mod proxy;
+mod registry;
+mod shapes;
+mod shutdown;
+mod sources;

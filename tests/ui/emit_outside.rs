@@ -1,0 +1,3 @@
+fn main() {
+    slipstream::emit!(1);
+}

@@ -1,0 +1,10 @@
+use futures::stream;
+use slipstream::prelude::*;
+
+#[handle(source = stream::iter([1u8]), sink = [print])]
+fn handler(n: u8) -> String {
+    emit!(n);
+    String::new()
+}
+
+fn main() {}

@@ -1,0 +1,13 @@
+use futures::stream;
+use slipstream::prelude::*;
+
+struct Point {
+    x: i32,
+}
+
+#[handle(source = stream::iter([1i32]), sink = [print])]
+fn point(x: i32) -> Point {
+    Point { x }
+}
+
+fn main() {}

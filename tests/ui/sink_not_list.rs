@@ -1,0 +1,9 @@
+use futures::stream;
+use slipstream::prelude::*;
+
+#[handle(source = stream::iter([1u8]), sink = print)]
+fn handler(n: u8) -> u8 {
+    n
+}
+
+fn main() {}
