@@ -56,6 +56,26 @@ pub async fn emit<T, K: Chain<T>>(emitter: &Emitter<T, K>, item: T) {
     }
 }
 
+/// Cooperative scheduling for sources that are always ready (an iterator, a busy channel):
+/// every few items the loop spends a unit of tokio's task budget, so a handler never hogs its
+/// worker thread and a shutdown signal is always seen. Spending it on every item would cost more
+/// than the rest of the loop.
+#[derive(Default)]
+struct Budget(u8);
+
+impl Budget {
+    const EVERY: u8 = 32;
+
+    #[inline]
+    async fn spend(&mut self) {
+        self.0 += 1;
+        if self.0 == Self::EVERY {
+            self.0 = 0;
+            tokio::task::consume_budget().await;
+        }
+    }
+}
+
 /// Why one item failed.
 enum Failure {
     Handler(BoxError),
@@ -165,12 +185,13 @@ where
     let runner = Runner::new(cx);
     cx.add_task(Box::pin(async move {
         let mut source = std::pin::pin!(source);
+        let mut budget = Budget::default();
         let mut out = Outbox::new();
         while let Some(item) = source.next().await {
             let outcome = caught(catch_unwind(AssertUnwindSafe(|| step(item, &mut out))));
             let delivery = deliver(&mut sinks, &mut out).await;
             runner.settle(outcome, delivery)?;
-            tokio::task::consume_budget().await;
+            budget.spend().await;
         }
         runner.finish(&mut sinks).await
     }));
@@ -194,6 +215,7 @@ pub fn drive_async<S, T, K, F, Fut>(
     let runner = Runner::new(cx);
     cx.add_task(Box::pin(async move {
         let mut source = std::pin::pin!(source);
+        let mut budget = Budget::default();
         let mut out = Outbox::new();
         while let Some(item) = source.next().await {
             let result = AssertUnwindSafe(step(item)).catch_unwind().await;
@@ -206,7 +228,7 @@ pub fn drive_async<S, T, K, F, Fut>(
             }));
             let delivery = deliver(&mut sinks, &mut out).await;
             runner.settle(outcome, delivery)?;
-            tokio::task::consume_budget().await;
+            budget.spend().await;
         }
         runner.finish(&mut sinks).await
     }));
@@ -234,6 +256,7 @@ pub fn drive_async_gen<S, T, K, F, Fut>(
     }));
     cx.add_task(Box::pin(async move {
         let mut source = std::pin::pin!(source);
+        let mut budget = Budget::default();
         while let Some(item) = source.next().await {
             let emitter = Emitter {
                 state: Arc::clone(&state),
@@ -241,7 +264,7 @@ pub fn drive_async_gen<S, T, K, F, Fut>(
             let outcome = caught(AssertUnwindSafe(step(item, emitter)).catch_unwind().await);
             let delivery = state.lock().await.failure.take().map(Failure::Sink);
             runner.settle(outcome, delivery)?;
-            tokio::task::consume_budget().await;
+            budget.spend().await;
         }
         let mut state = state.lock().await;
         runner.finish(&mut state.sinks).await

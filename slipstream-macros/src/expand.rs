@@ -24,28 +24,47 @@ enum Output {
     Value,
 }
 
-fn output_kind(ret: &ReturnType) -> Output {
+/// The kind of output and, when the signature names it, the type of each value sent.
+fn output_kind(ret: &ReturnType) -> (Output, Option<Type>) {
     let ReturnType::Type(_, ty) = ret else {
-        return Output::Unit;
+        return (Output::Unit, None);
     };
+    let named = |ty: &Type| (!contains_impl_trait(ty)).then(|| ty.clone());
     match &**ty {
-        Type::Tuple(t) if t.elems.is_empty() => Output::Unit,
+        Type::Tuple(t) if t.elems.is_empty() => (Output::Unit, None),
         Type::Path(p) if p.qself.is_none() => {
             let last = p.path.segments.last().expect("a path has a segment");
             let first_arg = match &last.arguments {
                 PathArguments::AngleBracketed(args) => args.args.first(),
                 _ => None,
             };
-            let unit_arg = matches!(first_arg, Some(GenericArgument::Type(Type::Tuple(t))) if t.elems.is_empty());
-            match last.ident.to_string().as_str() {
-                "Option" if first_arg.is_some() => Output::Option,
-                "Result" if unit_arg => Output::UnitResult,
-                "Result" if first_arg.is_some() => Output::Result,
-                _ => Output::Value,
+            let first_ty = match first_arg {
+                Some(GenericArgument::Type(ty)) => Some(ty),
+                _ => None,
+            };
+            let unit_arg = matches!(first_ty, Some(Type::Tuple(t)) if t.elems.is_empty());
+            match (last.ident.to_string().as_str(), first_ty) {
+                ("Option", Some(inner)) => (Output::Option, named(inner)),
+                ("Result", Some(_)) if unit_arg => (Output::UnitResult, None),
+                ("Result", Some(inner)) => (Output::Result, named(inner)),
+                _ => (Output::Value, named(ty)),
             }
         }
-        _ => Output::Value,
+        other => (Output::Value, named(other)),
     }
+}
+
+/// Whether a type mentions `impl Trait` (which cannot be named where the output type goes).
+fn contains_impl_trait(ty: &Type) -> bool {
+    struct Finder(bool);
+    impl<'ast> syn::visit::Visit<'ast> for Finder {
+        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {
+            self.0 = true;
+        }
+    }
+    let mut finder = Finder(false);
+    syn::visit::Visit::visit_type(&mut finder, ty);
+    finder.0
 }
 
 /// A `source`/`sink` expression. A bare path in `SCREAMING_CASE` names a `static` shared
@@ -131,7 +150,7 @@ pub fn handle(args: Args, mut item: ItemFn) -> syn::Result<TokenStream> {
         return Err(error);
     }
     let generator = rewrite.count > 0;
-    let output = output_kind(&sig.output);
+    let (output, output_ty) = output_kind(&sig.output);
     if generator && !matches!(output, Output::Unit | Output::UnitResult) {
         return Err(syn::Error::new_spanned(
             &sig.output,
@@ -152,12 +171,12 @@ pub fn handle(args: Args, mut item: ItemFn) -> syn::Result<TokenStream> {
     // The sources, merged when there are several, then the pipes.
     let cx = format_ident!("__slipstream_cx");
     let source = if let [single] = args.sources.as_slice() {
-        let single = by_ref_if_static(single);
-        quote!(#krate::__private::source(#cx, #single)?)
+        let value = by_ref_if_static(single);
+        quote_spanned!(single.span()=> #krate::__private::source(#cx, #value)?)
     } else {
         let each = args.sources.iter().map(|s| {
-            let s = by_ref_if_static(s);
-            quote!(#krate::__private::boxed(#krate::__private::source(#cx, #s)?))
+            let value = by_ref_if_static(s);
+            quote_spanned!(s.span()=> #krate::__private::boxed(#krate::__private::source(#cx, #value)?))
         });
         quote!(#krate::__private::merge(::std::vec![#(#each),*]))
     };
@@ -168,6 +187,15 @@ pub fn handle(args: Args, mut item: ItemFn) -> syn::Result<TokenStream> {
         let value = by_ref_if_static(sink);
         quote_spanned!(sink.span()=> .add(#cx, #value)?)
     });
+
+    // The type of the values sent, when the signature says it: sinks are checked against it
+    // (so a mismatch is reported on the sink), and a handler without outputs sends `()`.
+    let out_ty = match (&output, &output_ty) {
+        _ if generator => quote!(_),
+        (Output::Unit | Output::UnitResult, _) => quote!(()),
+        (_, Some(ty)) => quote!(#ty),
+        (_, None) => quote!(_),
+    };
 
     // The step: what the runtime calls for each item.
     let input = match &param {
@@ -223,48 +251,32 @@ pub fn handle(args: Args, mut item: ItemFn) -> syn::Result<TokenStream> {
         };
         quote!(move |__slipstream_in| async move { #result })
     } else {
-        let (out_ty, result) = match output {
-            Output::Unit => (quote!(()), quote! { #call; ::core::result::Result::Ok(()) }),
-            Output::UnitResult => (
-                quote!(()),
-                quote! { #call.map_err(#krate::__private::handler_error) },
-            ),
-            Output::Option => (
-                quote!(_),
-                quote! {
-                    if let ::core::option::Option::Some(v) = #call {
+        let result = match output {
+            Output::Unit => quote! { #call; ::core::result::Result::Ok(()) },
+            Output::UnitResult => quote! { #call.map_err(#krate::__private::handler_error) },
+            Output::Option => quote! {
+                if let ::core::option::Option::Some(v) = #call {
+                    __slipstream_out.push(v);
+                }
+                ::core::result::Result::Ok(())
+            },
+            Output::Result => quote! {
+                match #call {
+                    ::core::result::Result::Ok(v) => {
                         __slipstream_out.push(v);
+                        ::core::result::Result::Ok(())
                     }
-                    ::core::result::Result::Ok(())
-                },
-            ),
-            Output::Result => (
-                quote!(_),
-                quote! {
-                    match #call {
-                        ::core::result::Result::Ok(v) => {
-                            __slipstream_out.push(v);
-                            ::core::result::Result::Ok(())
-                        }
-                        ::core::result::Result::Err(e) => ::core::result::Result::Err(#krate::__private::handler_error(e)),
-                    }
-                },
-            ),
-            Output::Value => (
-                quote!(_),
-                quote! { __slipstream_out.push(#call); ::core::result::Result::Ok(()) },
-            ),
+                    ::core::result::Result::Err(e) => ::core::result::Result::Err(#krate::__private::handler_error(e)),
+                }
+            },
+            Output::Value => {
+                quote! { __slipstream_out.push(#call); ::core::result::Result::Ok(()) }
+            }
         };
         quote! {
-            move |__slipstream_in, __slipstream_out: &mut #krate::__private::Outbox<#out_ty>|
+            move |__slipstream_in, __slipstream_out: &mut #krate::__private::Outbox<_>|
                 -> ::core::result::Result<(), #krate::BoxError> { #result }
         }
-    };
-    // A handler without outputs sends `()`; pin that down for the sinks and the runtime.
-    let out_ty = if generator || !matches!(output, Output::Unit | Output::UnitResult) {
-        quote!(_)
-    } else {
-        quote!(())
     };
     let drive = match (is_async, generator) {
         (false, _) => quote!(drive_sync),

@@ -82,6 +82,29 @@ mod drain {
     }
 }
 
+mod busy_source {
+    use super::*;
+    pub static SEEN: AtomicUsize = AtomicUsize::new(0);
+
+    #[handle(source = futures::stream::iter(0u64..))]
+    fn spin(_: u64) {
+        SEEN.fetch_add(1, Ordering::Relaxed);
+    }
+
+    // One thread: the handler's endless, always-ready source must still let the shutdown in.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_always_ready_source_does_not_starve_the_runtime() {
+        let app = app(module_path!());
+        let handle = app.handle();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            handle.shutdown();
+        });
+        within(10, app.run()).await.unwrap();
+        assert!(SEEN.load(Ordering::Relaxed) > 0);
+    }
+}
+
 /// The app a child process runs for the signal tests (see `run_child`).
 mod child {
     use super::*;

@@ -1,7 +1,6 @@
-use futures::stream;
 use slipstream::prelude::*;
 
-#[handle(source = stream::iter([1u8]), on_error = "retry")]
+#[handle(source = futures::stream::iter([1u8]), on_error = "retry")]
 fn handler(n: u8) {
     let _ = n;
 }

@@ -1,7 +1,6 @@
-use futures::stream;
 use slipstream::prelude::*;
 
-#[handle(source = stream::iter([1u8]), sink = [print])]
+#[handle(source = futures::stream::iter([1u8]), sink = [print])]
 fn handler(n: u8) -> String {
     emit!(n);
     String::new()

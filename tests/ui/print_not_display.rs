@@ -1,11 +1,10 @@
-use futures::stream;
 use slipstream::prelude::*;
 
 struct Point {
     x: i32,
 }
 
-#[handle(source = stream::iter([1i32]), sink = [print])]
+#[handle(source = futures::stream::iter([1i32]), sink = [print])]
 fn point(x: i32) -> Point {
     Point { x }
 }

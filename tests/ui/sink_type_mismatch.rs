@@ -1,7 +1,6 @@
-use futures::stream;
 use slipstream::prelude::*;
 
-#[handle(source = stream::iter([1u64]), sink = [|s: String| println!("{s}")])]
+#[handle(source = futures::stream::iter([1u64]), sink = [|s: String| println!("{s}")])]
 fn number(n: u64) -> u64 {
     n
 }

@@ -1,0 +1,67 @@
+//! The path source → plain handler → sink makes no heap allocation per message (its own test
+//! binary: it installs a counting global allocator).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures::stream;
+use slipstream::prelude::*;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const N: u64 = 100_000;
+static SUM: AtomicUsize = AtomicUsize::new(0);
+
+fn add(n: u64) {
+    SUM.fetch_add(n as usize, Ordering::Relaxed);
+}
+
+#[handle(source = stream::iter(0..N), sink = [add])]
+fn sync_plain(n: u64) -> Option<u64> {
+    (n % 2 == 0).then_some(n)
+}
+
+#[handle(source = stream::iter(0..N), sink = [add])]
+async fn async_plain(n: u64) -> u64 {
+    n
+}
+
+#[handle(source = stream::iter(0..N), sink = [add])]
+fn generator(n: u64) {
+    emit!(n);
+    emit!(n);
+}
+
+#[tokio::test]
+async fn no_allocation_per_message() {
+    for handler in ["sync_plain", "async_plain", "generator"] {
+        let app = slipstream::App::new()
+            .handlers([handler])
+            .signals(false)
+            .logging(false);
+        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        app.run().await.unwrap();
+        let allocated = ALLOCATIONS.load(Ordering::SeqCst) - before;
+        assert!(
+            allocated < 100,
+            "{handler}: {allocated} allocations for {N} messages"
+        );
+    }
+    assert!(SUM.load(Ordering::SeqCst) > 0);
+}
