@@ -20,7 +20,7 @@ fn evens(n: u64) {
     if n == 0 {
         emit!(format!("zero: {n}"));
     }
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         emit!(format!("even: {n}"));
     }
 }

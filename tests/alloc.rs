@@ -34,7 +34,7 @@ fn add(n: u64) {
 
 #[handle(source = stream::iter(0..N), sink = [add])]
 fn sync_plain(n: u64) -> Option<u64> {
-    (n % 2 == 0).then_some(n)
+    n.is_multiple_of(2).then_some(n)
 }
 
 #[handle(source = stream::iter(0..N), sink = [add])]

@@ -49,10 +49,10 @@ struct EmitState<T, K> {
 #[doc(hidden)]
 pub async fn emit<T, K: Chain<T>>(emitter: &Emitter<T, K>, item: T) {
     let mut state = emitter.state.lock().await;
-    if state.failure.is_none() {
-        if let Err(error) = state.sinks.send(item).await {
-            state.failure = Some(error);
-        }
+    if state.failure.is_none()
+        && let Err(error) = state.sinks.send(item).await
+    {
+        state.failure = Some(error);
     }
 }
 

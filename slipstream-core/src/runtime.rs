@@ -333,12 +333,12 @@ impl App {
                     },
                 }),
             };
-            if let Err(error) = result {
-                if first_error.is_none() {
-                    tracing::error!(%error, "stopping the application");
-                    shutdown.trigger();
-                    first_error = Some(error);
-                }
+            if let Err(error) = result
+                && first_error.is_none()
+            {
+                tracing::error!(%error, "stopping the application");
+                shutdown.trigger();
+                first_error = Some(error);
             }
         }
         while pumps.join_next().await.is_some() {}

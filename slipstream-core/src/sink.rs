@@ -384,6 +384,7 @@ impl<T> Default for Sinks<T, NoSink> {
 
 impl<T, S> Sinks<T, Last<S>> {
     /// Adds a second sink.
+    #[allow(clippy::type_complexity)]
     pub fn add<I: IntoSink<T, M>, M>(
         self,
         cx: &mut BuildCx<'_>,
@@ -398,6 +399,7 @@ impl<T, S> Sinks<T, Last<S>> {
 
 impl<T, A, S> Sinks<T, Tee<A, S>> {
     /// Adds one more sink.
+    #[allow(clippy::type_complexity)]
     pub fn add<I: IntoSink<T, M>, M>(
         self,
         cx: &mut BuildCx<'_>,

@@ -34,7 +34,7 @@ impl<'a> Rewrite<'a> {
     }
 
     fn replacement(&mut self, mac: &Macro) -> Option<Expr> {
-        if !mac.path.segments.last().is_some_and(|s| s.ident == "emit") {
+        if mac.path.segments.last().is_none_or(|s| s.ident != "emit") {
             return None;
         }
         self.count += 1;
@@ -73,21 +73,21 @@ impl<'a> Rewrite<'a> {
 
 impl VisitMut for Rewrite<'_> {
     fn visit_expr_mut(&mut self, expr: &mut Expr) {
-        if let Expr::Macro(mac) = expr {
-            if let Some(replacement) = self.replacement(&mac.mac) {
-                *expr = replacement;
-                return;
-            }
+        if let Expr::Macro(mac) = expr
+            && let Some(replacement) = self.replacement(&mac.mac)
+        {
+            *expr = replacement;
+            return;
         }
         visit_mut::visit_expr_mut(self, expr);
     }
 
     fn visit_stmt_mut(&mut self, stmt: &mut Stmt) {
-        if let Stmt::Macro(mac) = stmt {
-            if let Some(replacement) = self.replacement(&mac.mac) {
-                *stmt = Stmt::Expr(replacement, Some(mac.semi_token.unwrap_or_default()));
-                return;
-            }
+        if let Stmt::Macro(mac) = stmt
+            && let Some(replacement) = self.replacement(&mac.mac)
+        {
+            *stmt = Stmt::Expr(replacement, Some(mac.semi_token.unwrap_or_default()));
+            return;
         }
         visit_mut::visit_stmt_mut(self, stmt);
     }

@@ -84,7 +84,7 @@ pub use slipstream_core::*;
 ///
 /// #[handle(source = stream::iter(0..5u64), sink = [print])]
 /// fn evens(n: u64) {
-///     if n % 2 == 0 {
+///     if n.is_multiple_of(2) {
 ///         emit!(format!("even: {n}"));
 ///     }
 /// }

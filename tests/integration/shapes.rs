@@ -111,10 +111,11 @@ mod sync_generator {
         if n == 0 {
             emit!(format!("zero: {n}"));
         }
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             emit!(format!("even: {n}"));
         }
         match n {
+            1 => emit!("one".to_string()),
             5 => {
                 for i in 0..3 {
                     emit!(format!("five.{i}"));
@@ -185,7 +186,9 @@ mod async_shapes {
 
     #[handle(source = stream::iter(10..14u64), sink = [|s: String| OUT.push(s)])]
     async fn option(n: u64) -> Option<String> {
-        slow(n % 2 == 0).await.then(|| format!("option {n}"))
+        slow(n.is_multiple_of(2))
+            .await
+            .then(|| format!("option {n}"))
     }
 
     #[handle(source = stream::iter(20..23u64), sink = [|s: String| OUT.push(s)])]

@@ -60,7 +60,7 @@ mod fan_out {
 
     #[handle(source = NUMBERS, sink = [|n: u64| SQUARED.push(n)])]
     async fn square(n: u64) -> u64 {
-        if n % 100 == 0 {
+        if n.is_multiple_of(100) {
             // A slow sibling: the other handlers wait for it (bounded buffers) but lose nothing.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
