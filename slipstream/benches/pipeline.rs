@@ -45,7 +45,7 @@ fn numbers() -> impl Stream<Item = u64> {
 /// The work: drop multiples of 3, double the rest.
 #[inline]
 fn filter_map(n: u64) -> Option<u64> {
-    (n % 3 != 0).then_some(n * 2)
+    (!n.is_multiple_of(3)).then_some(n * 2)
 }
 
 fn count(n: u64) {
