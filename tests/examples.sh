@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs every finite example and compares its standard output with the output its header
+# documents; runs `timer` for a few seconds and checks its lines and its graceful Ctrl-C exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build -q --examples
+dir="${CARGO_TARGET_DIR:-target}/debug/examples"
+failed=0
+
+expect() { # name, expected output
+  local name=$1 expected=$2 actual
+  actual=$("$dir/$name" 2>/dev/null) || { echo "example $name: exit status $?"; failed=1; return; }
+  if [ "$actual" == "$expected" ]; then
+    echo "example $name: ok"
+  else
+    echo "example $name: unexpected output"; diff <(echo "$expected") <(echo "$actual") || true
+    failed=1
+  fi
+}
+
+expect hello $'Hello 🏆!\nHello 📞!\nHello 🐟!\nHello 👌!'
+expect yield $'zero: 0\neven: 0\neven: 2\neven: 4'
+expect pipe $'1 -> 3 (+2)\n3 -> 6 (+3)\n6 -> 10 (+4)\n10 -> 15 (+5)'
+expect proxy $'Proxied 🏆!\nProxied 📞!\nProxied 🐟!\nProxied 👌!'
+expect async-handler $'looked up 1: one\nstored: one\nlooked up 2: two\nstored: two\nlooked up 3: three\nstored: three'
+expect errors $'parsed 1\nparsed 3\nchecked 1\nrun() returned: handler `checked` failed: 7 is too large'
+
+# timer: one HH:MM:SS line a second until Ctrl-C, then a clean exit.
+out=$(mktemp)
+"$dir/timer" >"$out" 2>/dev/null &
+pid=$!
+sleep 3.5
+kill -INT "$pid"
+if wait "$pid"; then
+  lines=$(wc -l <"$out")
+  if [ "$lines" -ge 3 ] && [ "$lines" -le 5 ] && ! grep -qvE '^[0-9]{2}:[0-9]{2}:[0-9]{2}$' "$out"; then
+    echo "example timer: ok ($lines ticks in 3.5 s, clean exit on SIGINT)"
+  else
+    echo "example timer: unexpected output"; cat "$out"; failed=1
+  fi
+else
+  echo "example timer: exit status $? after SIGINT"; failed=1
+fi
+rm -f "$out"
+
+exit $failed
