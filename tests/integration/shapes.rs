@@ -131,7 +131,7 @@ mod sync_generator {
         assert_eq!(
             OUT.get(),
             [
-                "zero: 0", "even: 0", "even: 2", "even: 4", "five.0", "five.1", "five.2"
+                "zero: 0", "even: 0", "one", "even: 2", "even: 4", "five.0", "five.1", "five.2"
             ]
         );
     }
