@@ -9,7 +9,7 @@ use crate::error::{BoxError, Error};
 
 /// Something that takes a handler's outputs, one at a time, in order.
 ///
-/// Implement it for custom sinks; functions, closures (sync or async), [`print`],
+/// Implement it for custom sinks; functions, closures (sync or async), [`print`](const@print),
 /// [`Proxy`](crate::Proxy) and the other components already are sinks through [`IntoSink`].
 ///
 /// ```
@@ -37,7 +37,7 @@ pub trait Sink<T>: Send + 'static {
 /// Anything `#[handle(sink = [..])]` accepts for outputs of type `T`.
 ///
 /// Implemented for every [`Sink<T>`]; for functions and closures taking `T` and returning
-/// `()` or `Result<(), E>`, sync or async (`FnMut(T) -> impl Future`); for [`print`]; and for
+/// `()` or `Result<(), E>`, sync or async (`FnMut(T) -> impl Future`); for [`print`](const@print); and for
 /// `&'static` shared handles ([`Proxy`](crate::Proxy) or a `LazyLock` of one). `M` is a marker
 /// that keeps the implementations apart; it is always inferred.
 ///
@@ -81,9 +81,9 @@ pub mod markers {
     pub struct AsyncTryFn<Fut, E>(std::marker::PhantomData<(Fut, E)>);
     /// A shared handle.
     pub enum Handle {}
-    /// [`print`](super::print) of a `Display` value.
+    /// [`print`](const@super::print) of a `Display` value.
     pub enum PrintDisplay {}
-    /// [`print`](super::print) of a pair.
+    /// [`print`](const@super::print) of a pair.
     pub enum PrintPair {}
 }
 
@@ -248,11 +248,11 @@ impl<T, H: SinkHandle<T> + Sync + 'static> IntoSink<T, markers::Handle> for &'st
 #[allow(non_upper_case_globals)]
 pub const print: Print = Print;
 
-/// The type of [`print`].
+/// The type of [`print`](const@print).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Print;
 
-/// The sink [`print`] becomes for one handler.
+/// The sink [`print`](const@print) becomes for one handler.
 #[derive(Debug)]
 pub struct PrintSink<M>(PhantomData<fn() -> M>);
 

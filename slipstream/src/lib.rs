@@ -43,7 +43,7 @@
 //! ## Sources and sinks
 //!
 //! Sources: any `futures::Stream + Send + 'static`, [`timer`], a [`Proxy`], a [`Shared`]
-//! stream. Sinks: [`print`], any function or closure (sync or async), a [`Proxy`], any
+//! stream. Sinks: [`print`](const@print), any function or closure (sync or async), a [`Proxy`], any
 //! [`Sink`]. Shared handles (proxies, shared streams) are `static`s named by their path; a source
 //! named by several handlers is read once and fanned out to all of them.
 //!
