@@ -1,29 +1,14 @@
 //! The path source → plain handler → sink makes no heap allocation per message (its own test
 //! binary: it installs a counting global allocator).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::stream;
 use slipstream::prelude::*;
-
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use slipstream_tests::CountingAllocator;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 const N: u64 = 100_000;
 static SUM: AtomicUsize = AtomicUsize::new(0);
@@ -55,9 +40,9 @@ async fn no_allocation_per_message() {
             .handlers([handler])
             .signals(false)
             .logging(false);
-        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        let before = CountingAllocator::allocations();
         app.run().await.unwrap();
-        let allocated = ALLOCATIONS.load(Ordering::SeqCst) - before;
+        let allocated = CountingAllocator::allocations() - before;
         assert!(
             allocated < 100,
             "{handler}: {allocated} allocations for {N} messages"

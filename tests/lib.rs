@@ -1,7 +1,9 @@
 //! Helpers shared by slipstream's integration tests.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use slipstream::App;
@@ -66,4 +68,31 @@ pub async fn until(secs: u64, mut condition: impl FnMut() -> bool) {
         }
     })
     .await
+}
+
+/// A global allocator that counts allocations, for checking that a path allocates nothing per
+/// message: install it with `#[global_allocator]` in a test or bench binary of its own.
+pub struct CountingAllocator;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+impl CountingAllocator {
+    /// How many allocations the process has made so far.
+    pub fn allocations() -> usize {
+        ALLOCATIONS.load(Ordering::SeqCst)
+    }
+}
+
+// SAFETY: delegates every call to the system allocator; only counts.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
 }

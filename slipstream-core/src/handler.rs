@@ -133,9 +133,9 @@ impl Runner {
         Ok(())
     }
 
-    /// Closes the sinks once the source is drained.
-    async fn finish<T, K: Chain<T>>(&self, sinks: &mut Sinks<T, K>) -> Result<(), Error> {
-        match AssertUnwindSafe(sinks.close()).catch_unwind().await {
+    /// Applies the policy to closing the sinks once the source is drained.
+    async fn finish(&self, close: impl Future<Output = Result<(), BoxError>>) -> Result<(), Error> {
+        match AssertUnwindSafe(close).catch_unwind().await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => self.fail(Failure::Sink(error)),
             Err(panic) => self.fail(Failure::Sink(panic_message(&*panic).into())),
@@ -172,9 +172,126 @@ fn caught(result: std::thread::Result<Result<(), BoxError>>) -> Option<Failure> 
     }
 }
 
-/// Runs a sync handler: `step` gets each item and queues its outputs.
+/// One handler shape: runs the handler on an item and delivers its outputs.
+trait Step<In>: Send + 'static {
+    /// The failures of the handler and of the delivery of its outputs, if any.
+    fn process(
+        &mut self,
+        item: In,
+    ) -> impl Future<Output = (Option<Failure>, Option<Failure>)> + Send;
+
+    /// Closes the sinks (the source is drained).
+    fn close(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send;
+}
+
+/// The loop every handler runs: read an item, process it, apply the error policy.
+fn drive<S, St>(cx: &mut BuildCx<'_>, source: S, mut step: St)
+where
+    S: Stream + Send + 'static,
+    S::Item: Send,
+    St: Step<S::Item>,
+{
+    let runner = Runner::new(cx);
+    cx.add_task(Box::pin(async move {
+        let mut source = std::pin::pin!(source);
+        let mut budget = Budget::default();
+        while let Some(item) = source.next().await {
+            let (outcome, delivery) = step.process(item).await;
+            runner.settle(outcome, delivery)?;
+            budget.spend().await;
+        }
+        runner.finish(step.close()).await
+    }));
+}
+
+/// A sync handler and its sinks.
+struct SyncStep<F, T, K> {
+    handler: F,
+    sinks: Sinks<T, K>,
+    out: Outbox<T>,
+}
+
+impl<In, F, T, K> Step<In> for SyncStep<F, T, K>
+where
+    In: Send,
+    F: FnMut(In, &mut Outbox<T>) -> Result<(), BoxError> + Send + 'static,
+    T: Send + 'static,
+    K: Chain<T>,
+{
+    async fn process(&mut self, item: In) -> (Option<Failure>, Option<Failure>) {
+        let handler = &mut self.handler;
+        let out = &mut self.out;
+        let outcome = caught(catch_unwind(AssertUnwindSafe(|| handler(item, out))));
+        (outcome, deliver(&mut self.sinks, &mut self.out).await)
+    }
+
+    fn close(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send {
+        self.sinks.close()
+    }
+}
+
+/// An async handler returning at most one output, and its sinks.
+struct AsyncStep<F, T, K> {
+    handler: F,
+    sinks: Sinks<T, K>,
+    out: Outbox<T>,
+}
+
+impl<In, F, Fut, T, K> Step<In> for AsyncStep<F, T, K>
+where
+    In: Send,
+    F: FnMut(In) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Option<T>, BoxError>> + Send,
+    T: Send + 'static,
+    K: Chain<T>,
+{
+    async fn process(&mut self, item: In) -> (Option<Failure>, Option<Failure>) {
+        let result = AssertUnwindSafe((self.handler)(item)).catch_unwind().await;
+        let out = &mut self.out;
+        let outcome = caught(result.map(|r| r.map(|output| out.items.extend(output))));
+        (outcome, deliver(&mut self.sinks, &mut self.out).await)
+    }
+
+    fn close(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send {
+        self.sinks.close()
+    }
+}
+
+/// An async generator-style handler; its sinks are shared with the [`Emitter`] of each call.
+struct AsyncGenStep<F, T, K> {
+    handler: F,
+    state: Arc<tokio::sync::Mutex<EmitState<T, K>>>,
+}
+
+impl<In, F, Fut, T, K> Step<In> for AsyncGenStep<F, T, K>
+where
+    In: Send,
+    F: FnMut(In, Emitter<T, K>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), BoxError>> + Send,
+    T: Send + 'static,
+    K: Chain<T>,
+{
+    async fn process(&mut self, item: In) -> (Option<Failure>, Option<Failure>) {
+        let emitter = Emitter {
+            state: Arc::clone(&self.state),
+        };
+        let outcome = caught(
+            AssertUnwindSafe((self.handler)(item, emitter))
+                .catch_unwind()
+                .await,
+        );
+        let delivery = self.state.lock().await.failure.take().map(Failure::Sink);
+        (outcome, delivery)
+    }
+
+    async fn close(&mut self) -> Result<(), BoxError> {
+        self.state.lock().await.sinks.close().await
+    }
+}
+
+/// Runs a sync handler: `handler` gets each item and queues its outputs.
 #[doc(hidden)]
-pub fn drive_sync<S, T, K, F>(cx: &mut BuildCx<'_>, source: S, mut sinks: Sinks<T, K>, mut step: F)
+pub fn drive_sync<S, T, K, F>(cx: &mut BuildCx<'_>, source: S, sinks: Sinks<T, K>, handler: F)
 where
     S: Stream + Send + 'static,
     S::Item: Send,
@@ -182,29 +299,22 @@ where
     K: Chain<T>,
     F: FnMut(S::Item, &mut Outbox<T>) -> Result<(), BoxError> + Send + 'static,
 {
-    let runner = Runner::new(cx);
-    cx.add_task(Box::pin(async move {
-        let mut source = std::pin::pin!(source);
-        let mut budget = Budget::default();
-        let mut out = Outbox::new();
-        while let Some(item) = source.next().await {
-            let outcome = caught(catch_unwind(AssertUnwindSafe(|| step(item, &mut out))));
-            let delivery = deliver(&mut sinks, &mut out).await;
-            runner.settle(outcome, delivery)?;
-            budget.spend().await;
-        }
-        runner.finish(&mut sinks).await
-    }));
+    let out = Outbox::new();
+    drive(
+        cx,
+        source,
+        SyncStep {
+            handler,
+            sinks,
+            out,
+        },
+    );
 }
 
 /// Runs an async handler that returns at most one output per item.
 #[doc(hidden)]
-pub fn drive_async<S, T, K, F, Fut>(
-    cx: &mut BuildCx<'_>,
-    source: S,
-    mut sinks: Sinks<T, K>,
-    mut step: F,
-) where
+pub fn drive_async<S, T, K, F, Fut>(cx: &mut BuildCx<'_>, source: S, sinks: Sinks<T, K>, handler: F)
+where
     S: Stream + Send + 'static,
     S::Item: Send,
     T: Send + 'static,
@@ -212,35 +322,25 @@ pub fn drive_async<S, T, K, F, Fut>(
     F: FnMut(S::Item) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Option<T>, BoxError>> + Send,
 {
-    let runner = Runner::new(cx);
-    cx.add_task(Box::pin(async move {
-        let mut source = std::pin::pin!(source);
-        let mut budget = Budget::default();
-        let mut out = Outbox::new();
-        while let Some(item) = source.next().await {
-            let result = AssertUnwindSafe(step(item)).catch_unwind().await;
-            let outcome = caught(result.map(|r| {
-                r.map(|output| {
-                    if let Some(output) = output {
-                        out.push(output);
-                    }
-                })
-            }));
-            let delivery = deliver(&mut sinks, &mut out).await;
-            runner.settle(outcome, delivery)?;
-            budget.spend().await;
-        }
-        runner.finish(&mut sinks).await
-    }));
+    let out = Outbox::new();
+    drive(
+        cx,
+        source,
+        AsyncStep {
+            handler,
+            sinks,
+            out,
+        },
+    );
 }
 
-/// Runs an async generator-style handler: `step` gets each item and an [`Emitter`].
+/// Runs an async generator-style handler: `handler` gets each item and an [`Emitter`].
 #[doc(hidden)]
 pub fn drive_async_gen<S, T, K, F, Fut>(
     cx: &mut BuildCx<'_>,
     source: S,
     sinks: Sinks<T, K>,
-    mut step: F,
+    handler: F,
 ) where
     S: Stream + Send + 'static,
     S::Item: Send,
@@ -249,26 +349,11 @@ pub fn drive_async_gen<S, T, K, F, Fut>(
     F: FnMut(S::Item, Emitter<T, K>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<(), BoxError>> + Send,
 {
-    let runner = Runner::new(cx);
     let state = Arc::new(tokio::sync::Mutex::new(EmitState {
         sinks,
         failure: None,
     }));
-    cx.add_task(Box::pin(async move {
-        let mut source = std::pin::pin!(source);
-        let mut budget = Budget::default();
-        while let Some(item) = source.next().await {
-            let emitter = Emitter {
-                state: Arc::clone(&state),
-            };
-            let outcome = caught(AssertUnwindSafe(step(item, emitter)).catch_unwind().await);
-            let delivery = state.lock().await.failure.take().map(Failure::Sink);
-            runner.settle(outcome, delivery)?;
-            budget.spend().await;
-        }
-        let mut state = state.lock().await;
-        runner.finish(&mut state.sinks).await
-    }));
+    drive(cx, source, AsyncGenStep { handler, state });
 }
 
 /// Converts a handler's error into the boxed error the runtime logs or returns.

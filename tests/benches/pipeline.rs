@@ -1,40 +1,24 @@
-//! Run with: cargo bench -p slipstream --bench pipeline
+//! Run with: cargo bench -p slipstream-tests --bench pipeline
 //!
 //! 1,000,000 integers through source → handler (filter + map) → counting sink, against the same
 //! work done by a hand-written loop over the same stream, in the same run. Prints both
 //! throughputs, their ratio, the framework's overhead per message in nanoseconds, and the heap
 //! allocations the framework made per message.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::{self, Stream};
 use slipstream::prelude::*;
+use slipstream_tests::CountingAllocator;
 
 const N: u64 = 1_000_000;
 const ROUNDS: usize = 7;
 
-/// Counts heap allocations.
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 static COUNT: AtomicU64 = AtomicU64::new(0);
 
@@ -79,11 +63,11 @@ async fn framework() {
 
 async fn timed<F: std::future::Future<Output = ()> + Send + 'static>(work: F) -> (Duration, usize) {
     COUNT.store(0, Ordering::SeqCst);
-    let allocations = ALLOCATIONS.load(Ordering::SeqCst);
+    let allocations = CountingAllocator::allocations();
     let started = Instant::now();
     tokio::spawn(work).await.unwrap();
     let elapsed = started.elapsed();
-    let allocated = ALLOCATIONS.load(Ordering::SeqCst) - allocations;
+    let allocated = CountingAllocator::allocations() - allocations;
     assert_eq!(
         COUNT.load(Ordering::SeqCst),
         N - N.div_ceil(3),
