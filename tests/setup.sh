@@ -3,9 +3,8 @@
 # skipping whatever is already there. Safe to run again.
 set -euo pipefail
 
-# System packages the build needs (none yet beyond a C toolchain for the Rust standard crates;
-# the Kafka and RocksDB components will add theirs here).
-packages=()
+# System packages the build needs: a C/C++ toolchain and make (librdkafka is built from source).
+packages=(gcc g++ make libc6-dev pkg-config)
 
 missing=()
 for pkg in "${packages[@]}"; do
@@ -19,4 +18,10 @@ if ((${#missing[@]})); then
 fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust from https://rustup.rs" >&2; exit 1; }
-rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy 2>/dev/null || true
+# The toolchain rust-toolchain.toml pins, with rustfmt and clippy.
+if command -v rustup >/dev/null; then
+  installed=$(rustup component list --installed 2>/dev/null || true)
+  for component in rustfmt clippy; do
+    grep -q "^$component" <<<"$installed" || rustup component add "$component"
+  done
+fi

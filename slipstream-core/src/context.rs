@@ -26,6 +26,8 @@ pub(crate) struct Wiring {
     hubs: HashMap<usize, Box<dyn HubSlot>>,
     hub_order: Vec<usize>,
     pub(crate) tasks: Vec<Task>,
+    /// Work that finishes after the handlers (committing a consumer's last offsets).
+    pub(crate) background: Vec<BoxFuture<'static, ()>>,
 }
 
 impl Wiring {
@@ -36,6 +38,7 @@ impl Wiring {
             hubs: HashMap::new(),
             hub_order: Vec::new(),
             tasks: Vec::new(),
+            background: Vec::new(),
         }
     }
 
@@ -97,6 +100,25 @@ impl<'a> BuildCx<'a> {
         let any: &mut dyn Any = slot.as_any();
         any.downcast_mut::<Hub<T>>()
             .expect("one static always holds one item type")
+    }
+
+    /// Whether a handler of this run has touched the hub keyed by `key`.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    pub(crate) fn has_hub(&self, key: usize) -> bool {
+        self.wiring.hubs.contains_key(&key)
+    }
+
+    /// Runs `work` alongside the handlers; the run ends once it has finished too.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    pub(crate) fn add_background(&mut self, work: BoxFuture<'static, ()>) {
+        self.wiring.background.push(work);
+    }
+
+    /// A function that stops the application with an error (for failures outside handlers).
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    pub(crate) fn failer(&self) -> std::sync::Arc<dyn Fn(Error) + Send + Sync> {
+        let controls = std::sync::Arc::clone(&self.wiring.controls);
+        std::sync::Arc::new(move |error| controls.fail(error))
     }
 
     pub(crate) fn add_task(&mut self, future: BoxFuture<'static, Result<(), Error>>) {

@@ -54,12 +54,45 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// A Kafka setting is missing, unknown or invalid.
+    #[error("invalid Kafka configuration for topic `{topic}`: `{key}`: {message}")]
+    Conf {
+        /// The topic whose client could not be configured.
+        topic: String,
+        /// The setting.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A Kafka operation failed.
+    #[error("Kafka error on topic `{topic}`: {source}")]
+    Kafka {
+        /// The topic.
+        topic: String,
+        /// What failed.
+        #[source]
+        source: BoxError,
+    },
+    /// A key or value could not be encoded or decoded.
+    #[error("codec error on topic `{topic}`: {source}")]
+    Codec {
+        /// The topic.
+        topic: String,
+        /// What the codec returned.
+        #[source]
+        source: BoxError,
+    },
     /// A name given to the runtime matches no registered handler.
     #[error("no handler named `{0}` is registered")]
     UnknownHandler(String),
-    /// The runtime could not install its signal handlers.
-    #[error("could not listen for shutdown signals: {0}")]
-    Signal(#[source] std::io::Error),
+    /// Two handlers selected for one run have the same name.
+    #[error("two handlers are named `{name}` (in `{}` and `{}`): give one another name with `#[handle(name = \"..\")]`", modules[0], modules[1])]
+    DuplicateHandler {
+        /// The name.
+        name: String,
+        /// The modules that declare them.
+        modules: [String; 2],
+    },
     /// A handler's task ended abnormally (it was cancelled or a sink panicked outside the handler).
     #[error("the task of handler `{handler}` ended abnormally: {message}")]
     Task {

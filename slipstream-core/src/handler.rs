@@ -195,12 +195,18 @@ where
     cx.add_task(Box::pin(async move {
         let mut source = std::pin::pin!(source);
         let mut budget = Budget::default();
+        let mut stopped = Ok(());
         while let Some(item) = source.next().await {
             let (outcome, delivery) = step.process(item).await;
-            runner.settle(outcome, delivery)?;
+            stopped = runner.settle(outcome, delivery);
+            if stopped.is_err() {
+                break;
+            }
             budget.spend().await;
         }
-        runner.finish(step.close()).await
+        // The sinks are closed (flushed) even when the handler stops the application.
+        let closed = runner.finish(step.close()).await;
+        stopped.and(closed)
     }));
 }
 

@@ -4,10 +4,15 @@
 
 #![warn(missing_docs)]
 
+mod codec;
+#[cfg(feature = "kafka")]
+mod conf;
 mod context;
 mod error;
 mod handler;
 mod hub;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 mod pause;
 mod proxy;
 mod registry;
@@ -16,9 +21,14 @@ mod shutdown;
 pub mod sink;
 pub mod source;
 
+pub use codec::{Codec, DefaultCodec, JsonCodec, Raw, Utf8};
+#[cfg(feature = "kafka")]
+pub use conf::Conf;
 pub use context::BuildCx;
 pub use error::{BoxError, Error, Result};
 pub use hub::Feed;
+#[cfg(feature = "kafka")]
+pub use kafka::{Message, StartAt, Topic, TopicSink};
 pub use pause::{Pausable, PauseHandle};
 pub use proxy::{Proxy, ProxySink};
 pub use registry::{HandlerInfo, OnError, handlers};

@@ -1,12 +1,11 @@
 //! Pausing and resuming sources, and the gate every source passes through.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use futures::Stream;
-use futures::task::AtomicWaker;
 
 use crate::shutdown::{Shutdown, ShutdownPoller};
 
@@ -34,7 +33,10 @@ pub struct PauseHandle {
 #[derive(Default)]
 struct PauseState {
     paused: AtomicBool,
-    waker: AtomicWaker,
+    /// Every gate waiting for a resume (several when a handler merges several sources).
+    waiting: Mutex<Vec<Waker>>,
+    /// Wakes a component that applies the switch itself (a topic's consumer).
+    changed: tokio::sync::Notify,
 }
 
 impl PauseHandle {
@@ -46,12 +48,30 @@ impl PauseHandle {
     /// Stops the source from delivering items until [`resume`](Self::resume) is called.
     pub fn pause(&self) {
         self.inner.paused.store(true, Ordering::SeqCst);
+        self.inner.changed.notify_one();
     }
 
     /// Lets the source deliver items again.
     pub fn resume(&self) {
         self.inner.paused.store(false, Ordering::SeqCst);
-        self.inner.waker.wake();
+        let waiting =
+            std::mem::take(&mut *self.inner.waiting.lock().unwrap_or_else(|e| e.into_inner()));
+        waiting.into_iter().for_each(Waker::wake);
+        self.inner.changed.notify_one();
+    }
+
+    /// Wakes `waker` on the next resume.
+    fn register(&self, waker: &Waker) {
+        let mut waiting = self.inner.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if !waiting.iter().any(|w| w.will_wake(waker)) {
+            waiting.push(waker.clone());
+        }
+    }
+
+    /// Waits until the switch is flipped (for the one component that applies it itself).
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    pub(crate) async fn changed(&self) {
+        self.inner.changed.notified().await;
     }
 
     /// Whether the source is paused.
@@ -148,7 +168,7 @@ impl<S: Stream> Stream for Gate<S> {
             return Poll::Ready(None);
         }
         if !stopping && this.pause.inner.paused.load(Ordering::Acquire) {
-            this.pause.inner.waker.register(cx.waker());
+            this.pause.register(cx.waker());
             if this.stop.poll_triggered(cx) {
                 // Shutdown while paused: end, or drain, on the next poll.
                 cx.waker().wake_by_ref();

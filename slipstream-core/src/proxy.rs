@@ -77,6 +77,7 @@ impl<T> Pausable for Proxy<T> {
 
 impl<T: Clone + Send + 'static> SourceHandle for Proxy<T> {
     type Item = T;
+    type Stream = Feed<T>;
 
     fn subscribe(&'static self, cx: &mut BuildCx<'_>) -> Result<SourceStream<Feed<T>>, Error> {
         Ok(SourceStream::internal(self.hub(cx).subscribe()))

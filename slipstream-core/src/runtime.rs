@@ -1,6 +1,7 @@
 //! The runtime: starts every registered handler and runs them until their sources are drained
 //! or the application shuts down.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -81,9 +82,20 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(crate) struct Controls {
     pub(crate) shutdown: Shutdown,
     pauses: Mutex<HashMap<&'static str, PauseHandle>>,
+    failure: Mutex<Option<Error>>,
 }
 
 impl Controls {
+    /// Stops the application with `error` (the first one wins).
+    pub(crate) fn fail(&self, error: Error) {
+        let mut failure = lock(&self.failure);
+        if failure.is_none() {
+            tracing::error!(%error, "stopping the application");
+            *failure = Some(error);
+        }
+        self.shutdown.trigger();
+    }
+
     /// The pause switch of a handler's input (created on first use).
     pub(crate) fn pause_handle(&self, handler: &'static str) -> PauseHandle {
         lock(&self.pauses).entry(handler).or_default().clone()
@@ -191,6 +203,7 @@ impl App {
             controls: Arc::new(Controls {
                 shutdown: Shutdown::new(),
                 pauses: Mutex::new(HashMap::new()),
+                failure: Mutex::new(None),
             }),
             filter: Filter::All,
             policy: OnError::Continue,
@@ -281,6 +294,19 @@ impl App {
         if self.logging {
             init_logging();
         }
+        // Listen for signals from the start to the end of the exit hooks: a second signal
+        // exits at once even while a hook hangs.
+        let signals = if self.signals {
+            match Signals::new() {
+                Ok(signals) => Some(tokio::spawn(signals.listen(self.controls.shutdown.clone()))),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for shutdown signals");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let hooks = std::mem::take(&mut self.hooks);
         let result = self.run_handlers().await;
         for hook in hooks {
@@ -290,23 +316,33 @@ impl App {
         for hook in global {
             hook.call().await;
         }
+        if let Some(signals) = signals {
+            signals.abort();
+        }
         result
     }
 
     async fn run_handlers(self) -> Result<(), Error> {
         let selected = self.selected()?;
-        let shutdown = self.controls.shutdown.clone();
-        let mut wiring = Wiring::new(Arc::clone(&self.controls), self.policy);
+        check_unique_names(&selected)?;
+        let controls = Arc::clone(&self.controls);
+        let mut wiring = Wiring::new(Arc::clone(&controls), self.policy);
         for info in &selected {
-            (info.build)(&mut BuildCx::new(&mut wiring, info))?;
+            let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                (info.build)(&mut BuildCx::new(&mut wiring, info))
+            }));
+            match built {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => return Err(error),
+                Err(panic) => {
+                    return Err(Error::Build {
+                        handler: info.name.into(),
+                        source: panic_message(&*panic).into(),
+                    });
+                }
+            }
         }
         tracing::debug!(handlers = selected.len(), "starting");
-
-        let signals = if self.signals {
-            Some(tokio::spawn(listen_for_signals(shutdown.clone())))
-        } else {
-            None
-        };
 
         let mut pumps = JoinSet::new();
         for pump in wiring.take_pumps() {
@@ -318,66 +354,109 @@ impl App {
             let id = tasks.spawn(task.future).id();
             names.insert(id, task.name);
         }
+        let mut background = JoinSet::new();
+        for work in wiring.background.drain(..) {
+            background.spawn(work);
+        }
         drop(wiring);
 
-        let mut first_error = None;
+        let abnormal = |name: Cow<'static, str>, error: tokio::task::JoinError| Error::Task {
+            handler: name,
+            message: if error.is_panic() {
+                panic_message(&*error.into_panic())
+            } else {
+                error.to_string()
+            },
+        };
         while let Some(joined) = tasks.join_next_with_id().await {
             let result = match joined {
                 Ok((_, result)) => result,
-                Err(error) => Err(Error::Task {
-                    handler: names.remove(&error.id()).unwrap_or_default(),
-                    message: if error.is_panic() {
-                        panic_message(&*error.into_panic())
-                    } else {
-                        error.to_string()
-                    },
-                }),
+                Err(error) => {
+                    let name = names.remove(&error.id()).unwrap_or_default();
+                    Err(abnormal(name, error))
+                }
             };
-            if let Err(error) = result
-                && first_error.is_none()
-            {
-                tracing::error!(%error, "stopping the application");
-                shutdown.trigger();
-                first_error = Some(error);
+            if let Err(error) = result {
+                controls.fail(error);
             }
         }
-        while pumps.join_next().await.is_some() {}
-        if let Some(signals) = signals {
-            signals.abort();
+        // Shared feeds, then work that finishes after the handlers (final commits).
+        for set in [&mut pumps, &mut background] {
+            while let Some(joined) = set.join_next().await {
+                if let Err(error) = joined {
+                    controls.fail(abnormal("(a shared source)".into(), error));
+                }
+            }
         }
         tracing::debug!("all handlers finished");
-        first_error.map_or(Ok(()), Err)
+        match lock(&controls.failure).take() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
     }
 }
 
-/// Waits for Ctrl-C or SIGTERM and starts a graceful shutdown; a second signal exits at once.
-async fn listen_for_signals(shutdown: Shutdown) {
-    if wait_for_signal().await.is_err() {
-        tracing::warn!("cannot listen for shutdown signals; stop the application another way");
-        return;
+/// Two selected handlers with one name could not be told apart (pausing, logs).
+fn check_unique_names(selected: &[&'static HandlerInfo]) -> Result<(), Error> {
+    let mut seen: HashMap<&str, &HandlerInfo> = HashMap::new();
+    for info in selected {
+        if let Some(other) = seen.insert(info.name, info) {
+            return Err(Error::DuplicateHandler {
+                name: info.name.to_owned(),
+                modules: [other.module.to_owned(), info.module.to_owned()],
+            });
+        }
     }
-    tracing::info!("shutting down: finishing in-flight work (press Ctrl-C again to exit at once)");
-    shutdown.trigger();
-    if wait_for_signal().await.is_ok() {
+    Ok(())
+}
+
+/// The process's shutdown signals: the first one starts a graceful shutdown, the next exits at
+/// once.
+struct Signals {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    #[cfg(unix)]
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn new() -> std::io::Result<Self> {
+        Ok(Signals {})
+    }
+
+    #[cfg(unix)]
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn next(&mut self) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+
+    async fn listen(mut self, shutdown: Shutdown) {
+        self.next().await;
+        tracing::info!(
+            "shutting down: finishing in-flight work (press Ctrl-C again to exit at once)"
+        );
+        shutdown.trigger();
+        self.next().await;
         tracing::warn!("second signal: exiting at once");
         std::process::exit(130);
     }
-}
-
-#[cfg(unix)]
-async fn wait_for_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = terminate.recv() => Ok(()),
-        _ = interrupt.recv() => Ok(()),
-    }
-}
-
-#[cfg(not(unix))]
-async fn wait_for_signal() -> std::io::Result<()> {
-    tokio::signal::ctrl_c().await
 }
 
 fn init_logging() {

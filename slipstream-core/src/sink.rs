@@ -342,9 +342,11 @@ impl<T, S: Sink<T>> Chain<T> for Last<S> {
 }
 
 impl<T: Clone + Send, A: Chain<T>, S: Sink<T>> Chain<T> for Tee<A, S> {
+    /// Every sink gets the item even if an earlier one fails; the first error is returned.
     async fn send(&mut self, item: T) -> Result<(), BoxError> {
-        self.0.send(item.clone()).await?;
-        self.1.send(item).await
+        let first = self.0.send(item.clone()).await;
+        let second = self.1.send(item).await;
+        first.and(second)
     }
 
     async fn close(&mut self) -> Result<(), BoxError> {

@@ -104,31 +104,28 @@ where
 /// naming it.
 pub trait SourceHandle {
     /// The items it yields.
-    type Item: Clone + Send + 'static;
+    type Item: Send + 'static;
+    /// A subscription.
+    type Stream: Stream<Item = Self::Item> + Send + 'static;
 
     /// A new subscription for the handler being built.
-    fn subscribe(
-        &'static self,
-        cx: &mut BuildCx<'_>,
-    ) -> Result<SourceStream<Feed<Self::Item>>, Error>;
+    fn subscribe(&'static self, cx: &mut BuildCx<'_>) -> Result<SourceStream<Self::Stream>, Error>;
 }
 
 impl<H: SourceHandle, F: FnOnce() -> H> SourceHandle for std::sync::LazyLock<H, F> {
     type Item = H::Item;
+    type Stream = H::Stream;
 
-    fn subscribe(
-        &'static self,
-        cx: &mut BuildCx<'_>,
-    ) -> Result<SourceStream<Feed<H::Item>>, Error> {
+    fn subscribe(&'static self, cx: &mut BuildCx<'_>) -> Result<SourceStream<H::Stream>, Error> {
         std::sync::LazyLock::force(self).subscribe(cx)
     }
 }
 
 impl<H: SourceHandle + Sync + 'static> IntoSource<markers::Handle> for &'static H {
     type Item = H::Item;
-    type Stream = Feed<H::Item>;
+    type Stream = H::Stream;
 
-    fn into_source(self, cx: &mut BuildCx<'_>) -> Result<SourceStream<Feed<H::Item>>, Error> {
+    fn into_source(self, cx: &mut BuildCx<'_>) -> Result<SourceStream<H::Stream>, Error> {
         self.subscribe(cx)
     }
 }
@@ -189,6 +186,7 @@ impl<T> Pausable for Shared<T> {
 
 impl<T: Clone + Send + 'static> SourceHandle for Shared<T> {
     type Item = T;
+    type Stream = Feed<T>;
 
     fn subscribe(&'static self, cx: &mut BuildCx<'_>) -> Result<SourceStream<Feed<T>>, Error> {
         let key = self as *const Self as usize;

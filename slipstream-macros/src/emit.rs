@@ -1,8 +1,9 @@
 //! The `emit!` rewrite: every `emit!(value)` in a handler's body becomes a send to the
 //! handler's outputs (as `async-stream` does for `yield` inside `stream!`).
 
-use proc_macro2::TokenStream;
-use quote::quote;
+use proc_macro2::{Delimiter, Group, TokenStream, TokenTree};
+use quote::{ToTokens, quote};
+use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::visit_mut::{self, VisitMut};
 use syn::{Expr, Macro, Stmt, Token};
@@ -37,8 +38,14 @@ impl<'a> Rewrite<'a> {
         if mac.path.segments.last().is_none_or(|s| s.ident != "emit") {
             return None;
         }
+        let tokens = self.rewrite(mac.tokens.clone(), mac);
+        Some(syn::parse2(tokens).expect("the rewrite of emit! is an expression"))
+    }
+
+    /// What one `emit!(args)` becomes; `at` locates errors.
+    fn rewrite(&mut self, args: TokenStream, at: &dyn ToTokens) -> TokenStream {
         self.count += 1;
-        let value = match mac.parse_body_with(Punctuated::<Expr, Token![,]>::parse_terminated) {
+        let value = match Punctuated::<Expr, Token![,]>::parse_terminated.parse2(args) {
             Ok(values) if values.len() == 1 => {
                 let value = &values[0];
                 quote!(#value)
@@ -50,7 +57,7 @@ impl<'a> Rewrite<'a> {
             }
             Ok(_) => {
                 self.errors.push(syn::Error::new_spanned(
-                    mac,
+                    at,
                     "`emit!` takes the value to send, e.g. `emit!(n * 2)`",
                 ));
                 quote!(())
@@ -60,14 +67,55 @@ impl<'a> Rewrite<'a> {
                 quote!(())
             }
         };
-        let tokens: TokenStream = match &self.mode {
+        match &self.mode {
             Mode::Queue => quote!(__slipstream_out.push(#value)),
             Mode::Send(krate) => {
                 quote!(#krate::__private::emit(&__slipstream_emitter, #value).await)
             }
             Mode::Discard => quote!({ let _ = #value; }),
-        };
-        Some(syn::parse2(tokens).expect("the rewrite of emit! is an expression"))
+        }
+    }
+
+    /// Rewrites `emit!(..)` inside the tokens of another macro (`tokio::select!`, `vec!`, ..),
+    /// which `syn` does not parse.
+    fn rewrite_tokens(&mut self, tokens: TokenStream) -> TokenStream {
+        let mut out = Vec::new();
+        let mut iter = tokens.into_iter().peekable();
+        while let Some(tree) = iter.next() {
+            match tree {
+                TokenTree::Ident(ident) if ident == "emit" => {
+                    let bang =
+                        matches!(iter.peek(), Some(TokenTree::Punct(p)) if p.as_char() == '!');
+                    if !bang {
+                        out.push(TokenTree::Ident(ident));
+                        continue;
+                    }
+                    let bang = iter.next().expect("peeked");
+                    match iter.next() {
+                        Some(TokenTree::Group(args)) => {
+                            let at = quote!(#ident #bang #args);
+                            let rewritten = self.rewrite(args.stream(), &at);
+                            let mut group = Group::new(Delimiter::None, rewritten);
+                            group.set_span(args.span());
+                            out.push(TokenTree::Group(group));
+                        }
+                        other => {
+                            out.push(TokenTree::Ident(ident));
+                            out.push(bang);
+                            out.extend(other);
+                        }
+                    }
+                }
+                TokenTree::Group(group) => {
+                    let mut rewritten =
+                        Group::new(group.delimiter(), self.rewrite_tokens(group.stream()));
+                    rewritten.set_span(group.span());
+                    out.push(TokenTree::Group(rewritten));
+                }
+                other => out.push(other),
+            }
+        }
+        out.into_iter().collect()
     }
 }
 
@@ -90,6 +138,10 @@ impl VisitMut for Rewrite<'_> {
             return;
         }
         visit_mut::visit_stmt_mut(self, stmt);
+    }
+
+    fn visit_macro_mut(&mut self, mac: &mut Macro) {
+        mac.tokens = self.rewrite_tokens(std::mem::take(&mut mac.tokens));
     }
 
     // `emit!` in a nested item belongs to that item, not to the handler.

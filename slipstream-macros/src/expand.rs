@@ -292,9 +292,20 @@ pub fn handle(args: Args, mut item: ItemFn) -> syn::Result<TokenStream> {
         Some(Policy::Stop) => quote!(::core::option::Option::Some(#krate::OnError::Stop)),
     };
 
+    // `#[cfg]` on the handler applies to its registration too; lint attributes apply to the
+    // generated code that holds a generator's body.
+    let cfgs = item.attrs.iter().filter(|a| a.path().is_ident("cfg"));
+    let lints = item.attrs.iter().filter(|a| {
+        generator
+            && ["allow", "expect", "warn", "deny", "forbid"]
+                .iter()
+                .any(|lint| a.path().is_ident(lint))
+    });
     let registration = quote! {
+        #(#cfgs)*
         #[doc(hidden)]
         const _: () = {
+            #(#lints)*
             #[allow(unused_variables, unused_mut, clippy::let_unit_value, clippy::unit_arg, clippy::redundant_closure_call)]
             fn __slipstream_build(
                 #cx: &mut #krate::__private::BuildCx<'_>,

@@ -216,3 +216,56 @@ mod logging {
         assert!(logs.contains("cannot handle x"), "{logs}");
     }
 }
+
+mod stop_closes_sinks {
+    use super::*;
+    pub static LOG: Collected<String> = Collected::new();
+
+    struct Flushing;
+    impl Sink<u32> for Flushing {
+        async fn send(&mut self, n: u32) -> Result<(), slipstream::BoxError> {
+            LOG.push(format!("sent {n}"));
+            Ok(())
+        }
+        async fn close(&mut self) -> Result<(), slipstream::BoxError> {
+            LOG.push("closed".into());
+            Ok(())
+        }
+    }
+
+    #[handle(source = stream::iter(0..5u32), sink = [Flushing], on_error = "stop")]
+    fn until_two(n: u32) -> Result<u32, String> {
+        if n == 2 { Err("two".into()) } else { Ok(n) }
+    }
+
+    #[tokio::test]
+    async fn a_stopping_handler_still_closes_its_sinks() {
+        let err = within(10, app(module_path!()).run()).await.unwrap_err();
+        assert_eq!(err.to_string(), "handler `until_two` failed: two");
+        assert_eq!(LOG.get(), ["sent 0", "sent 1", "closed"]);
+    }
+}
+
+mod failing_sink_first {
+    use super::*;
+    pub static SECOND: Collected<u32> = Collected::new();
+
+    fn first(n: u32) -> Result<(), String> {
+        if n == 1 {
+            Err("first sink fails on 1".into())
+        } else {
+            Ok(())
+        }
+    }
+
+    #[handle(source = stream::iter(0..3u32), sink = [first, |n: u32| SECOND.push(n)])]
+    fn both(n: u32) -> u32 {
+        n
+    }
+
+    #[tokio::test]
+    async fn every_sink_gets_every_output_even_after_an_earlier_sink_failed() {
+        within(10, app(module_path!()).run()).await.unwrap();
+        assert_eq!(SECOND.get(), [0, 1, 2]);
+    }
+}

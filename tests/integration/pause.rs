@@ -128,3 +128,28 @@ mod shared_handles {
         }
     }
 }
+
+mod merged_sources {
+    use super::*;
+    pub static OUT: Collected<u32> = Collected::new();
+
+    #[handle(source = [stream::iter(0..50u32), stream::iter(100..150u32)], sink = [|n: u32| OUT.push(n)])]
+    fn merged(n: u32) -> u32 {
+        n
+    }
+
+    #[tokio::test]
+    async fn resuming_wakes_every_source_of_a_handler() {
+        let app = app(module_path!());
+        let handle = app.handle();
+        handle.pause("merged").unwrap();
+        let run = tokio::spawn(app.run());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(OUT.is_empty());
+        handle.resume("merged").unwrap();
+        within(10, run).await.unwrap().unwrap();
+        let mut out = OUT.get();
+        out.sort();
+        assert_eq!(out, (0..50).chain(100..150).collect::<Vec<_>>());
+    }
+}

@@ -36,3 +36,50 @@ async fn an_unknown_handler_name_is_an_error() {
         "no handler named `no_such_handler` is registered"
     );
 }
+
+mod duplicates {
+    use super::*;
+
+    mod a {
+        use super::*;
+        #[handle(source = stream::iter([1u8]))]
+        fn same(_: u8) {}
+    }
+
+    mod b {
+        use super::*;
+        #[handle(source = stream::iter([1u8]))]
+        fn same(_: u8) {}
+    }
+
+    #[tokio::test]
+    async fn two_handlers_with_one_name_in_one_run_are_an_error() {
+        let err = slipstream_tests::app(module_path!())
+            .run()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, slipstream::Error::DuplicateHandler { ref name, .. } if name == "same"),
+            "{err}"
+        );
+    }
+}
+
+#[handle(source = stream::iter([1u8]))]
+#[cfg(any())]
+fn compiled_out(_: u8) {}
+
+#[handle(source = stream::iter([1u8]))]
+#[cfg(any())]
+fn compiled_out_generator(n: u8) {
+    emit!(n);
+}
+
+#[test]
+fn cfg_on_a_handler_removes_its_registration_too() {
+    assert!(
+        !slipstream::handlers()
+            .iter()
+            .any(|h| h.name.starts_with("compiled_out"))
+    );
+}

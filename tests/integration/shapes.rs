@@ -317,3 +317,32 @@ mod several_sinks {
         );
     }
 }
+
+mod emit_in_other_macros {
+    use super::*;
+    pub static OUT: Collected<u64> = Collected::new();
+
+    #[handle(source = stream::iter([1u64, 2]), sink = [|n: u64| OUT.push(n)])]
+    async fn selected(n: u64) {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(1)) => emit!(n * 10),
+        }
+    }
+
+    #[handle(source = stream::iter([3u64]), sink = [|n: u64| OUT.push(n)])]
+    fn in_closure_and_macro(n: u64) {
+        std::iter::once(n).for_each(|x| emit!(x));
+        assert!({
+            emit!(n + 1);
+            true
+        });
+    }
+
+    #[tokio::test]
+    async fn emit_works_inside_other_macros_and_closures() {
+        within(10, app(module_path!()).run()).await.unwrap();
+        let mut out = OUT.get();
+        out.sort();
+        assert_eq!(out, [3, 4, 10, 20]);
+    }
+}

@@ -1,0 +1,448 @@
+//! Consuming a topic: one consumer per topic and run, its rebalance callbacks, the stream of
+//! decoded messages, and the task that commits what handlers have finished.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message as _};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::Notify;
+
+use super::StartAt;
+use super::client;
+use super::message::Message;
+use super::producer::Producer;
+use super::tracker::Tracker;
+use crate::codec::Codec;
+use crate::conf::Conf;
+use crate::error::{BoxError, Error};
+use crate::pause::PauseHandle;
+
+/// How long the final commit waits for handlers still holding messages.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long blocking consumer calls may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The consumer's callbacks.
+pub(crate) struct Context {
+    topic: String,
+    tracker: Arc<Tracker>,
+    pause: PauseHandle,
+    group: bool,
+}
+
+impl ClientContext for Context {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        client::log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", topic = %self.topic, %error, "{reason}");
+    }
+}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(revoked) = rebalance {
+            let partitions: Vec<i32> = revoked
+                .elements_for_topic(&self.topic)
+                .iter()
+                .map(|e| e.partition())
+                .collect();
+            tracing::info!(topic = %self.topic, ?partitions, "partitions revoked");
+            let commits = self.tracker.revoke(&partitions);
+            if self.group && !commits.is_empty() {
+                let list = offsets(&self.topic, &commits);
+                if let Err(error) = consumer.commit(&list, CommitMode::Sync) {
+                    tracing::warn!(topic = %self.topic, %error, "commit on revocation failed");
+                }
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(assigned) = rebalance {
+            let partitions: Vec<i32> = assigned
+                .elements_for_topic(&self.topic)
+                .iter()
+                .map(|e| e.partition())
+                .collect();
+            tracing::info!(topic = %self.topic, ?partitions, "partitions assigned");
+            if self.pause.is_paused()
+                && let Err(error) = consumer.pause(assigned)
+            {
+                tracing::warn!(topic = %self.topic, %error, "cannot pause new partitions");
+            }
+        }
+    }
+}
+
+fn offsets(topic: &str, commits: &[(i32, i64)]) -> TopicPartitionList {
+    let mut list = TopicPartitionList::with_capacity(commits.len());
+    for &(partition, offset) in commits {
+        // Only fails for an invalid offset, which the tracker never produces.
+        let _ = list.add_partition_offset(topic, partition, Offset::Offset(offset));
+    }
+    list
+}
+
+/// A running consumer of one topic.
+pub(crate) struct Running {
+    pub(crate) consumer: StreamConsumer<Context>,
+    pub(crate) topic: String,
+    tracker: Arc<Tracker>,
+    group: bool,
+    finished: AtomicBool,
+    wake: Notify,
+}
+
+impl Running {
+    /// Creates the consumer and subscribes it (or assigns it every partition, for explicit start
+    /// positions or without a group).
+    pub(crate) fn start(
+        topic: &str,
+        topic_conf: &Conf,
+        start: &StartAt,
+        stop_at_end: bool,
+        pause: PauseHandle,
+    ) -> Result<Arc<Running>, Error> {
+        let mut conf = client::resolve(topic, topic_conf)?;
+        // slipstream commits what handlers have finished; librdkafka must not commit on its own.
+        conf.insert("enable.auto.commit", "false");
+        conf.insert("enable.auto.offset.store", "false");
+        if stop_at_end {
+            conf.insert("enable.partition.eof", "true");
+        }
+        let group = conf.get("group.id").is_some_and(|g| !g.is_empty());
+        let tracker = Arc::new(Tracker::default());
+        let context = Context {
+            topic: topic.to_owned(),
+            tracker: Arc::clone(&tracker),
+            pause,
+            group,
+        };
+        let consumer: StreamConsumer<Context> = client::client_config(&conf)
+            .create_with_context(context)
+            .map_err(|e| client::creation_error(topic, e))?;
+        let kafka_error = |e: KafkaError| Error::Kafka {
+            topic: topic.to_owned(),
+            source: Box::new(e),
+        };
+        if group && matches!(start, StartAt::Committed) {
+            consumer.subscribe(&[topic]).map_err(kafka_error)?;
+        } else {
+            let metadata = consumer
+                .fetch_metadata(Some(topic), CALL_TIMEOUT)
+                .map_err(kafka_error)?;
+            let partitions: Vec<i32> = metadata
+                .topics()
+                .iter()
+                .filter(|t| t.name() == topic)
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect();
+            if partitions.is_empty() {
+                return Err(Error::Kafka {
+                    topic: topic.to_owned(),
+                    source: "the topic does not exist (or has no partitions)".into(),
+                });
+            }
+            let mut list = TopicPartitionList::with_capacity(partitions.len());
+            for partition in partitions {
+                let offset = match start {
+                    StartAt::Committed => Offset::Stored,
+                    StartAt::Beginning => Offset::Beginning,
+                    StartAt::End => Offset::End,
+                    StartAt::Offsets(offsets) => offsets
+                        .iter()
+                        .find(|(p, _)| *p == partition)
+                        .map_or(Offset::Stored, |(_, o)| Offset::Offset(*o)),
+                };
+                list.add_partition_offset(topic, partition, offset)
+                    .map_err(kafka_error)?;
+            }
+            consumer.assign(&list).map_err(kafka_error)?;
+        }
+        Ok(Arc::new(Running {
+            consumer,
+            topic: topic.to_owned(),
+            tracker,
+            group,
+            finished: AtomicBool::new(false),
+            wake: Notify::new(),
+        }))
+    }
+
+    /// Moves a partition's position: the next message read from it is at `offset`.
+    pub(crate) fn seek(&self, partition: i32, offset: i64) -> Result<(), Error> {
+        self.consumer
+            .seek(&self.topic, partition, Offset::Offset(offset), CALL_TIMEOUT)
+            .map_err(|e| Error::Kafka {
+                topic: self.topic.clone(),
+                source: Box::new(e),
+            })?;
+        self.tracker.reset(partition, offset);
+        Ok(())
+    }
+
+    fn commit(&self, mode: CommitMode) {
+        if !self.group {
+            return;
+        }
+        let commits = self.tracker.take_commits();
+        if commits.is_empty() {
+            return;
+        }
+        tracing::debug!(topic = %self.topic, ?commits, "committing");
+        if let Err(error) = self.consumer.commit(&offsets(&self.topic, &commits), mode) {
+            tracing::warn!(topic = %self.topic, %error, "commit failed");
+        }
+    }
+
+    fn finish(&self) {
+        self.finished.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// Commits what handlers have finished every `interval`; once the stream has ended, waits
+    /// for the messages still in flight, commits a last time and closes the consumer.
+    pub(crate) async fn commit_loop(self: Arc<Self>, interval: Duration) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = self.wake.notified() => {}
+            }
+            self.commit(CommitMode::Async);
+            if self.finished.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        while self.tracker.in_flight() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let left = self.tracker.in_flight();
+        if left > 0 {
+            tracing::warn!(topic = %self.topic, left, "closing with messages still in flight; they will be read again");
+        }
+        // The final commit and closing the consumer (leaving the group) block.
+        let running = self;
+        let _ = tokio::task::spawn_blocking(move || {
+            running.commit(CommitMode::Sync);
+            tracing::debug!(topic = %running.topic, "consumer closed");
+        })
+        .await;
+    }
+}
+
+/// What the consumer does with a message its codecs cannot read.
+pub(crate) struct Undecodable<K, V> {
+    pub(crate) count: Arc<AtomicU64>,
+    pub(crate) dead_letter: Option<Producer<K, V>>,
+    pub(crate) stop: Option<Arc<dyn Fn(Error) + Send + Sync>>,
+}
+
+/// Ends the stream's bookkeeping when it is dropped.
+struct Finish(Arc<Running>);
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
+}
+
+struct State<K, V> {
+    running: Arc<Running>,
+    _finish: Finish,
+    key_codec: Arc<dyn Codec<K>>,
+    value_codec: Arc<dyn Codec<V>>,
+    undecodable: Undecodable<K, V>,
+    pause: PauseHandle,
+    paused: bool,
+    stop_at_end: bool,
+    at_end: HashSet<i32>,
+}
+
+/// The decoded messages of a running consumer. Pausing `pause` pauses the consumer's
+/// assignment (it keeps polling, so it stays in its group).
+pub(crate) fn messages<K, V>(
+    running: Arc<Running>,
+    key_codec: Arc<dyn Codec<K>>,
+    value_codec: Arc<dyn Codec<V>>,
+    undecodable: Undecodable<K, V>,
+    pause: PauseHandle,
+    stop_at_end: bool,
+) -> impl Stream<Item = Message<K, V>> + Send + 'static
+where
+    K: Send + Sync + 'static,
+    V: Send + Sync + 'static,
+{
+    let state = State {
+        _finish: Finish(Arc::clone(&running)),
+        running,
+        key_codec,
+        value_codec,
+        undecodable,
+        pause,
+        paused: false,
+        stop_at_end,
+        at_end: HashSet::new(),
+    };
+    futures::stream::unfold(state, |mut state| async move {
+        let message = state.next().await?;
+        Some((message, state))
+    })
+}
+
+impl<K: 'static, V: 'static> State<K, V> {
+    /// The next decodable message; `None` at the end (every assigned partition at its end,
+    /// when asked to stop there).
+    async fn next(&mut self) -> Option<Message<K, V>> {
+        let running = Arc::clone(&self.running);
+        loop {
+            self.apply_pause();
+            let received = tokio::select! {
+                biased;
+                _ = self.pause.changed() => continue,
+                received = running.consumer.recv() => received,
+            };
+            match received {
+                Ok(borrowed) => {
+                    self.at_end.remove(&borrowed.partition());
+                    if let Some(message) = self.decode(&borrowed).await {
+                        return Some(message);
+                    }
+                }
+                Err(KafkaError::PartitionEOF(partition)) => {
+                    self.at_end.insert(partition);
+                    if self.stop_at_end && self.all_at_end() {
+                        tracing::info!(topic = %self.running.topic, "every partition is at its end");
+                        return None;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(topic = %self.running.topic, %error, "consumer error");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn all_at_end(&self) -> bool {
+        match self.running.consumer.assignment() {
+            Ok(list) => {
+                let assigned = list.elements_for_topic(&self.running.topic);
+                !assigned.is_empty()
+                    && assigned
+                        .iter()
+                        .all(|e| self.at_end.contains(&e.partition()))
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn apply_pause(&mut self) {
+        let paused = self.pause.is_paused();
+        if paused == self.paused {
+            return;
+        }
+        let consumer = &self.running.consumer;
+        let result = consumer.assignment().and_then(|assigned| {
+            if paused {
+                consumer.pause(&assigned)
+            } else {
+                consumer.resume(&assigned)
+            }
+        });
+        match result {
+            Ok(()) => {
+                tracing::info!(topic = %self.running.topic, paused, "consumer {}", if paused { "paused" } else { "resumed" });
+                self.paused = paused;
+            }
+            Err(error) => {
+                tracing::warn!(topic = %self.running.topic, %error, "cannot pause or resume")
+            }
+        }
+    }
+
+    async fn decode(&mut self, borrowed: &BorrowedMessage<'_>) -> Option<Message<K, V>> {
+        let (partition, offset) = (borrowed.partition(), borrowed.offset());
+        let key = borrowed.key().map(|k| self.key_codec.decode(k)).transpose();
+        let value = self
+            .value_codec
+            .decode(borrowed.payload().unwrap_or_default());
+        let headers: Arc<[(String, Vec<u8>)]> = borrowed
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                        )
+                    })
+                    .collect::<Arc<[_]>>()
+            })
+            .unwrap_or_else(|| Arc::from(Vec::new()));
+        match (key, value) {
+            (Ok(key), Ok(value)) => Some(Message {
+                key,
+                value,
+                topic: self.running.topic.as_str().into(),
+                partition,
+                offset,
+                timestamp: borrowed.timestamp().to_millis(),
+                headers,
+                ack: Some(self.running.tracker.received(partition, offset)),
+            }),
+            (Err(error), _) | (_, Err(error)) => {
+                self.undecodable(borrowed, &headers, error).await;
+                self.running.tracker.skipped(partition, offset);
+                None
+            }
+        }
+    }
+
+    async fn undecodable(
+        &self,
+        borrowed: &BorrowedMessage<'_>,
+        headers: &[(String, Vec<u8>)],
+        error: BoxError,
+    ) {
+        let topic = &self.running.topic;
+        let (partition, offset) = (borrowed.partition(), borrowed.offset());
+        let count = self.undecodable.count.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::error!(topic, partition, offset, %error, count, "cannot decode a message; skipping it");
+        if let Some(dead_letter) = &self.undecodable.dead_letter {
+            match dead_letter
+                .produce_raw(borrowed.key(), borrowed.payload(), headers)
+                .await
+            {
+                Ok(()) => tracing::info!(
+                    topic,
+                    partition,
+                    offset,
+                    "forwarded the undecodable message to the dead-letter topic"
+                ),
+                Err(error) => {
+                    tracing::error!(topic, partition, offset, %error, "cannot dead-letter the undecodable message")
+                }
+            }
+        }
+        if let Some(stop) = &self.undecodable.stop {
+            stop(Error::Codec {
+                topic: format!("{topic} (partition {partition}, offset {offset})"),
+                source: error,
+            });
+        }
+    }
+}

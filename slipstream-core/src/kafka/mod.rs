@@ -1,0 +1,469 @@
+//! Kafka topics: [`Topic`] as a handler source and sink, and on its own.
+
+mod client;
+mod consumer;
+mod embedded;
+mod message;
+mod producer;
+mod tracker;
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::types::RDKafkaErrorCode;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use embedded::EMBEDDED;
+pub use message::Message;
+pub use producer::TopicSink;
+
+use self::consumer::{Running, Undecodable};
+use self::producer::Producer;
+use self::tracker::Ack;
+use crate::codec::{Codec, DefaultCodec, JsonCodec};
+use crate::conf::Conf;
+use crate::context::BuildCx;
+use crate::error::Error;
+use crate::hub::{Feed, Hub};
+use crate::pause::{Pausable, PauseHandle};
+use crate::registry::OnError;
+use crate::sink::SinkHandle;
+use crate::source::{SourceHandle, SourceStream};
+
+/// Where a topic's consumer starts reading.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum StartAt {
+    /// Where the consumer group left off; partitions without a committed offset start where
+    /// `auto.offset.reset` says (librdkafka's default: the end). The default.
+    #[default]
+    Committed,
+    /// The beginning of every partition.
+    Beginning,
+    /// The end of every partition (only new messages).
+    End,
+    /// These offsets, as `(partition, offset)`; other partitions start as with `Committed`.
+    Offsets(Vec<(i32, i64)>),
+}
+
+/// A Kafka topic: a source of [`Message`]s for handlers, a sink for `(key, value)` pairs (or
+/// values, or whole messages), and usable on its own with [`send`](Topic::send) and
+/// [`stream`](Topic::stream).
+///
+/// Settings come from [`Conf::set`] (global), the topic's own [`conf`](Topic::conf), and
+/// `SLIPSTREAM_*` environment variables, in increasing priority. A topic named by several
+/// handlers is read by one consumer and every message goes to each of them. Delivery is
+/// at-least-once: an offset is committed only after every handler reading the message, and all
+/// their sinks, have finished it and every earlier message of its partition.
+///
+/// ```no_run
+/// use std::sync::LazyLock;
+/// use slipstream::prelude::*;
+/// use slipstream::Message;
+///
+/// static EMOJI: LazyLock<Topic> = LazyLock::new(|| {
+///     Topic::new("emoji").conf([("group.id", "demo"), ("auto.offset.reset", "earliest")])
+/// });
+/// static NAMES: LazyLock<Topic> = LazyLock::new(|| Topic::new("names"));
+///
+/// #[handle(source = EMOJI, sink = [NAMES])]
+/// fn name(msg: Message<String, String>) -> (String, String) {
+///     (msg.value, msg.key.unwrap_or_default())
+/// }
+/// ```
+pub struct Topic<K = String, V = String> {
+    name: String,
+    conf: Conf,
+    key_codec: Arc<dyn Codec<K>>,
+    value_codec: Arc<dyn Codec<V>>,
+    dry: bool,
+    start: StartAt,
+    stop_at_end: bool,
+    dead_letter: Option<String>,
+    commit_interval: Duration,
+    pause: PauseHandle,
+    producer: Mutex<Option<Producer<K, V>>>,
+    running: Mutex<Weak<Running>>,
+    undecodable: Arc<AtomicU64>,
+}
+
+impl<K: DefaultCodec, V: DefaultCodec> Topic<K, V> {
+    /// A topic whose keys and values use their default codecs (UTF-8 for `String`, raw for
+    /// `Vec<u8>`, JSON for `serde_json::Value`).
+    pub fn new(name: impl Into<String>) -> Self {
+        Topic::with_codecs(name, K::default_codec(), V::default_codec())
+    }
+}
+
+impl<K: DefaultCodec, V: Serialize + DeserializeOwned + 'static> Topic<K, V> {
+    /// A topic whose values are JSON (any serde type).
+    pub fn json(name: impl Into<String>) -> Self {
+        Topic::with_codecs(name, K::default_codec(), Arc::new(JsonCodec::<V>::new()))
+    }
+}
+
+impl<K: 'static, V: 'static> Topic<K, V> {
+    /// A topic with the given codecs.
+    pub fn with_codecs(
+        name: impl Into<String>,
+        key_codec: Arc<dyn Codec<K>>,
+        value_codec: Arc<dyn Codec<V>>,
+    ) -> Self {
+        Topic {
+            name: name.into(),
+            conf: Conf::new(),
+            key_codec,
+            value_codec,
+            dry: false,
+            start: StartAt::Committed,
+            stop_at_end: false,
+            dead_letter: None,
+            commit_interval: Duration::from_millis(500),
+            pause: PauseHandle::new(),
+            producer: Mutex::new(None),
+            running: Mutex::new(Weak::new()),
+            undecodable: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Adds settings of this topic's clients (over the global [`Conf`]).
+    pub fn conf<I, S, T>(mut self, entries: I) -> Self
+    where
+        I: IntoIterator<Item = (S, T)>,
+        S: AsRef<str>,
+        T: ToString,
+    {
+        self.conf = self.conf.with(entries);
+        self
+    }
+
+    /// The codec of keys.
+    pub fn key_codec(mut self, codec: impl Codec<K>) -> Self {
+        self.key_codec = Arc::new(codec);
+        self
+    }
+
+    /// The codec of values.
+    pub fn value_codec(mut self, codec: impl Codec<V>) -> Self {
+        self.value_codec = Arc::new(codec);
+        self
+    }
+
+    /// Logs records instead of producing them.
+    pub fn dry(mut self, dry: bool) -> Self {
+        self.dry = dry;
+        self
+    }
+
+    /// Where the consumer starts (see [`StartAt`]). Explicit positions (anything but
+    /// `Committed`) assign every partition to this consumer instead of sharing them in a group.
+    pub fn start(mut self, start: StartAt) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Ends the topic as a source once every assigned partition has been read to its end (for
+    /// backfills and tests), so that `run()` can return.
+    pub fn stop_at_end(mut self, stop: bool) -> Self {
+        self.stop_at_end = stop;
+        self
+    }
+
+    /// Forwards messages that cannot be decoded, as they are, to the topic `name` (they are
+    /// still logged and counted).
+    pub fn dead_letter(mut self, name: impl Into<String>) -> Self {
+        self.dead_letter = Some(name.into());
+        self
+    }
+
+    /// How often finished offsets are committed while running (500 ms by default; offsets are
+    /// also committed on revocation and at shutdown).
+    pub fn commit_interval(mut self, interval: Duration) -> Self {
+        self.commit_interval = interval;
+        self
+    }
+
+    /// The topic's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The topic's own settings (without the global ones).
+    pub fn own_conf(&self) -> &Conf {
+        &self.conf
+    }
+
+    /// The settings its clients use: global, then the topic's, then the environment.
+    pub fn effective_conf(&self) -> Conf {
+        Conf::effective(&self.conf)
+    }
+
+    /// How many messages could not be decoded so far.
+    pub fn undecodable(&self) -> u64 {
+        self.undecodable.load(Ordering::Relaxed)
+    }
+
+    fn producer(&self) -> Result<Producer<K, V>, Error> {
+        let mut slot = self.producer.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(producer) = &*slot {
+            return Ok(producer.clone());
+        }
+        let producer = Producer::new(
+            &self.name,
+            &self.conf,
+            self.dry,
+            Arc::clone(&self.key_codec),
+            Arc::clone(&self.value_codec),
+        )?;
+        *slot = Some(producer.clone());
+        Ok(producer)
+    }
+
+    /// Produces `(key, value)` and waits until the broker has it.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), slipstream::Error> {
+    /// let topic: slipstream::Topic = slipstream::Topic::new("emoji");
+    /// topic.send("trophy", "🏆").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send(&self, key: impl Into<K>, value: impl Into<V>) -> Result<(), Error> {
+        self.producer()?
+            .produce(Some(&key.into()), &value.into(), &[])
+            .await
+    }
+
+    /// Produces a value without a key.
+    pub async fn send_value(&self, value: impl Into<V>) -> Result<(), Error> {
+        self.producer()?.produce(None, &value.into(), &[]).await
+    }
+
+    /// Produces a record with headers.
+    pub async fn send_with_headers(
+        &self,
+        key: Option<K>,
+        value: V,
+        headers: &[(String, Vec<u8>)],
+    ) -> Result<(), Error> {
+        self.producer()?
+            .produce(key.as_ref(), &value, headers)
+            .await
+    }
+
+    fn undecodable_policy(
+        &self,
+        stop: Option<Arc<dyn Fn(Error) + Send + Sync>>,
+    ) -> Result<Undecodable<K, V>, Error> {
+        let dead_letter = match &self.dead_letter {
+            Some(name) => Some(Producer::new(
+                name,
+                &self.conf,
+                self.dry,
+                Arc::clone(&self.key_codec),
+                Arc::clone(&self.value_codec),
+            )?),
+            None => None,
+        };
+        Ok(Undecodable {
+            count: Arc::clone(&self.undecodable),
+            dead_letter,
+            stop,
+        })
+    }
+
+    fn start_consumer(&self) -> Result<Arc<Running>, Error> {
+        let running = Running::start(
+            &self.name,
+            &self.conf,
+            &self.start,
+            self.stop_at_end,
+            self.pause.clone(),
+        )?;
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&running);
+        Ok(running)
+    }
+
+    /// Moves the running consumer's position in `partition`: the next message read from it is
+    /// the one at `offset` (messages already fetched from other partitions may come first).
+    /// Used to reprocess, for example by a checkpoint's recovery.
+    pub fn seek(&self, partition: i32, offset: i64) -> Result<(), Error> {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade();
+        match running {
+            Some(running) => running.seek(partition, offset),
+            None => Err(Error::Kafka {
+                topic: self.name.clone(),
+                source: "the topic is not being consumed".into(),
+            }),
+        }
+    }
+
+    /// Creates the topic with `partitions` partitions (replication factor 1) if it does not
+    /// exist yet. Brokers that create topics on first use do not need it.
+    pub async fn create(&self, partitions: i32) -> Result<(), Error> {
+        let kafka = |source: Box<dyn std::error::Error + Send + Sync>| Error::Kafka {
+            topic: self.name.clone(),
+            source,
+        };
+        if Conf::effective(&self.conf).get("bootstrap.servers") == Some(EMBEDDED) {
+            return embedded::create_topic(&self.name, partitions).map_err(|e| kafka(e.into()));
+        }
+        let conf = client::resolve(&self.name, &self.conf)?;
+        let admin: AdminClient<client::Logging> = client::client_config(&conf)
+            .create_with_context(client::Logging)
+            .map_err(|e| client::creation_error(&self.name, e))?;
+        let topic = NewTopic::new(&self.name, partitions, TopicReplication::Fixed(1));
+        let results = admin
+            .create_topics([&topic], &AdminOptions::new())
+            .await
+            .map_err(|e| kafka(Box::new(e)))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code)) => {
+                    return Err(kafka(Box::new(rdkafka::error::KafkaError::AdminOp(code))));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<K, V> Topic<K, V>
+where
+    K: Send + Sync + 'static,
+    V: Send + Sync + 'static,
+{
+    /// Reads the topic directly, outside handlers: a stream of its messages. An offset is
+    /// committed once the message at it (and every earlier one) has been dropped. With
+    /// [`stop_at_end`](Topic::stop_at_end) the stream ends at the end of every partition.
+    ///
+    /// ```no_run
+    /// use futures::StreamExt;
+    ///
+    /// # async fn demo() -> Result<(), slipstream::Error> {
+    /// let topic: slipstream::Topic = slipstream::Topic::new("emoji").stop_at_end(true);
+    /// let mut messages = topic.stream()?;
+    /// while let Some(msg) = messages.next().await {
+    ///     println!("{msg}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn stream(&self) -> Result<impl Stream<Item = Message<K, V>> + Send + 'static, Error> {
+        let running = self.start_consumer()?;
+        tokio::spawn(Arc::clone(&running).commit_loop(self.commit_interval));
+        Ok(consumer::messages(
+            running,
+            Arc::clone(&self.key_codec),
+            Arc::clone(&self.value_codec),
+            self.undecodable_policy(None)?,
+            self.pause.clone(),
+            self.stop_at_end,
+        ))
+    }
+}
+
+impl<K, V> std::fmt::Debug for Topic<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Topic")
+            .field("name", &self.name)
+            .field("conf", &self.conf)
+            .field("dry", &self.dry)
+            .field("start", &self.start)
+            .field("stop_at_end", &self.stop_at_end)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V> Pausable for Topic<K, V> {
+    fn pause_handle(&self) -> PauseHandle {
+        self.pause.clone()
+    }
+}
+
+impl<K, V> SourceHandle for Topic<K, V>
+where
+    K: Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    type Item = Message<K, V>;
+    type Stream = TopicFeed<K, V>;
+
+    fn subscribe(
+        &'static self,
+        cx: &mut BuildCx<'_>,
+    ) -> Result<SourceStream<TopicFeed<K, V>>, Error> {
+        let key = self as *const Self as usize;
+        if !cx.has_hub(key) {
+            let running = self.start_consumer()?;
+            cx.add_background(Box::pin(
+                Arc::clone(&running).commit_loop(self.commit_interval),
+            ));
+            let stop = (cx.policy() == OnError::Stop).then(|| cx.failer());
+            let messages = consumer::messages(
+                running,
+                Arc::clone(&self.key_codec),
+                Arc::clone(&self.value_codec),
+                self.undecodable_policy(stop)?,
+                self.pause.clone(),
+                self.stop_at_end,
+            );
+            // The consumer applies the topic's pause itself (pausing its assignment), so the
+            // hub's own switch is never flipped.
+            cx.hub(key, || Hub::external(messages.boxed(), PauseHandle::new()));
+        }
+        let feed = cx
+            .hub::<Message<K, V>>(key, || unreachable!("created above"))
+            .subscribe();
+        Ok(SourceStream::internal(TopicFeed { feed, held: None }))
+    }
+}
+
+impl<K, V, T> SinkHandle<T> for Topic<K, V>
+where
+    K: Send + Sync + 'static,
+    V: Send + Sync + 'static,
+    TopicSink<K, V>: crate::sink::Sink<T>,
+{
+    type Sink = TopicSink<K, V>;
+
+    fn writer(&'static self, _cx: &mut BuildCx<'_>) -> Result<TopicSink<K, V>, Error> {
+        Ok(TopicSink::new(self.producer()?))
+    }
+}
+
+/// A handler's subscription to a topic. It holds on to the message it delivered last until the
+/// handler asks for the next one — by then the handler and all its sinks have finished with it —
+/// so that its offset is not committed earlier.
+pub struct TopicFeed<K, V> {
+    feed: Feed<Message<K, V>>,
+    held: Option<Ack>,
+}
+
+impl<K, V> Stream for TopicFeed<K, V> {
+    type Item = Message<K, V>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message<K, V>>> {
+        let this = &mut *self;
+        this.held = None;
+        let polled = Pin::new(&mut this.feed).poll_next(cx);
+        if let Poll::Ready(Some(message)) = &polled {
+            this.held.clone_from(&message.ack);
+        }
+        polled
+    }
+}
+
+impl<K, V> std::fmt::Debug for TopicFeed<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicFeed").finish_non_exhaustive()
+    }
+}
