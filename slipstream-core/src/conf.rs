@@ -13,9 +13,6 @@ static GLOBAL: RwLock<BTreeMap<String, String>> = RwLock::new(BTreeMap::new());
 /// sets `bootstrap.servers`.
 pub const ENV_PREFIX: &str = "SLIPSTREAM_";
 
-/// Environment variables with the prefix that are not Kafka settings.
-const NOT_KAFKA: &[&str] = &["HTTP_ADDR", "LOG", "CHILD"];
-
 /// Kafka client settings, keyed by librdkafka property name (`bootstrap.servers`).
 ///
 /// [`Conf::set`] merges global defaults that every [`Topic`](crate::Topic) starts from; a topic's
@@ -104,11 +101,10 @@ impl Conf {
         self.entries.remove(&normalize_key(key))
     }
 
-    /// The conf a client for `topic` uses: the global defaults, then `topic_conf`, then the
-    /// `SLIPSTREAM_*` environment variables.
-    pub fn effective(topic_conf: &Conf) -> Conf {
-        let mut conf = Conf::global();
-        conf.entries.extend(topic_conf.entries.clone());
+    /// `overrides` over this conf, then the `SLIPSTREAM_*` environment variables over both.
+    pub fn effective(&self, overrides: &Conf) -> Conf {
+        let mut conf = self.clone();
+        conf.entries.extend(overrides.entries.clone());
         conf.entries.extend(env_overrides());
         conf
     }
@@ -143,13 +139,29 @@ pub fn normalize_key(key: &str) -> String {
     }
 }
 
+/// The `SLIPSTREAM_*` environment variables that name Kafka settings (other variables with
+/// the prefix, such as `SLIPSTREAM_HTTP_ADDR`, are not Kafka's and are left alone).
 fn env_overrides() -> Vec<(String, String)> {
     std::env::vars()
         .filter_map(|(name, value)| {
-            let key = name.strip_prefix(ENV_PREFIX)?;
-            (!key.is_empty() && !NOT_KAFKA.contains(&key)).then(|| (normalize_key(key), value))
+            let key = normalize_key(name.strip_prefix(ENV_PREFIX)?);
+            is_kafka_setting(&key, &value).then_some((key, value))
         })
         .collect()
+}
+
+/// Whether librdkafka knows the setting (an invalid value still counts: it is reported when a
+/// client is created, naming the key).
+fn is_kafka_setting(key: &str, value: &str) -> bool {
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaConfRes;
+    match rdkafka::ClientConfig::new()
+        .set(key, value)
+        .create_native_config()
+    {
+        Err(KafkaError::ClientConfig(RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN, ..)) => false,
+        _ => !key.is_empty(),
+    }
 }
 
 /// Whether a setting holds a secret that must not be displayed.
@@ -218,6 +230,13 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains(r#"group.id: "g""#));
+    }
+
+    #[test]
+    fn only_kafka_settings_count_as_environment_overrides() {
+        assert!(is_kafka_setting("bootstrap.servers", "x:1"));
+        assert!(is_kafka_setting("session.timeout.ms", "not a number"));
+        assert!(!is_kafka_setting("http.addr", "127.0.0.1:8080"));
     }
 
     #[test]

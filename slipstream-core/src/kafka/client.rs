@@ -10,10 +10,10 @@ use super::embedded;
 use crate::conf::Conf;
 use crate::error::Error;
 
-/// The settings a client of `topic` uses: the effective conf, with the embedded broker started
+/// The settings a client of `topic` uses: its effective conf, with the embedded broker started
 /// when asked for, and `bootstrap.servers` required.
-pub(crate) fn resolve(topic: &str, topic_conf: &Conf) -> Result<Conf, Error> {
-    let mut conf = Conf::effective(topic_conf);
+pub(crate) fn resolve(topic: &str, effective: &Conf) -> Result<Conf, Error> {
+    let mut conf = effective.clone();
     conf.require_servers(topic)?;
     if conf.get("bootstrap.servers") == Some(embedded::EMBEDDED) {
         let servers = embedded::servers().map_err(|message| Error::Conf {

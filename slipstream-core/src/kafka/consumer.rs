@@ -110,12 +110,12 @@ impl Running {
     /// positions or without a group).
     pub(crate) fn start(
         topic: &str,
-        topic_conf: &Conf,
+        effective: &Conf,
         start: &StartAt,
         stop_at_end: bool,
         pause: PauseHandle,
     ) -> Result<Arc<Running>, Error> {
-        let mut conf = client::resolve(topic, topic_conf)?;
+        let mut conf = client::resolve(topic, effective)?;
         // slipstream commits what handlers have finished; librdkafka must not commit on its own.
         conf.insert("enable.auto.commit", "false");
         conf.insert("enable.auto.offset.store", "false");

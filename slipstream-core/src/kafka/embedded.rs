@@ -45,11 +45,14 @@ fn cluster() -> Result<&'static Embedded, String> {
                 })
                 .map_err(|e| e.to_string())?;
             let servers = ready_rx.recv().map_err(|e| e.to_string())??;
-            tracing::warn!(
-                servers,
-                "started the embedded Kafka broker (librdkafka's mock cluster): for development \
-                 only, nothing is persisted; set SLIPSTREAM_BOOTSTRAP_SERVERS to use a real broker"
-            );
+            let notice = "started the embedded Kafka broker (librdkafka's mock cluster): for \
+                          development only, nothing is persisted; set \
+                          SLIPSTREAM_BOOTSTRAP_SERVERS to use a real broker";
+            if tracing::dispatcher::has_been_set() {
+                tracing::warn!(servers, "{notice}");
+            } else {
+                eprintln!("slipstream: {notice}");
+            }
             Ok(Embedded { servers, requests })
         })
         .as_ref()

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::types::RDKafkaErrorCode;
@@ -55,8 +56,8 @@ pub enum StartAt {
 /// values, or whole messages), and usable on its own with [`send`](Topic::send) and
 /// [`stream`](Topic::stream).
 ///
-/// Settings come from [`Conf::set`] (global), the topic's own [`conf`](Topic::conf), and
-/// `SLIPSTREAM_*` environment variables, in increasing priority. A topic named by several
+/// Settings come from [`Conf::set`] (the global defaults when the topic is created), the topic's
+/// own [`conf`](Topic::conf), and `SLIPSTREAM_*` environment variables, in increasing priority. A topic named by several
 /// handlers is read by one consumer and every message goes to each of them. Delivery is
 /// at-least-once: an offset is committed only after every handler reading the message, and all
 /// their sinks, have finished it and every earlier message of its partition.
@@ -78,6 +79,8 @@ pub enum StartAt {
 /// ```
 pub struct Topic<K = String, V = String> {
     name: String,
+    /// The global defaults when the topic was created.
+    defaults: Conf,
     conf: Conf,
     key_codec: Arc<dyn Codec<K>>,
     value_codec: Arc<dyn Codec<V>>,
@@ -116,6 +119,7 @@ impl<K: 'static, V: 'static> Topic<K, V> {
     ) -> Self {
         Topic {
             name: name.into(),
+            defaults: Conf::global(),
             conf: Conf::new(),
             key_codec,
             value_codec,
@@ -198,9 +202,10 @@ impl<K: 'static, V: 'static> Topic<K, V> {
         &self.conf
     }
 
-    /// The settings its clients use: global, then the topic's, then the environment.
+    /// The settings its clients use: the global defaults as they were when the topic was
+    /// created, then the topic's own, then the environment.
     pub fn effective_conf(&self) -> Conf {
-        Conf::effective(&self.conf)
+        self.defaults.effective(&self.conf)
     }
 
     /// How many messages could not be decoded so far.
@@ -215,7 +220,7 @@ impl<K: 'static, V: 'static> Topic<K, V> {
         }
         let producer = Producer::new(
             &self.name,
-            &self.conf,
+            &self.effective_conf(),
             self.dry,
             Arc::clone(&self.key_codec),
             Arc::clone(&self.value_codec),
@@ -262,7 +267,7 @@ impl<K: 'static, V: 'static> Topic<K, V> {
         let dead_letter = match &self.dead_letter {
             Some(name) => Some(Producer::new(
                 name,
-                &self.conf,
+                &self.effective_conf(),
                 self.dry,
                 Arc::clone(&self.key_codec),
                 Arc::clone(&self.value_codec),
@@ -279,7 +284,7 @@ impl<K: 'static, V: 'static> Topic<K, V> {
     fn start_consumer(&self) -> Result<Arc<Running>, Error> {
         let running = Running::start(
             &self.name,
-            &self.conf,
+            &self.effective_conf(),
             &self.start,
             self.stop_at_end,
             self.pause.clone(),
@@ -313,10 +318,10 @@ impl<K: 'static, V: 'static> Topic<K, V> {
             topic: self.name.clone(),
             source,
         };
-        if Conf::effective(&self.conf).get("bootstrap.servers") == Some(EMBEDDED) {
+        if self.effective_conf().get("bootstrap.servers") == Some(EMBEDDED) {
             return embedded::create_topic(&self.name, partitions).map_err(|e| kafka(e.into()));
         }
-        let conf = client::resolve(&self.name, &self.conf)?;
+        let conf = client::resolve(&self.name, &self.effective_conf())?;
         let admin: AdminClient<client::Logging> = client::client_config(&conf)
             .create_with_context(client::Logging)
             .map_err(|e| client::creation_error(&self.name, e))?;
@@ -357,7 +362,7 @@ where
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn stream(&self) -> Result<impl Stream<Item = Message<K, V>> + Send + 'static, Error> {
+    pub fn stream(&self) -> Result<BoxStream<'static, Message<K, V>>, Error> {
         let running = self.start_consumer()?;
         tokio::spawn(Arc::clone(&running).commit_loop(self.commit_interval));
         Ok(consumer::messages(
@@ -367,7 +372,8 @@ where
             self.undecodable_policy(None)?,
             self.pause.clone(),
             self.stop_at_end,
-        ))
+        )
+        .boxed())
     }
 }
 

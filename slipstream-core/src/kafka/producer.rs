@@ -39,7 +39,7 @@ impl<K: 'static, V: 'static> Producer<K, V> {
     /// A producer for `topic`; `dry` logs records instead of producing them.
     pub(crate) fn new(
         topic: &str,
-        topic_conf: &Conf,
+        effective: &Conf,
         dry: bool,
         key_codec: Arc<dyn Codec<K>>,
         value_codec: Arc<dyn Codec<V>>,
@@ -47,7 +47,7 @@ impl<K: 'static, V: 'static> Producer<K, V> {
         let producer = if dry {
             None
         } else {
-            let mut conf = client::resolve(topic, topic_conf)?;
+            let mut conf = client::resolve(topic, effective)?;
             // Consumer settings in a shared conf are not for the producer.
             for key in [
                 "group.id",
