@@ -193,6 +193,22 @@ impl Running {
         Ok(())
     }
 
+    /// The partitions assigned to this consumer.
+    pub(crate) fn assignment(&self) -> Vec<i32> {
+        let mut partitions: Vec<i32> = self
+            .consumer
+            .assignment()
+            .map(|list| {
+                list.elements_for_topic(&self.topic)
+                    .iter()
+                    .map(|e| e.partition())
+                    .collect()
+            })
+            .unwrap_or_default();
+        partitions.sort_unstable();
+        partitions
+    }
+
     fn commit(&self, mode: CommitMode) {
         if !self.group {
             return;

@@ -311,6 +311,17 @@ impl<K: 'static, V: 'static> Topic<K, V> {
         }
     }
 
+    /// The partitions currently assigned to this topic's running consumer (empty when it is not
+    /// running or not assigned yet).
+    pub fn assignment(&self) -> Vec<i32> {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade();
+        running.map(|r| r.assignment()).unwrap_or_default()
+    }
+
     /// Creates the topic with `partitions` partitions (replication factor 1) if it does not
     /// exist yet. Brokers that create topics on first use do not need it.
     pub async fn create(&self, partitions: i32) -> Result<(), Error> {

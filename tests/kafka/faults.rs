@@ -1,0 +1,114 @@
+//! Broker faults (mock cluster only): the broker goes down and comes back; the app recovers and
+//! loses nothing.
+
+use std::sync::{LazyLock, OnceLock};
+use std::time::Duration;
+
+use rdkafka::mocking::MockCluster;
+use slipstream::prelude::*;
+use slipstream::{Message, Topic};
+use slipstream_tests::{Collected, app, until, within};
+
+use crate::broker::unique;
+
+enum Command {
+    Up,
+    Down,
+    Create(String, std::sync::mpsc::Sender<()>),
+}
+
+/// A mock cluster of this test's own, driven from its thread.
+struct Cluster {
+    servers: String,
+    control: std::sync::Mutex<std::sync::mpsc::Sender<Command>>,
+}
+
+impl Cluster {
+    fn send(&self, command: Command) {
+        self.control.lock().unwrap().send(command).unwrap();
+    }
+}
+
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let (ready, servers) = std::sync::mpsc::channel();
+        let (control, commands) = std::sync::mpsc::channel::<Command>();
+        std::thread::spawn(move || {
+            let cluster = MockCluster::new(1).unwrap();
+            ready.send(cluster.bootstrap_servers()).unwrap();
+            for command in commands {
+                match command {
+                    Command::Up => cluster.broker_up(1).unwrap(),
+                    Command::Down => cluster.broker_down(1).unwrap(),
+                    Command::Create(name, done) => {
+                        cluster.create_topic(&name, 1, 1).unwrap();
+                        let _ = done.send(());
+                    }
+                }
+            }
+        });
+        Cluster {
+            servers: servers.recv().unwrap(),
+            control: std::sync::Mutex::new(control),
+        }
+    })
+}
+
+static NAME: LazyLock<String> = LazyLock::new(|| unique("faults"));
+
+fn faulty_topic(group: &str) -> Topic {
+    Topic::new(NAME.as_str()).conf([
+        ("bootstrap.servers", cluster().servers.as_str()),
+        ("group.id", group),
+        ("auto.offset.reset", "earliest"),
+        ("session.timeout.ms", "6000"),
+        ("heartbeat.interval.ms", "500"),
+    ])
+}
+
+static INPUT: LazyLock<Topic> = LazyLock::new(|| faulty_topic("faults-group"));
+pub static SEEN: Collected<String> = Collected::new();
+
+#[handle(source = INPUT, sink = [|v: String| SEEN.push(v)])]
+fn values(msg: Message<String, String>) -> String {
+    msg.value
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_recovers_when_the_broker_comes_back() {
+    if crate::broker::is_real() {
+        return; // fault injection needs the mock cluster
+    }
+    let (done, created) = std::sync::mpsc::channel();
+    cluster().send(Command::Create(NAME.clone(), done));
+    tokio::task::spawn_blocking(move || created.recv().unwrap())
+        .await
+        .unwrap();
+    let producer = faulty_topic("writer");
+    let app = app(module_path!());
+    let handle = app.handle();
+    let run = tokio::spawn(app.run());
+    until(60, || INPUT.assignment().len() == 1).await;
+    for i in 0..20 {
+        producer.send("k", format!("{i}")).await.unwrap();
+    }
+    until(30, || SEEN.len() == 20).await;
+
+    cluster().send(Command::Down); // the broker goes down
+    let sending = tokio::spawn(async move {
+        for i in 20..40 {
+            producer.send("k", format!("{i}")).await.unwrap();
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(SEEN.len(), 20, "nothing moves while the broker is down");
+    cluster().send(Command::Up); // and comes back
+
+    within(60, sending).await.unwrap();
+    until(60, || SEEN.len() >= 40).await;
+    handle.shutdown();
+    within(30, run).await.unwrap().unwrap();
+    let seen: Vec<u32> = SEEN.get().iter().map(|v| v.parse().unwrap()).collect();
+    assert_eq!(seen, (0..40).collect::<Vec<_>>());
+}

@@ -1,0 +1,76 @@
+//! Two instances of one app in one consumer group split the partitions and together handle every
+//! message exactly once.
+
+use std::sync::LazyLock;
+
+use slipstream::prelude::*;
+use slipstream::{Message, Topic};
+use slipstream_tests::{Collected, app, until, within};
+
+use crate::broker::{create, topic, unique};
+
+static NAME: LazyLock<String> = LazyLock::new(|| unique("split"));
+static GROUP: LazyLock<String> = LazyLock::new(|| unique("split-group"));
+pub static SEEN: Collected<(u8, String)> = Collected::new();
+
+/// One app instance: the same topic and group, its own consumer.
+macro_rules! instance {
+    ($module:ident, $id:literal, $name:literal) => {
+        mod $module {
+            use super::*;
+
+            pub static INPUT: LazyLock<Topic> = LazyLock::new(|| topic(&NAME, &GROUP));
+
+            #[handle(source = INPUT, sink = [|v: String| SEEN.push(($id, v))], name = $name)]
+            fn handle_message(msg: Message<String, String>) -> String {
+                msg.value
+            }
+        }
+    };
+}
+
+instance!(first, 1, "first");
+instance!(second, 2, "second");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_split_the_partitions_and_handle_each_message_once() {
+    create(first::INPUT.name(), 4).await;
+    let one = app(&format!("{}::first", module_path!()));
+    let two = app(&format!("{}::second", module_path!()));
+    let (h1, h2) = (one.handle(), two.handle());
+    let r1 = tokio::spawn(one.run());
+    let r2 = tokio::spawn(two.run());
+
+    // Wait until the group has settled: every partition assigned, each instance has some.
+    until(90, || {
+        let (a, b) = (first::INPUT.assignment(), second::INPUT.assignment());
+        !a.is_empty() && !b.is_empty() && a.len() + b.len() == 4
+    })
+    .await;
+
+    for i in 0..200 {
+        first::INPUT
+            .send(format!("key{i}"), format!("{i}"))
+            .await
+            .unwrap();
+    }
+    until(60, || SEEN.len() >= 200).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    h1.shutdown();
+    h2.shutdown();
+    within(30, r1).await.unwrap().unwrap();
+    within(30, r2).await.unwrap().unwrap();
+
+    let seen = SEEN.get();
+    let mut values: Vec<u32> = seen.iter().map(|(_, v)| v.parse().unwrap()).collect();
+    values.sort_unstable();
+    assert_eq!(
+        values,
+        (0..200).collect::<Vec<_>>(),
+        "every message exactly once"
+    );
+    assert!(
+        seen.iter().any(|(id, _)| *id == 1) && seen.iter().any(|(id, _)| *id == 2),
+        "both instances handled messages"
+    );
+}

@@ -1,0 +1,11 @@
+//! Kafka tests. Against a real broker when `SLIPSTREAM_TEST_BROKER` holds its address (the test
+//! script starts one), otherwise against librdkafka's mock cluster in this process. Tests that
+//! inject broker faults always use a mock cluster of their own.
+
+mod broker;
+mod delivery;
+mod faults;
+mod groups;
+mod killed;
+mod poison;
+mod round_trip;

@@ -1,0 +1,99 @@
+//! Keys, headers and JSON values survive the trip through a topic.
+
+use serde::{Deserialize, Serialize};
+use slipstream::Topic;
+
+use crate::broker::{conf, create, read_all, topic, unique};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Catch {
+    fish: String,
+    weight: f64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_headers_and_values_round_trip() {
+    let name = unique("round-trip");
+    let plain: Topic = topic(&name, "writer");
+    create(plain.name(), 3).await;
+    plain.send("trophy", "🏆").await.unwrap();
+    plain.send_value("no key").await.unwrap();
+    let headers = vec![
+        ("trace".to_owned(), b"abc".to_vec()),
+        ("empty".to_owned(), Vec::new()),
+    ];
+    plain
+        .send_with_headers(Some("fish".to_owned()), "🐟".to_owned(), &headers)
+        .await
+        .unwrap();
+
+    let mut read = read_all::<String, String>(&name).await;
+    read.sort_by_key(|m| m.value.clone());
+    let summary: Vec<_> = read
+        .iter()
+        .map(|m| (m.key.clone(), m.value.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (None, "no key".to_owned()),
+            (Some("trophy".to_owned()), "🏆".to_owned()),
+            (Some("fish".to_owned()), "🐟".to_owned()),
+        ]
+    );
+    let fish = &read[2];
+    assert_eq!(fish.header("trace"), Some(&b"abc"[..]));
+    assert_eq!(fish.header("empty"), Some(&b""[..]));
+    assert_eq!(&*fish.topic, name.as_str());
+    assert!(fish.timestamp.is_some());
+    assert_eq!(fish.to_string(), "fish 🐟");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_values_round_trip() {
+    let name = unique("json");
+    let catches: Topic<String, Catch> = Topic::json(&name).conf(conf("writer"));
+    create(catches.name(), 1).await;
+    let catch = Catch {
+        fish: "🐟".into(),
+        weight: -1.5,
+    };
+    catches.send("monday", catch.clone()).await.unwrap();
+
+    let reader: Topic<String, Catch> = Topic::json(&name)
+        .conf(conf(&unique("reader")))
+        .stop_at_end(true);
+    let read: Vec<_> = futures::StreamExt::collect::<Vec<_>>(reader.stream().unwrap()).await;
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].key.as_deref(), Some("monday"));
+    assert_eq!(read[0].value, catch);
+}
+
+#[tokio::test]
+async fn a_missing_or_unknown_setting_is_a_clear_error() {
+    let no_servers: Topic = Topic::new(unique("nowhere")).conf([("bootstrap.servers", "")]);
+    let err = no_servers.send("k", "v").await.unwrap_err();
+    assert!(
+        err.to_string().contains("`bootstrap.servers`: missing"),
+        "{err}"
+    );
+
+    let typo: Topic = topic(&unique("typo"), "g").conf([("bootstrap.server", "x")]);
+    let err = typo.send("k", "v").await.unwrap_err();
+    match err {
+        slipstream::Error::Conf { topic, key, .. } => {
+            assert_eq!(key, "bootstrap.server");
+            assert!(topic.starts_with("typo"));
+        }
+        other => panic!("unexpected {other}"),
+    }
+}
+
+#[tokio::test]
+async fn dry_topics_log_instead_of_producing() {
+    let name = unique("dry");
+    let dry: Topic = topic::<String, String>(&name, "g").dry(true);
+    create(dry.name(), 1).await;
+    dry.send("k", "v").await.unwrap();
+    assert!(read_all::<String, String>(&name).await.is_empty());
+}
