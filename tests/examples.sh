@@ -25,6 +25,10 @@ expect pipe $'1 -> 3 (+2)\n3 -> 6 (+3)\n6 -> 10 (+4)\n10 -> 15 (+5)'
 expect proxy $'Proxied 🏆!\nProxied 📞!\nProxied 🐟!\nProxied 👌!'
 expect async-handler $'looked up 1: one\nstored: one\nlooked up 2: two\nstored: two\nlooked up 3: three\nstored: three'
 expect errors $'parsed 1\nparsed 3\nchecked 1\nrun() returned: handler `checked` failed: 7 is too large'
+expect topic $'trophy 🏆\nfish 🐟'
+expect conf $'{bootstrap.servers: "localhost:29092", group.id: "default-demo"}\n{bootstrap.servers: "localhost:29091", group.id: "demo", sasl.mechanism: "PLAIN", sasl.password: "********", sasl.username: "myuser", security.protocol: "SASL_SSL"}'
+expect codec '{"msg":"🐟"}'
+expect pipeline $'trophy Hello 🏆!\nphone Hello 📞!\nfish Hello 🐟!\nok Hello 👌!'
 
 # timer: one HH:MM:SS line a second until Ctrl-C, then a clean exit.
 out=$(mktemp)

@@ -12,8 +12,16 @@ cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
 
-echo "== cargo test"
+echo "== cargo test (Kafka tests against librdkafka's mock cluster)"
 cargo test --workspace
+
+echo "== Kafka tests against a real broker (tansu)"
+bash tests/broker.sh install
+broker_dir=$(mktemp -d)
+trap 'bash tests/broker.sh stop "$broker_dir"; rm -rf "$broker_dir"' EXIT
+broker=$(bash tests/broker.sh start "$broker_dir")
+echo "tansu listening on $broker"
+SLIPSTREAM_TEST_BROKER="$broker" cargo test -p slipstream-tests --test kafka
 
 echo "== docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p slipstream -p slipstream-core -p slipstream-macros
