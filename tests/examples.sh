@@ -29,6 +29,7 @@ expect topic $'trophy 🏆\nfish 🐟'
 expect conf $'{bootstrap.servers: "localhost:29092", group.id: "default-demo"}\n{bootstrap.servers: "localhost:29091", group.id: "demo", sasl.mechanism: "PLAIN", sasl.password: "********", sasl.username: "myuser", security.protocol: "SASL_SSL"}'
 expect codec '{"msg":"🐟"}'
 expect pipeline $'trophy Hello 🏆!\nphone Hello 📞!\nfish Hello 🐟!\nok Hello 👌!'
+expect avro $'Emoji { name: "trophy", emoji: "🏆" }\nEmoji { name: "fish", emoji: "🐟" }'
 
 # timer: one HH:MM:SS line a second until Ctrl-C, then a clean exit.
 out=$(mktemp)
