@@ -63,11 +63,26 @@ impl Wiring {
 pub struct BuildCx<'a> {
     pub(crate) wiring: &'a mut Wiring,
     pub(crate) info: &'static HandlerInfo,
+    /// The Kafka message the handler is working on, shared by its topic sources and sinks.
+    #[cfg(feature = "kafka")]
+    pub(crate) current: Option<std::sync::Arc<crate::kafka::CurrentMessage>>,
 }
 
 impl<'a> BuildCx<'a> {
     pub(crate) fn new(wiring: &'a mut Wiring, info: &'static HandlerInfo) -> Self {
-        BuildCx { wiring, info }
+        BuildCx {
+            wiring,
+            info,
+            #[cfg(feature = "kafka")]
+            current: None,
+        }
+    }
+
+    /// The slot through which this handler's topic sources tell its topic sinks which message
+    /// is being handled.
+    #[cfg(feature = "kafka")]
+    pub(crate) fn current_message(&mut self) -> std::sync::Arc<crate::kafka::CurrentMessage> {
+        std::sync::Arc::clone(self.current.get_or_insert_with(Default::default))
     }
 
     /// The handler being wired up.

@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 pub use embedded::EMBEDDED;
 pub use message::Message;
 pub use producer::TopicSink;
+pub(crate) use tracker::CurrentMessage;
 
 use self::consumer::{Running, Undecodable};
 use self::producer::Producer;
@@ -440,7 +441,12 @@ where
         let feed = cx
             .hub::<Message<K, V>>(key, || unreachable!("created above"))
             .subscribe();
-        Ok(SourceStream::internal(TopicFeed { feed, held: None }))
+        let current = cx.current_message();
+        Ok(SourceStream::internal(TopicFeed {
+            feed,
+            held: None,
+            current,
+        }))
     }
 }
 
@@ -452,8 +458,8 @@ where
 {
     type Sink = TopicSink<K, V>;
 
-    fn writer(&'static self, _cx: &mut BuildCx<'_>) -> Result<TopicSink<K, V>, Error> {
-        Ok(TopicSink::new(self.producer()?))
+    fn writer(&'static self, cx: &mut BuildCx<'_>) -> Result<TopicSink<K, V>, Error> {
+        Ok(TopicSink::new(self.producer()?, cx.current_message()))
     }
 }
 
@@ -463,6 +469,7 @@ where
 pub struct TopicFeed<K, V> {
     feed: Feed<Message<K, V>>,
     held: Option<Ack>,
+    current: Arc<CurrentMessage>,
 }
 
 impl<K, V> Stream for TopicFeed<K, V> {
@@ -470,10 +477,13 @@ impl<K, V> Stream for TopicFeed<K, V> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message<K, V>>> {
         let this = &mut *self;
-        this.held = None;
+        if this.held.take().is_some() {
+            this.current.set(None);
+        }
         let polled = Pin::new(&mut this.feed).poll_next(cx);
         if let Poll::Ready(Some(message)) = &polled {
             this.held.clone_from(&message.ack);
+            this.current.set(message.ack.clone());
         }
         polled
     }

@@ -1,13 +1,20 @@
 //! Producing to a topic: `Topic::send` and the topic as a handler sink.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::channel::oneshot::Canceled;
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
+use rdkafka::types::RDKafkaErrorCode;
 
 use super::client::{self, Logging};
 use super::message::Message;
+use super::tracker::{Ack, CurrentMessage};
 use crate::codec::Codec;
 use crate::conf::Conf;
 use crate::error::{BoxError, Error};
@@ -114,15 +121,8 @@ impl<K: 'static, V: 'static> Producer<K, V> {
         if let Some(payload) = payload {
             record = record.payload(payload);
         }
-        if !headers.is_empty() {
-            let mut owned = OwnedHeaders::new_with_capacity(headers.len());
-            for (name, value) in headers {
-                owned = owned.insert(Header {
-                    key: name,
-                    value: Some(value),
-                });
-            }
-            record = record.headers(owned);
+        if let Some(headers) = owned_headers(headers) {
+            record = record.headers(headers);
         }
         producer
             .send(record, QUEUE_TIMEOUT)
@@ -158,16 +158,32 @@ impl<K: 'static, V: 'static> Producer<K, V> {
     }
 }
 
+/// How many records one topic sink may have waiting for the broker's acknowledgement.
+const MAX_PENDING: usize = 10_000;
+
 /// A handler's writer into a [`Topic`](crate::Topic): it takes `(key, value)` pairs, values
-/// alone (no key), or whole [`Message`]s (forwarded with their key and headers). Each output is
-/// acknowledged by the broker before the handler goes on.
+/// alone (no key), or whole [`Message`]s (forwarded with their key and headers).
+///
+/// Records are pipelined: `send` hands a record to the producer and returns, so that the handler
+/// can go on while the broker acknowledges it (at most 10,000 records wait at a time). When the
+/// handler's input is a topic, each pending record keeps the input message it came from
+/// unfinished, so the input offset is committed only after the broker has acknowledged every
+/// record produced from it; a record the broker rejects keeps its input message uncommitted (it
+/// is read again after a restart) and the error goes to the handler's error policy. Closing the
+/// sink waits for every acknowledgement.
 pub struct TopicSink<K, V> {
     producer: Producer<K, V>,
+    current: Arc<CurrentMessage>,
+    pending: VecDeque<(DeliveryFuture, Option<Ack>)>,
 }
 
 impl<K, V> TopicSink<K, V> {
-    pub(crate) fn new(producer: Producer<K, V>) -> Self {
-        TopicSink { producer }
+    pub(crate) fn new(producer: Producer<K, V>, current: Arc<CurrentMessage>) -> Self {
+        TopicSink {
+            producer,
+            current,
+            pending: VecDeque::new(),
+        }
     }
 }
 
@@ -175,27 +191,162 @@ impl<K, V> std::fmt::Debug for TopicSink<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TopicSink")
             .field("topic", &self.producer.topic)
+            .field("pending", &self.pending.len())
             .finish_non_exhaustive()
     }
 }
 
+impl<K: 'static, V: 'static> TopicSink<K, V> {
+    /// Hands one record to the producer, without waiting for the broker.
+    async fn enqueue(
+        &mut self,
+        key: Option<&K>,
+        value: &V,
+        headers: &[(String, Vec<u8>)],
+    ) -> Result<(), BoxError> {
+        let topic = Arc::clone(&self.producer.topic);
+        let codec_error = |source| Error::Codec {
+            topic: topic.to_string(),
+            source,
+        };
+        let key = key
+            .map(|k| self.producer.key_codec.encode(k))
+            .transpose()
+            .map_err(codec_error)?;
+        let payload = self
+            .producer
+            .value_codec
+            .encode(value)
+            .map_err(codec_error)?;
+        let Some(producer) = self.producer.producer.clone() else {
+            tracing::info!(
+                topic = %self.producer.topic,
+                key = key.as_deref().map(String::from_utf8_lossy).as_deref(),
+                value = %String::from_utf8_lossy(&payload),
+                "dry run: not producing"
+            );
+            return Ok(());
+        };
+        let headers = owned_headers(headers);
+        loop {
+            let mut record = FutureRecord::<[u8], [u8]>::to(&self.producer.topic).payload(&payload);
+            if let Some(key) = &key {
+                record = record.key(key);
+            }
+            if let Some(headers) = &headers {
+                record = record.headers(headers.clone());
+            }
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    self.pending.push_back((delivery, self.current.get()));
+                    break;
+                }
+                // The producer's queue is full: wait for the oldest record, then try again.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
+                    if !self.pending.is_empty() =>
+                {
+                    self.settle_oldest().await?;
+                }
+                Err((error, _)) => return Err(self.error(error)),
+            }
+        }
+        if self.pending.len() >= MAX_PENDING {
+            self.settle_oldest().await?;
+        }
+        self.settle_ready()
+    }
+
+    fn error(&self, error: KafkaError) -> BoxError {
+        Box::new(Error::Kafka {
+            topic: self.producer.topic.to_string(),
+            source: Box::new(error),
+        })
+    }
+
+    /// The outcome of one delivery: on failure the input message stays unfinished for good, so
+    /// its offset is never committed past.
+    fn settled(
+        &self,
+        outcome: Result<OwnedDeliveryResult, Canceled>,
+        ack: Option<Ack>,
+    ) -> Result<(), BoxError> {
+        let error = match outcome {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err((error, _))) => self.error(error),
+            Err(Canceled) => self.error(KafkaError::Canceled),
+        };
+        std::mem::forget(ack);
+        Err(error)
+    }
+
+    async fn settle_oldest(&mut self) -> Result<(), BoxError> {
+        match self.pending.pop_front() {
+            Some((delivery, ack)) => {
+                let outcome = delivery.await;
+                self.settled(outcome, ack)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Settles the deliveries at the front that the broker has already acknowledged.
+    fn settle_ready(&mut self) -> Result<(), BoxError> {
+        let mut first_error = Ok(());
+        while let Some((delivery, _)) = self.pending.front_mut() {
+            let Some(outcome) = delivery.now_or_never() else {
+                break;
+            };
+            let (_, ack) = self.pending.pop_front().expect("a front");
+            if let Err(error) = self.settled(outcome, ack) {
+                first_error = first_error.and(Err(error));
+            }
+        }
+        first_error
+    }
+
+    /// Waits for every pending acknowledgement.
+    async fn settle_all(&mut self) -> Result<(), BoxError> {
+        let mut first_error = Ok(());
+        while !self.pending.is_empty() {
+            if let Err(error) = self.settle_oldest().await {
+                first_error = first_error.and(Err(error));
+            }
+        }
+        first_error.and(self.producer.flush().await)
+    }
+}
+
+fn owned_headers(headers: &[(String, Vec<u8>)]) -> Option<OwnedHeaders> {
+    if headers.is_empty() {
+        return None;
+    }
+    let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+    for (name, value) in headers {
+        owned = owned.insert(Header {
+            key: name,
+            value: Some(value),
+        });
+    }
+    Some(owned)
+}
+
 impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Sink<(K, V)> for TopicSink<K, V> {
     async fn send(&mut self, (key, value): (K, V)) -> Result<(), BoxError> {
-        Ok(self.producer.produce(Some(&key), &value, &[]).await?)
+        self.enqueue(Some(&key), &value, &[]).await
     }
 
     async fn close(&mut self) -> Result<(), BoxError> {
-        self.producer.flush().await
+        self.settle_all().await
     }
 }
 
 impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Sink<V> for TopicSink<K, V> {
     async fn send(&mut self, value: V) -> Result<(), BoxError> {
-        Ok(self.producer.produce(None, &value, &[]).await?)
+        self.enqueue(None, &value, &[]).await
     }
 
     async fn close(&mut self) -> Result<(), BoxError> {
-        self.producer.flush().await
+        self.settle_all().await
     }
 }
 
@@ -207,13 +358,10 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Sink<Message<K, V>> for
             headers,
             ..
         } = message;
-        Ok(self
-            .producer
-            .produce(key.as_ref(), &value, &headers)
-            .await?)
+        self.enqueue(key.as_ref(), &value, &headers).await
     }
 
     async fn close(&mut self) -> Result<(), BoxError> {
-        self.producer.flush().await
+        self.settle_all().await
     }
 }

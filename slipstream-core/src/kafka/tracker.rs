@@ -48,6 +48,23 @@ pub(crate) struct AckEntry {
 /// A shared handle on one message's completion.
 pub(crate) type Ack = Arc<AckEntry>;
 
+/// The message a handler is working on, if it came from a topic: its topic sinks attach their
+/// pending deliveries to it, so that its offset is committed only once they are acknowledged.
+#[derive(Debug, Default)]
+pub(crate) struct CurrentMessage {
+    ack: Mutex<Option<Ack>>,
+}
+
+impl CurrentMessage {
+    pub(crate) fn set(&self, ack: Option<Ack>) {
+        *self.ack.lock().unwrap_or_else(|e| e.into_inner()) = ack;
+    }
+
+    pub(crate) fn get(&self) -> Option<Ack> {
+        self.ack.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 impl Drop for AckEntry {
     fn drop(&mut self) {
         let mut partitions = self.tracker.lock();
