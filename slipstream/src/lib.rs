@@ -42,9 +42,10 @@
 //!
 //! ## Sources and sinks
 //!
-//! Sources: any `futures::Stream + Send + 'static`, [`timer`], a [`Proxy`], a [`Shared`]
-//! stream. Sinks: [`print`](const@print), any function or closure (sync or async), a [`Proxy`], any
-//! [`Sink`]. Shared handles (proxies, shared streams) are `static`s named by their path; a source
+//! Sources: any `futures::Stream + Send + 'static`, [`timer`], a Kafka [`Topic`] (its
+//! [`Message`]s), a [`Proxy`], a [`Shared`] stream. Sinks: [`print`](const@print), any function
+//! or closure (sync or async), a [`Topic`] (`(key, value)` pairs), a [`Proxy`], any [`Sink`].
+//! Shared handles (topics, proxies, shared streams) are `static`s named by their path; a source
 //! named by several handlers is read once and fanned out to all of them.
 //!
 //! `source`, `sink` and `pipe` expressions are evaluated once, when [`run`] starts.
@@ -54,6 +55,14 @@
 //! A handler that returns `Err` or panics is logged with its name and, by default, processing
 //! continues with the next item; `#[handle(on_error = "stop")]` (or [`App::on_error`]) stops
 //! the application instead and makes [`run`] return the error.
+//!
+//! ## Kafka
+//!
+//! [`Topic`] reads and writes Kafka topics with librdkafka: global settings with [`Conf::set`],
+//! per-topic settings with `.conf([..])`, `SLIPSTREAM_*` environment variables over both; codecs
+//! ([`Utf8`], [`Raw`], [`JsonCodec`], or your own [`Codec`]); at-least-once delivery (an offset is
+//! committed only after every handler reading the message, and all their sinks, are done with
+//! it). `bootstrap.servers = "embedded"` starts an in-process development broker.
 //!
 //! ## Shutdown
 //!
@@ -119,8 +128,10 @@ macro_rules! emit {
 pub mod prelude {
     pub use crate::emit;
     pub use slipstream_core::{
-        App, IntoSink, IntoSource, OnError, Pausable, Proxy, Shared, Sink, print, timer,
+        App, IntoSink, IntoSource, OnError, Pausable, Proxy, Shared, Sink, print, run, timer,
     };
+    #[cfg(feature = "kafka")]
+    pub use slipstream_core::{Conf, Message, StartAt, Topic};
     pub use slipstream_macros::handle;
 }
 
