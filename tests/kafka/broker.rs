@@ -8,34 +8,65 @@ use futures::StreamExt;
 use rdkafka::mocking::MockCluster;
 use slipstream::{DefaultCodec, Message, Topic};
 
-/// A request to the mock cluster's thread: create a topic with so many partitions.
-type Create = (String, i32, std::sync::mpsc::Sender<()>);
+/// What a mock cluster's thread is asked to do.
+pub enum Command {
+    /// Create a topic with so many partitions, then answer.
+    Create(String, i32, std::sync::mpsc::Sender<()>),
+    /// Take broker 1 down.
+    Down,
+    /// Bring broker 1 back.
+    Up,
+}
 
-struct Mock {
-    servers: String,
-    create: std::sync::Mutex<std::sync::mpsc::Sender<Create>>,
+/// A librdkafka mock cluster with one broker, owned by a thread of its own (the cluster is not
+/// `Send`), driven by [`Command`]s.
+pub struct Mock {
+    pub servers: String,
+    commands: std::sync::Mutex<std::sync::mpsc::Sender<Command>>,
+}
+
+impl Mock {
+    pub fn start() -> Mock {
+        let (ready, servers) = std::sync::mpsc::channel();
+        let (commands, requests) = std::sync::mpsc::channel::<Command>();
+        std::thread::spawn(move || {
+            let cluster = MockCluster::new(1).expect("a mock cluster");
+            ready.send(cluster.bootstrap_servers()).unwrap();
+            for command in requests {
+                match command {
+                    Command::Create(name, partitions, done) => {
+                        cluster
+                            .create_topic(&name, partitions, 1)
+                            .expect("a mock topic");
+                        let _ = done.send(());
+                    }
+                    Command::Down => cluster.broker_down(1).unwrap(),
+                    Command::Up => cluster.broker_up(1).unwrap(),
+                }
+            }
+        });
+        Mock {
+            servers: servers.recv().unwrap(),
+            commands: std::sync::Mutex::new(commands),
+        }
+    }
+
+    pub fn send(&self, command: Command) {
+        self.commands.lock().unwrap().send(command).unwrap();
+    }
+
+    pub async fn create(&self, name: &str, partitions: i32) {
+        let (done, created) = std::sync::mpsc::channel();
+        self.send(Command::Create(name.to_owned(), partitions, done));
+        tokio::task::spawn_blocking(move || created.recv().unwrap())
+            .await
+            .unwrap();
+    }
 }
 
 fn mock() -> &'static Mock {
     static MOCK: OnceLock<Mock> = OnceLock::new();
-    MOCK.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (create, requests) = std::sync::mpsc::channel::<Create>();
-        std::thread::spawn(move || {
-            let cluster = MockCluster::new(1).expect("a mock cluster");
-            tx.send(cluster.bootstrap_servers()).unwrap();
-            for (name, partitions, done) in requests {
-                cluster
-                    .create_topic(&name, partitions, 1)
-                    .expect("a mock topic");
-                let _ = done.send(());
-            }
-        });
-        Mock {
-            servers: rx.recv().unwrap(),
-            create: std::sync::Mutex::new(create),
-        }
-    })
+    MOCK.get_or_init(Mock::start)
 }
 
 /// The address of the broker under test.
@@ -54,16 +85,7 @@ pub async fn create(name: &str, partitions: i32) {
             .await
             .expect("topic created");
     } else {
-        let (done, created) = std::sync::mpsc::channel();
-        mock()
-            .create
-            .lock()
-            .unwrap()
-            .send((name.to_owned(), partitions, done))
-            .unwrap();
-        tokio::task::spawn_blocking(move || created.recv().unwrap())
-            .await
-            .unwrap();
+        mock().create(name, partitions).await;
     }
 }
 

@@ -4,55 +4,16 @@
 use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
 
-use rdkafka::mocking::MockCluster;
 use slipstream::prelude::*;
 use slipstream::{Message, Topic};
 use slipstream_tests::{Collected, app, until, within};
 
-use crate::broker::unique;
+use crate::broker::{Command, Mock, unique};
 
-enum Command {
-    Up,
-    Down,
-    Create(String, std::sync::mpsc::Sender<()>),
-}
-
-/// A mock cluster of this test's own, driven from its thread.
-struct Cluster {
-    servers: String,
-    control: std::sync::Mutex<std::sync::mpsc::Sender<Command>>,
-}
-
-impl Cluster {
-    fn send(&self, command: Command) {
-        self.control.lock().unwrap().send(command).unwrap();
-    }
-}
-
-fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
-        let (ready, servers) = std::sync::mpsc::channel();
-        let (control, commands) = std::sync::mpsc::channel::<Command>();
-        std::thread::spawn(move || {
-            let cluster = MockCluster::new(1).unwrap();
-            ready.send(cluster.bootstrap_servers()).unwrap();
-            for command in commands {
-                match command {
-                    Command::Up => cluster.broker_up(1).unwrap(),
-                    Command::Down => cluster.broker_down(1).unwrap(),
-                    Command::Create(name, done) => {
-                        cluster.create_topic(&name, 1, 1).unwrap();
-                        let _ = done.send(());
-                    }
-                }
-            }
-        });
-        Cluster {
-            servers: servers.recv().unwrap(),
-            control: std::sync::Mutex::new(control),
-        }
-    })
+/// A mock cluster of this test's own: taking its broker down must not disturb other tests.
+fn cluster() -> &'static Mock {
+    static CLUSTER: OnceLock<Mock> = OnceLock::new();
+    CLUSTER.get_or_init(Mock::start)
 }
 
 static NAME: LazyLock<String> = LazyLock::new(|| unique("faults"));
@@ -80,11 +41,7 @@ async fn the_app_recovers_when_the_broker_comes_back() {
     if crate::broker::is_real() {
         return; // fault injection needs the mock cluster
     }
-    let (done, created) = std::sync::mpsc::channel();
-    cluster().send(Command::Create(NAME.clone(), done));
-    tokio::task::spawn_blocking(move || created.recv().unwrap())
-        .await
-        .unwrap();
+    cluster().create(&NAME, 1).await;
     let producer = faulty_topic("writer");
     let app = app(module_path!());
     let handle = app.handle();
