@@ -31,6 +31,34 @@ expect codec '{"msg":"🐟"}'
 expect pipeline $'trophy Hello 🏆!\nphone Hello 📞!\nfish Hello 🐟!\nok Hello 👌!'
 expect avro $'Emoji { name: "trophy", emoji: "🏆" }\nEmoji { name: "fish", emoji: "🐟" }'
 
+expect cache $'phone 📞\nprize 🏆'
+expect sliding-window "$(for i in 2 3 4 5 6 7 8 9; do echo "Sliding window ending at 10:0$i: 3 readings, total $((3 * i))"; done)"
+expect temporal-join $'The weather during swimming was 🌞\nThe weather during hiking was 🌧\nThe weather during cycling was 🌤\nThe weather during stargazing was 🌙'
+
+# Runs a long-running example for some seconds, stops it with Ctrl-C, prints its output.
+run_for() { # seconds, name
+  local out status
+  out=$(mktemp)
+  "$dir/$2" >"$out" 2>/dev/null &
+  local pid=$!
+  sleep "$1"
+  kill -INT "$pid"
+  wait "$pid" && status=0 || status=$?
+  cat "$out"
+  rm -f "$out"
+  return $status
+}
+
+# counts: the counts persist across runs.
+rm -rf "${TMPDIR:-/tmp}/slipstream-example-counts"
+for expected in "🏆 3, 🐟 2, 📞 1" "🏆 6, 🐟 4, 📞 2"; do
+  if last=$(run_for 6 counts | tail -n 1) && [ "$last" == "$expected" ]; then
+    echo "example counts: ok ($expected)"
+  else
+    echo "example counts: expected '$expected', got '$last'"; failed=1
+  fi
+done
+
 # timer: one HH:MM:SS line a second until Ctrl-C, then a clean exit.
 out=$(mktemp)
 "$dir/timer" >"$out" 2>/dev/null &

@@ -3,8 +3,9 @@
 # skipping whatever is already there. Safe to run again.
 set -euo pipefail
 
-# System packages the build needs: a C/C++ toolchain and make (librdkafka is built from source).
-packages=(gcc g++ make libc6-dev pkg-config)
+# System packages the build needs: a C/C++ toolchain and make (librdkafka and RocksDB are built
+# from source; RocksDB's bindings need libclang).
+packages=(gcc g++ make libc6-dev pkg-config clang libclang-dev)
 
 missing=()
 for pkg in "${packages[@]}"; do

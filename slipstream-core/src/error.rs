@@ -82,6 +82,17 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// A cache could not be opened, read or written.
+    #[cfg(feature = "cache")]
+    #[error("cache `{}` {kind}: {message}", path.display())]
+    Cache {
+        /// The cache's directory.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        kind: crate::cache::CacheErrorKind,
+        /// The details.
+        message: String,
+    },
     /// A name given to the runtime matches no registered handler.
     #[error("no handler named `{0}` is registered")]
     UnknownHandler(String),

@@ -4,6 +4,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "cache")]
+pub mod cache;
 mod codec;
 #[cfg(feature = "kafka")]
 mod conf;
@@ -21,6 +23,11 @@ mod shutdown;
 pub mod sink;
 pub mod source;
 
+#[cfg(feature = "cache")]
+pub use cache::{
+    Batch, Cache, CacheErrorKind, CacheKey, CacheOptions, CacheSink, KeyLike, Snapshot,
+    Transaction, ValueLike,
+};
 pub use codec::{Codec, DefaultCodec, JsonCodec, Raw, Utf8};
 #[cfg(feature = "kafka")]
 pub use conf::Conf;

@@ -20,6 +20,8 @@ enum Output {
     Option,
     /// `Result<T, E>`: `Ok` values are sent, errors go to the error policy.
     Result,
+    /// `Result<Option<T>, E>`: `Ok(Some(..))` values are sent, errors go to the error policy.
+    ResultOption,
     /// Any other `T`: one value.
     Value,
 }
@@ -46,11 +48,30 @@ fn output_kind(ret: &ReturnType) -> (Output, Option<Type>) {
             match (last.ident.to_string().as_str(), first_ty) {
                 ("Option", Some(inner)) => (Output::Option, named(inner)),
                 ("Result", Some(_)) if unit_arg => (Output::UnitResult, None),
-                ("Result", Some(inner)) => (Output::Result, named(inner)),
+                ("Result", Some(inner)) => match option_of(inner) {
+                    Some(value) => (Output::ResultOption, named(value)),
+                    None => (Output::Result, named(inner)),
+                },
                 _ => (Output::Value, named(ty)),
             }
         }
         other => (Output::Value, named(other)),
+    }
+}
+
+/// `T` when `ty` is `Option<T>`.
+fn option_of(ty: &Type) -> Option<&Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Option" {
+        return None;
+    }
+    match &last.arguments {
+        PathArguments::AngleBracketed(args) => match args.args.first()? {
+            GenericArgument::Type(inner) => Some(inner),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -248,6 +269,9 @@ pub fn handle(args: Args, mut item: ItemFn) -> syn::Result<TokenStream> {
             Output::Value => {
                 quote! { ::core::result::Result::Ok(::core::option::Option::Some(#call.await)) }
             }
+            Output::ResultOption => {
+                quote! { #call.await.map_err(#krate::__private::handler_error) }
+            }
         };
         quote!(move |__slipstream_in| async move { #result })
     } else {
@@ -272,6 +296,17 @@ pub fn handle(args: Args, mut item: ItemFn) -> syn::Result<TokenStream> {
             Output::Value => {
                 quote! { __slipstream_out.push(#call); ::core::result::Result::Ok(()) }
             }
+            Output::ResultOption => quote! {
+                match #call {
+                    ::core::result::Result::Ok(v) => {
+                        if let ::core::option::Option::Some(v) = v {
+                            __slipstream_out.push(v);
+                        }
+                        ::core::result::Result::Ok(())
+                    }
+                    ::core::result::Result::Err(e) => ::core::result::Result::Err(#krate::__private::handler_error(e)),
+                }
+            },
         };
         quote! {
             move |__slipstream_in, __slipstream_out: &mut #krate::__private::Outbox<_>|

@@ -35,6 +35,7 @@
 //! | `T` | one value |
 //! | `Option<T>` | zero or one value |
 //! | `Result<T, E>` | the `Ok` value; an `Err` goes to the error policy |
+//! | `Result<Option<T>, E>` | the `Ok(Some(..))` value; an `Err` goes to the error policy |
 //! | `()` or `Result<(), E>` with [`emit!`] in the body | every emitted value |
 //!
 //! In an `async fn`, each `emit!` reaches the sinks before the body continues

@@ -123,6 +123,14 @@ impl Running {
             conf.insert("enable.partition.eof", "true");
         }
         let group = conf.get("group.id").is_some_and(|g| !g.is_empty());
+        if !group {
+            // librdkafka's consumer needs a group even to be assigned partitions; this one is
+            // private to the process and nothing is committed for it.
+            conf.insert(
+                "group.id",
+                format!("slipstream-{topic}-{}", std::process::id()),
+            );
+        }
         let tracker = Arc::new(Tracker::default());
         let context = Context {
             topic: topic.to_owned(),

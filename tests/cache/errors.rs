@@ -1,0 +1,105 @@
+//! Errors are typed and clear, never panics: a database held by another process, a corrupt
+//! directory, a value of another type.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use slipstream::{Cache, CacheErrorKind, Error};
+
+use crate::TempDir;
+
+fn kind(error: Error) -> CacheErrorKind {
+    match error {
+        Error::Cache { kind, .. } => kind,
+        other => panic!("not a cache error: {other}"),
+    }
+}
+
+/// Holds a cache open in a child process (this test binary, re-run).
+#[test]
+fn child_holds_cache() {
+    let Ok(path) = std::env::var("CACHE_TEST_HOLD") else {
+        return;
+    };
+    let _cache: Cache<String, String> = Cache::open(&path).unwrap();
+    println!("holding");
+    std::thread::sleep(std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn a_cache_held_by_another_process_is_a_locked_error() {
+    let dir = TempDir::new("locked");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "errors::child_holds_cache",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CACHE_TEST_HOLD", dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let holding = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.contains("holding"));
+    assert!(holding);
+    let error = Cache::<String, String>::open(dir.path()).unwrap_err();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let message = error.to_string();
+    assert_eq!(kind(error), CacheErrorKind::Locked, "{message}");
+    assert!(message.contains("locked"), "{message}");
+}
+
+#[test]
+fn opening_one_cache_twice_in_a_process_is_a_locked_error() {
+    let dir = TempDir::new("twice");
+    let _first: Cache<String, String> = Cache::open(dir.path()).unwrap();
+    let error = Cache::<String, String>::open(dir.path()).unwrap_err();
+    assert_eq!(kind(error), CacheErrorKind::Locked);
+}
+
+#[test]
+fn a_corrupt_directory_is_a_corrupt_error() {
+    let dir = TempDir::new("corrupt");
+    {
+        let cache: Cache<String, String> = Cache::open(dir.path()).unwrap();
+        cache.put("k", "v").unwrap();
+    }
+    // Overwrite every manifest with garbage.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("MANIFEST")
+        {
+            std::fs::write(&path, b"this is not a manifest at all, not even close").unwrap();
+        }
+    }
+    let error = Cache::<String, String>::open(dir.path()).unwrap_err();
+    let message = error.to_string();
+    assert_eq!(kind(error), CacheErrorKind::Corrupt, "{message}");
+}
+
+#[test]
+fn a_value_of_another_type_is_a_decode_error() {
+    let dir = TempDir::new("decode");
+    {
+        let cache: Cache<String, String> = Cache::open(dir.path()).unwrap();
+        cache.put("k", "not a number").unwrap();
+    }
+    let numbers: Cache<String, u64> = Cache::open(dir.path()).unwrap();
+    let error = numbers.get("k").unwrap_err();
+    assert_eq!(kind(error), CacheErrorKind::Decode);
+    let mut items = numbers.items();
+    assert_eq!(
+        kind(items.next().unwrap().unwrap_err()),
+        CacheErrorKind::Decode
+    );
+    assert!(items.next().is_none());
+}
