@@ -44,9 +44,10 @@
 //! ## Sources and sinks
 //!
 //! Sources: any `futures::Stream + Send + 'static`, [`timer`], a Kafka [`Topic`] (its
-//! [`Message`]s), a [`Proxy`], a [`Shared`] stream. Sinks: [`print`](const@print), any function
-//! or closure (sync or async), a [`Topic`] (`(key, value)` pairs), a [`Proxy`], any [`Sink`].
-//! Shared handles (topics, proxies, shared streams) are `static`s named by their path; a source
+//! [`Message`]s), a [`Cache`]'s update feed, a [`Proxy`], a [`Shared`] stream. Sinks:
+//! [`print`](const@print), any function or closure (sync or async), a [`Topic`] or a [`Cache`]
+//! (`(key, value)` pairs), a [`Proxy`], any [`Sink`]. Shared handles (topics, caches, proxies,
+//! shared streams) are `static`s named by their path; a source
 //! named by several handlers is read once and fanned out to all of them.
 //!
 //! `source`, `sink` and `pipe` expressions are evaluated once, when [`run`] starts.
@@ -64,6 +65,13 @@
 //! ([`Utf8`], [`Raw`], [`JsonCodec`], or your own [`Codec`]); at-least-once delivery (an offset is
 //! committed only after every handler reading the message, and all their sinks, are done with
 //! it). `bootstrap.servers = "embedded"` starts an in-process development broker.
+//!
+//! ## Cache
+//!
+//! [`Cache`] keeps state in RocksDB: typed keys that iterate in their natural order
+//! ([`CacheKey`]: numbers, timestamps, strings, tuples), serde values, ranges, prefixes, batches,
+//! snapshots, column families and per-key transactions. As a sink it stores each `(key, value)`
+//! and publishes it to its update feed, which is a source.
 //!
 //! ## Shutdown
 //!
@@ -128,6 +136,8 @@ macro_rules! emit {
 /// Everything a slipstream application usually needs: `use slipstream::prelude::*;`.
 pub mod prelude {
     pub use crate::emit;
+    #[cfg(feature = "cache")]
+    pub use slipstream_core::Cache;
     pub use slipstream_core::{
         App, IntoSink, IntoSource, OnError, Pausable, Proxy, Shared, Sink, print, run, timer,
     };

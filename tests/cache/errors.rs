@@ -26,6 +26,48 @@ fn child_holds_cache() {
     std::thread::sleep(std::time::Duration::from_secs(30));
 }
 
+/// Writes to a cache in a child process, then waits to be killed.
+#[test]
+fn child_writes_cache() {
+    let Ok(path) = std::env::var("CACHE_TEST_WRITE") else {
+        return;
+    };
+    let cache: Cache<u32, String> = Cache::open(&path).unwrap();
+    for i in 0..1000u32 {
+        cache.put(&i, &format!("value {i}")).unwrap();
+    }
+    println!("written");
+    std::thread::sleep(std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn writes_survive_a_kill_9() {
+    let dir = TempDir::new("killed");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "errors::child_writes_cache",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CACHE_TEST_WRITE", dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let written = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.contains("written"));
+    assert!(written);
+    child.kill().unwrap(); // SIGKILL: no flush, no close
+    child.wait().unwrap();
+    let cache: Cache<u32, String> = Cache::open(dir.path()).unwrap();
+    let count = cache.keys().count();
+    assert_eq!(count, 1000);
+    assert_eq!(cache.get(&999).unwrap().as_deref(), Some("value 999"));
+}
+
 #[test]
 fn a_cache_held_by_another_process_is_a_locked_error() {
     let dir = TempDir::new("locked");

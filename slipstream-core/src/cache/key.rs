@@ -24,7 +24,14 @@ pub trait CacheKey: Sized {
     fn encode_key(&self, out: &mut Vec<u8>);
 
     /// Reads a whole key.
-    fn decode_key(bytes: &[u8]) -> Result<Self, KeyError>;
+    fn decode_key(bytes: &[u8]) -> Result<Self, KeyError> {
+        let (value, rest) = Self::decode_nested(bytes)?;
+        if rest.is_empty() {
+            Ok(value)
+        } else {
+            Err(KeyError::new(std::any::type_name::<Self>(), "too long"))
+        }
+    }
 
     /// Appends the encoding of `self` inside a tuple key; it must tell where it ends.
     fn encode_nested(&self, out: &mut Vec<u8>) {
@@ -105,10 +112,6 @@ macro_rules! unsigned {
             fn encode_key(&self, out: &mut Vec<u8>) {
                 out.extend_from_slice(&self.to_be_bytes());
             }
-            fn decode_key(bytes: &[u8]) -> Result<Self, KeyError> {
-                let (value, rest) = Self::decode_nested(bytes)?;
-                rest.is_empty().then_some(value).ok_or_else(|| KeyError::new(stringify!($t), "too long"))
-            }
             fn decode_nested(bytes: &[u8]) -> Result<(Self, &[u8]), KeyError> {
                 let (head, n) = fixed::<{ size_of::<$t>() }>(bytes, stringify!($t))?;
                 Ok((<$t>::from_be_bytes(head), &bytes[n..]))
@@ -124,10 +127,6 @@ macro_rules! signed {
                 // Flipping the sign bit puts negative numbers before positive ones.
                 let flipped = (*self as $u) ^ (1 << (<$u>::BITS - 1));
                 out.extend_from_slice(&flipped.to_be_bytes());
-            }
-            fn decode_key(bytes: &[u8]) -> Result<Self, KeyError> {
-                let (value, rest) = Self::decode_nested(bytes)?;
-                rest.is_empty().then_some(value).ok_or_else(|| KeyError::new(stringify!($t), "too long"))
             }
             fn decode_nested(bytes: &[u8]) -> Result<(Self, &[u8]), KeyError> {
                 let (head, n) = fixed::<{ size_of::<$t>() }>(bytes, stringify!($t))?;
@@ -148,10 +147,6 @@ macro_rules! float {
                 let sign = 1 << (<$u>::BITS - 1);
                 let ordered = if bits & sign != 0 { !bits } else { bits | sign };
                 out.extend_from_slice(&ordered.to_be_bytes());
-            }
-            fn decode_key(bytes: &[u8]) -> Result<Self, KeyError> {
-                let (value, rest) = Self::decode_nested(bytes)?;
-                rest.is_empty().then_some(value).ok_or_else(|| KeyError::new(stringify!($t), "too long"))
             }
             fn decode_nested(bytes: &[u8]) -> Result<(Self, &[u8]), KeyError> {
                 let (head, n) = fixed::<{ size_of::<$t>() }>(bytes, stringify!($t))?;
@@ -275,12 +270,6 @@ impl CacheKey for DateTime<Utc> {
         self.timestamp().encode_key(out);
         self.timestamp_subsec_nanos().encode_key(out);
     }
-    fn decode_key(bytes: &[u8]) -> Result<Self, KeyError> {
-        let (value, rest) = Self::decode_nested(bytes)?;
-        rest.is_empty()
-            .then_some(value)
-            .ok_or_else(|| KeyError::new("DateTime", "too long"))
-    }
     fn decode_nested(bytes: &[u8]) -> Result<(Self, &[u8]), KeyError> {
         let (secs, rest) = i64::decode_nested(bytes)?;
         let (nanos, rest) = u32::decode_nested(rest)?;
@@ -294,9 +283,6 @@ impl CacheKey for NaiveDateTime {
     fn encode_key(&self, out: &mut Vec<u8>) {
         self.and_utc().encode_key(out);
     }
-    fn decode_key(bytes: &[u8]) -> Result<Self, KeyError> {
-        DateTime::<Utc>::decode_key(bytes).map(|t| t.naive_utc())
-    }
     fn decode_nested(bytes: &[u8]) -> Result<(Self, &[u8]), KeyError> {
         DateTime::<Utc>::decode_nested(bytes).map(|(t, rest)| (t.naive_utc(), rest))
     }
@@ -306,12 +292,6 @@ impl<A: CacheKey, B: CacheKey> CacheKey for (A, B) {
     fn encode_key(&self, out: &mut Vec<u8>) {
         self.0.encode_nested(out);
         self.1.encode_nested(out);
-    }
-    fn decode_key(bytes: &[u8]) -> Result<Self, KeyError> {
-        let (value, rest) = Self::decode_nested(bytes)?;
-        rest.is_empty()
-            .then_some(value)
-            .ok_or_else(|| KeyError::new("tuple", "too long"))
     }
     fn decode_nested(bytes: &[u8]) -> Result<(Self, &[u8]), KeyError> {
         let (a, rest) = A::decode_nested(bytes)?;
@@ -325,12 +305,6 @@ impl<A: CacheKey, B: CacheKey, C: CacheKey> CacheKey for (A, B, C) {
         self.0.encode_nested(out);
         self.1.encode_nested(out);
         self.2.encode_nested(out);
-    }
-    fn decode_key(bytes: &[u8]) -> Result<Self, KeyError> {
-        let (value, rest) = Self::decode_nested(bytes)?;
-        rest.is_empty()
-            .then_some(value)
-            .ok_or_else(|| KeyError::new("tuple", "too long"))
     }
     fn decode_nested(bytes: &[u8]) -> Result<(Self, &[u8]), KeyError> {
         let (a, rest) = A::decode_nested(bytes)?;

@@ -348,14 +348,20 @@ impl<K, V> Cache<K, V> {
 
     /// Whether `key` is stored.
     pub fn contains<Q: KeyLike<K> + ?Sized>(&self, key: &Q) -> Result<bool, Error> {
+        Ok(self.get_bytes(key)?.is_some())
+    }
+
+    fn get_bytes<Q: KeyLike<K> + ?Sized>(
+        &self,
+        key: &Q,
+    ) -> Result<Option<rocksdb::DBPinnableSlice<'_>>, Error> {
         let key = Self::encode_key(key);
         let db = &self.shared.db;
-        let found = match self.family() {
+        match self.family() {
             Some(cf) => db.get_pinned_cf(&cf, key),
             None => db.get_pinned(key),
         }
-        .map_err(|e| self.error(e))?;
-        Ok(found.is_some())
+        .map_err(|e| self.error(e))
     }
 
     /// Writes the memtables to disk.
@@ -412,14 +418,9 @@ impl<K, V: DeserializeOwned> Cache<K, V> {
 
     /// The value stored under `key`, if any.
     pub fn get<Q: KeyLike<K> + ?Sized>(&self, key: &Q) -> Result<Option<V>, Error> {
-        let key = Self::encode_key(key);
-        let db = &self.shared.db;
-        let found = match self.family() {
-            Some(cf) => db.get_pinned_cf(&cf, key),
-            None => db.get_pinned(key),
-        }
-        .map_err(|e| self.error(e))?;
-        found.map(|bytes| self.decode_value(&bytes)).transpose()
+        self.get_bytes(key)?
+            .map(|bytes| self.decode_value(&bytes))
+            .transpose()
     }
 }
 
