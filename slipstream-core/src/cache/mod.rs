@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
-pub use iter::{Items, Keys, Snapshot, Values};
+pub use iter::{Items, Iter, Keys, KeysOf, PairsOf, Project, Snapshot, Values, ValuesOf};
 pub use key::{CacheKey, KeyError, KeyLike};
 
 use crate::context::BuildCx;
