@@ -93,6 +93,9 @@ pub enum Error {
         /// The details.
         message: String,
     },
+    /// A checkpoint was used wrongly (an unknown dependency, markers its checks cannot compare).
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
     /// A name given to the runtime matches no registered handler.
     #[error("no handler named `{0}` is registered")]
     UnknownHandler(String),

@@ -6,6 +6,7 @@
 
 #[cfg(feature = "cache")]
 pub mod cache;
+pub mod checkpoint;
 mod codec;
 #[cfg(feature = "kafka")]
 mod conf;
@@ -27,6 +28,9 @@ pub mod source;
 pub use cache::{
     Batch, Cache, CacheErrorKind, CacheKey, CacheOptions, CacheSink, KeyLike, Snapshot,
     Transaction, ValueLike,
+};
+pub use checkpoint::{
+    Checkpoint, CheckpointBuilder, CheckpointView, Dependency, DependencyView, Heartbeat, Marker,
 };
 pub use codec::{Codec, DefaultCodec, JsonCodec, Raw, Utf8};
 #[cfg(feature = "kafka")]

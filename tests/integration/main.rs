@@ -4,6 +4,7 @@
 // The facade under another name, for `#[handle(crate = ..)]`.
 extern crate slipstream as renamed;
 
+mod checkpoint;
 mod errors;
 mod pause;
 mod pipes;
