@@ -73,6 +73,12 @@
 //! snapshots, column families and per-key transactions. As a sink it stores each `(key, value)`
 //! and publishes it to its update feed, which is a source.
 //!
+//! ## Checkpoints
+//!
+//! A [`Checkpoint`] ties a dependent stream to the streams it depends on by comparing event times
+//! ([`Checkpoint::heartbeat`], [`Checkpoint::check_pulse`]): it pauses the dependent stream while
+//! a [`Dependency`] is down and resumes it, with callbacks to reprocess, once it has caught up.
+//!
 //! ## Shutdown
 //!
 //! [`run`] returns once every finite source is drained and everything downstream delivered.
@@ -141,6 +147,7 @@ pub mod prelude {
     pub use slipstream_core::{
         App, IntoSink, IntoSource, OnError, Pausable, Proxy, Shared, Sink, print, run, timer,
     };
+    pub use slipstream_core::{Checkpoint, Dependency};
     #[cfg(feature = "kafka")]
     pub use slipstream_core::{Conf, Message, StartAt, Topic};
     pub use slipstream_macros::handle;
