@@ -61,6 +61,37 @@ for expected in "🏆 3, 🐟 2, 📞 1" "🏆 6, 🐟 4, 📞 2"; do
   fi
 done
 
+# endpoint: /updates streams a new line each second; Ctrl-C stops the handlers and the server.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+ENDPOINT_ADDR="127.0.0.1:$port" "$dir/endpoint" >/dev/null 2>&1 &
+pid=$!
+lines=$(python3 - "$port" <<'PY'
+import socket, sys, time
+port = int(sys.argv[1])
+for _ in range(50):
+    try:
+        s = socket.create_connection(("127.0.0.1", port)); break
+    except OSError:
+        time.sleep(0.1)
+s.sendall(b"GET /updates HTTP/1.1\r\nHost: localhost\r\n\r\n")
+s.settimeout(0.5)
+data, end = b"", time.time() + 3.5
+while time.time() < end:
+    try:
+        data += s.recv(4096)
+    except socket.timeout:
+        pass
+import re
+print(len(re.findall(rb"\d\d:\d\d:\d\d\n", data)))
+PY
+)
+kill -INT "$pid"
+if wait "$pid" && [ "$lines" -ge 3 ] && [ "$lines" -le 5 ]; then
+  echo "example endpoint: ok ($lines updates in 3.5 s, clean exit on SIGINT)"
+else
+  echo "example endpoint: $lines updates, exit status $?"; failed=1
+fi
+
 # timer: one HH:MM:SS line a second until Ctrl-C, then a clean exit.
 out=$(mktemp)
 "$dir/timer" >"$out" 2>/dev/null &

@@ -124,6 +124,12 @@ impl AppHandle {
         self.controls.shutdown.trigger();
     }
 
+    /// Waits until the application starts shutting down (a signal, [`shutdown`](Self::shutdown),
+    /// a handler stopping it) or its run ends: for servers running beside it.
+    pub async fn wait_for_shutdown(&self) {
+        self.controls.shutdown.wait().await;
+    }
+
     /// Whether a shutdown has started.
     pub fn is_shutting_down(&self) -> bool {
         self.controls.shutdown.is_triggered()
@@ -308,7 +314,10 @@ impl App {
             None
         };
         let hooks = std::mem::take(&mut self.hooks);
+        let controls = Arc::clone(&self.controls);
         let result = self.run_handlers().await;
+        // Whatever ended the run, anything waiting for the shutdown may go now.
+        controls.shutdown.trigger();
         for hook in hooks {
             hook.call().await;
         }

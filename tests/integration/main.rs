@@ -5,6 +5,7 @@
 extern crate slipstream as renamed;
 
 mod checkpoint;
+mod endpoint;
 mod errors;
 mod pause;
 mod pipes;

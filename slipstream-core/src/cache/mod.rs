@@ -186,6 +186,7 @@ impl CacheOptions {
             }),
             family: None,
             pause: PauseHandle::new(),
+            updates: std::sync::OnceLock::new(),
             _types: PhantomData,
         })
     }
@@ -226,6 +227,8 @@ pub struct Cache<K, V> {
     shared: Arc<Shared>,
     family: Option<String>,
     pause: PauseHandle,
+    /// Updates for readers outside handlers ([`Cache::updates`]), once one asks.
+    updates: std::sync::OnceLock<tokio::sync::broadcast::Sender<(K, V)>>,
     _types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -293,6 +296,7 @@ impl<K, V> Cache<K, V> {
             shared: Arc::clone(shared),
             family: Some(name.to_owned()),
             pause: PauseHandle::new(),
+            updates: std::sync::OnceLock::new(),
             _types: PhantomData,
         })
     }
@@ -491,6 +495,43 @@ where
     }
 }
 
+impl<K, V> Cache<K, V>
+where
+    K: Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    /// The updates written through the cache's sink interface from now on, for readers
+    /// outside handlers (an HTTP endpoint streaming them, say). A reader that falls more than
+    /// 1,024 updates behind skips the oldest (and a warning is logged).
+    ///
+    /// ```no_run
+    /// # async fn demo(cache: &'static slipstream::Cache<String, String>) {
+    /// use futures::StreamExt;
+    /// let mut updates = std::pin::pin!(cache.updates());
+    /// while let Some((key, value)) = updates.next().await {
+    ///     println!("{key} = {value}");
+    /// }
+    /// # }
+    /// ```
+    pub fn updates(&self) -> impl futures::Stream<Item = (K, V)> + Send + 'static {
+        use tokio::sync::broadcast::error::RecvError;
+        let sender = self
+            .updates
+            .get_or_init(|| tokio::sync::broadcast::channel(1024).0);
+        futures::stream::unfold(sender.subscribe(), |mut updates| async move {
+            loop {
+                match updates.recv().await {
+                    Ok(update) => return Some((update, updates)),
+                    Err(RecvError::Lagged(skipped)) => {
+                        tracing::warn!(skipped, "a cache update reader fell behind; skipping")
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        })
+    }
+}
+
 impl<K, V> SourceHandle for Cache<K, V>
 where
     K: Clone + Send + Sync + 'static,
@@ -539,6 +580,11 @@ where
 {
     async fn send(&mut self, (key, value): (K, V)) -> Result<(), BoxError> {
         self.cache.put(&key, &value)?;
+        if let Some(readers) = self.cache.updates.get()
+            && readers.receiver_count() > 0
+        {
+            let _ = readers.send((key.clone(), value.clone()));
+        }
         self.feed
             .send((key, value))
             .await
