@@ -70,6 +70,32 @@ pub async fn until(secs: u64, mut condition: impl FnMut() -> bool) {
     .await
 }
 
+/// Runs one test of the current test binary in a child process, with `env` set, and waits until
+/// it prints a line containing `ready` (the child test does nothing unless its variable is set).
+/// Panics if the child ends first.
+pub fn spawn_test_until(
+    test: &str,
+    env: (&str, &std::path::Path),
+    ready: &str,
+) -> std::process::Child {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(std::env::current_exe().expect("the test binary"))
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(env.0, env.1)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the child starts");
+    let stdout = child.stdout.take().expect("piped");
+    let found = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.contains(ready));
+    assert!(found, "the child test {test} never printed {ready:?}");
+    child
+}
+
 /// A global allocator that counts allocations, for checking that a path allocates nothing per
 /// message: install it with `#[global_allocator]` in a test or bench binary of its own.
 pub struct CountingAllocator;

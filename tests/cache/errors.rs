@@ -1,10 +1,9 @@
 //! Errors are typed and clear, never panics: a database held by another process, a corrupt
 //! directory, a value of another type.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
 use slipstream::{Cache, CacheErrorKind, Error};
+
+use slipstream_tests::spawn_test_until;
 
 use crate::TempDir;
 
@@ -43,23 +42,11 @@ fn child_writes_cache() {
 #[test]
 fn writes_survive_a_kill_9() {
     let dir = TempDir::new("killed");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "errors::child_writes_cache",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("CACHE_TEST_WRITE", dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let written = BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-        .any(|line| line.contains("written"));
-    assert!(written);
+    let mut child = spawn_test_until(
+        "errors::child_writes_cache",
+        ("CACHE_TEST_WRITE", dir.path()),
+        "written",
+    );
     child.kill().unwrap(); // SIGKILL: no flush, no close
     child.wait().unwrap();
     let cache: Cache<u32, String> = Cache::open(dir.path()).unwrap();
@@ -71,23 +58,11 @@ fn writes_survive_a_kill_9() {
 #[test]
 fn a_cache_held_by_another_process_is_a_locked_error() {
     let dir = TempDir::new("locked");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "errors::child_holds_cache",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("CACHE_TEST_HOLD", dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let holding = BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-        .any(|line| line.contains("holding"));
-    assert!(holding);
+    let mut child = spawn_test_until(
+        "errors::child_holds_cache",
+        ("CACHE_TEST_HOLD", dir.path()),
+        "holding",
+    );
     let error = Cache::<String, String>::open(dir.path()).unwrap_err();
     child.kill().unwrap();
     child.wait().unwrap();
