@@ -142,8 +142,9 @@ pub fn normalize_key(key: &str) -> String {
 /// The `SLIPSTREAM_*` environment variables that name Kafka settings (other variables with
 /// the prefix, such as `SLIPSTREAM_HTTP_ADDR`, are not Kafka's and are left alone).
 fn env_overrides() -> Vec<(String, String)> {
-    std::env::vars()
+    std::env::vars_os()
         .filter_map(|(name, value)| {
+            let (name, value) = (name.into_string().ok()?, value.into_string().ok()?);
             let key = normalize_key(name.strip_prefix(ENV_PREFIX)?);
             is_kafka_setting(&key, &value).then_some((key, value))
         })

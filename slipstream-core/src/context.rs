@@ -123,6 +123,12 @@ impl<'a> BuildCx<'a> {
         self.wiring.hubs.contains_key(&key)
     }
 
+    /// The flag set when the application stops on a failure.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    pub(crate) fn failed_flag(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        std::sync::Arc::clone(&self.wiring.controls.failed)
+    }
+
     /// Runs `work` alongside the handlers; the run ends once it has finished too.
     #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     pub(crate) fn add_background(&mut self, work: BoxFuture<'static, ()>) {

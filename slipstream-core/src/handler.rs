@@ -87,6 +87,7 @@ enum Failure {
 struct Runner {
     name: &'static str,
     policy: OnError,
+    failed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Runner {
@@ -94,6 +95,7 @@ impl Runner {
         Runner {
             name: cx.info.name,
             policy: cx.policy(),
+            failed: Arc::clone(&cx.wiring.controls.failed),
         }
     }
 
@@ -200,6 +202,11 @@ where
             let (outcome, delivery) = step.process(item).await;
             stopped = runner.settle(outcome, delivery);
             if stopped.is_err() {
+                // Before the source (and the messages it holds) is dropped: nothing handled
+                // after this failure may count as done.
+                runner
+                    .failed
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
                 break;
             }
             budget.spend().await;

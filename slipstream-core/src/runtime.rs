@@ -81,6 +81,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// What an [`AppHandle`] controls in a running application.
 pub(crate) struct Controls {
     pub(crate) shutdown: Shutdown,
+    /// Set as soon as the application is stopping on a failure: nothing is committed after it.
+    pub(crate) failed: Arc<std::sync::atomic::AtomicBool>,
     pauses: Mutex<HashMap<&'static str, PauseHandle>>,
     failure: Mutex<Option<Error>>,
 }
@@ -88,6 +90,7 @@ pub(crate) struct Controls {
 impl Controls {
     /// Stops the application with `error` (the first one wins).
     pub(crate) fn fail(&self, error: Error) {
+        self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
         let mut failure = lock(&self.failure);
         if failure.is_none() {
             tracing::error!(%error, "stopping the application");
@@ -208,6 +211,7 @@ impl App {
         App {
             controls: Arc::new(Controls {
                 shutdown: Shutdown::new(),
+                failed: Arc::default(),
                 pauses: Mutex::new(HashMap::new()),
                 failure: Mutex::new(None),
             }),

@@ -141,3 +141,74 @@ mod pause {
         assert_eq!(seen, expected);
     }
 }
+
+mod stop_commits_nothing_more {
+    use super::*;
+
+    static NAME: LazyLock<String> = LazyLock::new(|| unique("stop"));
+    static GROUP: LazyLock<String> = LazyLock::new(|| unique("stop-group"));
+
+    pub mod strict {
+        use super::*;
+        pub static INPUT: LazyLock<Topic> = LazyLock::new(|| topic(&NAME, &GROUP));
+        pub static SEEN: Collected<String> = Collected::new();
+
+        #[handle(source = INPUT, sink = [|v: String| SEEN.push(v)], on_error = "stop")]
+        fn strict(msg: Message<String, String>) -> Result<String, String> {
+            if msg.value == "5" {
+                Err("five".into())
+            } else {
+                Ok(msg.value)
+            }
+        }
+    }
+
+    pub mod lenient {
+        use super::*;
+        pub static INPUT: LazyLock<Topic> = LazyLock::new(|| topic(&NAME, &GROUP));
+        pub static SEEN: Collected<String> = Collected::new();
+
+        #[handle(source = INPUT, sink = [|v: String| SEEN.push(v)])]
+        fn lenient(msg: Message<String, String>) -> String {
+            msg.value
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_a_stop_the_failed_message_and_those_after_it_are_read_again() {
+        create(strict::INPUT.name(), 1).await;
+        for i in 0..20 {
+            strict::INPUT.send("k", format!("{i}")).await.unwrap();
+        }
+        let err = within(60, app(&format!("{}::strict", module_path!())).run())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("five"), "{err}");
+        assert_eq!(
+            strict::SEEN.get(),
+            (0..5).map(|i| i.to_string()).collect::<Vec<_>>()
+        );
+
+        // The same group again: it starts at the failed message, nothing after it was skipped.
+        let app = app(&format!("{}::lenient", module_path!()));
+        let handle = app.handle();
+        let run = tokio::spawn(app.run());
+        until(60, || {
+            lenient::SEEN.get().last().map(String::as_str) == Some("19")
+        })
+        .await;
+        handle.shutdown();
+        within(30, run).await.unwrap().unwrap();
+        // At-least-once: it resumes at or before the failed message, so nothing after it is lost.
+        let seen: Vec<u32> = lenient::SEEN
+            .get()
+            .iter()
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert!(
+            seen[0] <= 5,
+            "resumes at or before the failed message: {seen:?}"
+        );
+        assert_eq!(seen, (seen[0]..20).collect::<Vec<_>>());
+    }
+}

@@ -143,7 +143,8 @@ macro_rules! float {
             fn encode_key(&self, out: &mut Vec<u8>) {
                 // Negative numbers: invert every bit (larger magnitudes sort first); positive
                 // numbers: set the sign bit (they sort after every negative one).
-                let bits = self.to_bits();
+                // -0.0 is stored as 0.0: they are equal keys.
+                let bits = if *self == 0.0 { 0 } else { self.to_bits() };
                 let sign = 1 << (<$u>::BITS - 1);
                 let ordered = if bits & sign != 0 { !bits } else { bits | sign };
                 out.extend_from_slice(&ordered.to_be_bytes());

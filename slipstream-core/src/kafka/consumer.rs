@@ -38,6 +38,7 @@ pub(crate) struct Context {
     tracker: Arc<Tracker>,
     pause: PauseHandle,
     group: bool,
+    failed: Arc<AtomicBool>,
 }
 
 impl ClientContext for Context {
@@ -60,7 +61,7 @@ impl ConsumerContext for Context {
                 .collect();
             tracing::info!(topic = %self.topic, ?partitions, "partitions revoked");
             let commits = self.tracker.revoke(&partitions);
-            if self.group && !commits.is_empty() {
+            if self.group && !commits.is_empty() && !self.failed.load(Ordering::SeqCst) {
                 let list = offsets(&self.topic, &commits);
                 if let Err(error) = consumer.commit(&list, CommitMode::Sync) {
                     tracing::warn!(topic = %self.topic, %error, "commit on revocation failed");
@@ -101,6 +102,9 @@ pub(crate) struct Running {
     pub(crate) topic: String,
     tracker: Arc<Tracker>,
     group: bool,
+    /// Set when the application stops on a failure: from then on nothing is committed, so that
+    /// messages dropped unhandled are read again after a restart.
+    failed: Arc<AtomicBool>,
     finished: AtomicBool,
     wake: Notify,
 }
@@ -114,6 +118,7 @@ impl Running {
         start: &StartAt,
         stop_at_end: bool,
         pause: PauseHandle,
+        failed: Arc<AtomicBool>,
     ) -> Result<Arc<Running>, Error> {
         let mut conf = client::resolve(topic, effective)?;
         // slipstream commits what handlers have finished; librdkafka must not commit on its own.
@@ -137,6 +142,7 @@ impl Running {
             tracker: Arc::clone(&tracker),
             pause,
             group,
+            failed: Arc::clone(&failed),
         };
         let consumer: StreamConsumer<Context> = client::client_config(&conf)
             .create_with_context(context)
@@ -184,6 +190,7 @@ impl Running {
             topic: topic.to_owned(),
             tracker,
             group,
+            failed,
             finished: AtomicBool::new(false),
             wake: Notify::new(),
         }))
@@ -191,13 +198,15 @@ impl Running {
 
     /// Moves a partition's position: the next message read from it is at `offset`.
     pub(crate) fn seek(&self, partition: i32, offset: i64) -> Result<(), Error> {
+        // Forget what is in flight first, so that a message at the new position is not taken
+        // for one from before the seek.
+        self.tracker.reset(partition, offset);
         self.consumer
             .seek(&self.topic, partition, Offset::Offset(offset), CALL_TIMEOUT)
             .map_err(|e| Error::Kafka {
                 topic: self.topic.clone(),
                 source: Box::new(e),
             })?;
-        self.tracker.reset(partition, offset);
         Ok(())
     }
 
@@ -217,11 +226,11 @@ impl Running {
         partitions
     }
 
-    fn commit(&self, mode: CommitMode) {
-        if !self.group {
+    fn commit(&self, mode: CommitMode, all: bool) {
+        if !self.group || self.failed.load(Ordering::SeqCst) {
             return;
         }
-        let commits = self.tracker.take_commits();
+        let commits = self.tracker.take_commits(all);
         if commits.is_empty() {
             return;
         }
@@ -244,7 +253,7 @@ impl Running {
                 _ = tokio::time::sleep(interval) => {}
                 _ = self.wake.notified() => {}
             }
-            self.commit(CommitMode::Async);
+            self.commit(CommitMode::Async, false);
             if self.finished.load(Ordering::SeqCst) {
                 break;
             }
@@ -260,7 +269,7 @@ impl Running {
         // The final commit and closing the consumer (leaving the group) block.
         let running = self;
         let _ = tokio::task::spawn_blocking(move || {
-            running.commit(CommitMode::Sync);
+            running.commit(CommitMode::Sync, true);
             tracing::debug!(topic = %running.topic, "consumer closed");
         })
         .await;
@@ -430,7 +439,10 @@ impl<K: 'static, V: 'static> State<K, V> {
             }),
             (Err(error), _) | (_, Err(error)) => {
                 self.undecodable(borrowed, &headers, error).await;
-                self.running.tracker.skipped(partition, offset);
+                // Skipped (and committed past), unless it stops the application.
+                if self.undecodable.stop.is_none() {
+                    self.running.tracker.skipped(partition, offset);
+                }
                 None
             }
         }

@@ -282,13 +282,17 @@ impl<K: 'static, V: 'static> Topic<K, V> {
         })
     }
 
-    fn start_consumer(&self) -> Result<Arc<Running>, Error> {
+    fn start_consumer(
+        &self,
+        failed: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<Arc<Running>, Error> {
         let running = Running::start(
             &self.name,
             &self.effective_conf(),
             &self.start,
             self.stop_at_end,
             self.pause.clone(),
+            failed,
         )?;
         *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&running);
         Ok(running)
@@ -375,13 +379,14 @@ where
     /// # Ok(()) }
     /// ```
     pub fn stream(&self) -> Result<BoxStream<'static, Message<K, V>>, Error> {
-        let running = self.start_consumer()?;
+        let undecodable = self.undecodable_policy(None)?;
+        let running = self.start_consumer(Arc::default())?;
         tokio::spawn(Arc::clone(&running).commit_loop(self.commit_interval));
         Ok(consumer::messages(
             running,
             Arc::clone(&self.key_codec),
             Arc::clone(&self.value_codec),
-            self.undecodable_policy(None)?,
+            undecodable,
             self.pause.clone(),
             self.stop_at_end,
         )
@@ -421,16 +426,17 @@ where
     ) -> Result<SourceStream<TopicFeed<K, V>>, Error> {
         let key = self as *const Self as usize;
         if !cx.has_hub(key) {
-            let running = self.start_consumer()?;
+            let stop = (cx.policy() == OnError::Stop).then(|| cx.failer());
+            let undecodable = self.undecodable_policy(stop)?;
+            let running = self.start_consumer(cx.failed_flag())?;
             cx.add_background(Box::pin(
                 Arc::clone(&running).commit_loop(self.commit_interval),
             ));
-            let stop = (cx.policy() == OnError::Stop).then(|| cx.failer());
             let messages = consumer::messages(
                 running,
                 Arc::clone(&self.key_codec),
                 Arc::clone(&self.value_codec),
-                self.undecodable_policy(stop)?,
+                undecodable,
                 self.pause.clone(),
                 self.stop_at_end,
             );

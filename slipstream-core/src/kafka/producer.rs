@@ -241,11 +241,14 @@ impl<K: 'static, V: 'static> TopicSink<K, V> {
                     self.pending.push_back((delivery, self.current.get()));
                     break;
                 }
-                // The producer's queue is full: wait for the oldest record, then try again.
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
-                    if !self.pending.is_empty() =>
-                {
-                    self.settle_oldest().await?;
+                // The producer's queue is full: wait for the oldest record (or, with none of
+                // ours pending, a moment), then try again.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    if self.pending.is_empty() {
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    } else {
+                        self.settle_oldest().await?;
+                    }
                 }
                 Err((error, _)) => return Err(self.error(error)),
             }

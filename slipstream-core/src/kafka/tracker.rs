@@ -100,13 +100,14 @@ impl Tracker {
         drop(self.received(partition, offset));
     }
 
-    /// The positions that advanced since they were last taken, marking them committed.
-    pub(crate) fn take_commits(&self) -> Vec<(i32, i64)> {
+    /// The positions that advanced since they were last taken (every position when `all`,
+    /// for a last commit whose predecessors may have failed unseen), marking them committed.
+    pub(crate) fn take_commits(&self, all: bool) -> Vec<(i32, i64)> {
         let mut partitions = self.lock();
         let mut commits = Vec::new();
         for (&partition, p) in partitions.iter_mut() {
             if let Some(position) = p.committable()
-                && p.committed != Some(position)
+                && (all || p.committed != Some(position))
             {
                 p.committed = Some(position);
                 commits.push((partition, position));
@@ -123,9 +124,7 @@ impl Tracker {
         let mut commits = Vec::new();
         for partition in revoked {
             if let Some(p) = partitions.get_mut(partition) {
-                if let Some(position) = p.committable()
-                    && p.committed != Some(position)
-                {
+                if let Some(position) = p.committable() {
                     commits.push((*partition, position));
                 }
                 let epoch = p.epoch + 1;
@@ -164,14 +163,14 @@ mod tests {
         let a = tracker.received(0, 10);
         let b = tracker.received(0, 11);
         let c = tracker.received(0, 12);
-        assert_eq!(tracker.take_commits(), [(0, 10)]);
+        assert_eq!(tracker.take_commits(false), [(0, 10)]);
         drop(b); // 11 done, but 10 is not
-        assert_eq!(tracker.take_commits(), []);
+        assert_eq!(tracker.take_commits(false), []);
         drop(a);
-        assert_eq!(tracker.take_commits(), [(0, 12)]);
+        assert_eq!(tracker.take_commits(false), [(0, 12)]);
         drop(c);
-        assert_eq!(tracker.take_commits(), [(0, 13)]);
-        assert_eq!(tracker.take_commits(), []);
+        assert_eq!(tracker.take_commits(false), [(0, 13)]);
+        assert_eq!(tracker.take_commits(false), []);
         assert_eq!(tracker.in_flight(), 0);
     }
 
@@ -183,7 +182,7 @@ mod tests {
         drop(ack);
         assert_eq!(tracker.in_flight(), 1);
         drop(other_handler);
-        assert_eq!(tracker.take_commits(), [(3, 1)]);
+        assert_eq!(tracker.take_commits(false), [(3, 1)]);
     }
 
     #[test]
@@ -191,7 +190,7 @@ mod tests {
         let tracker = Arc::new(Tracker::default());
         let _p0 = tracker.received(0, 5);
         tracker.skipped(1, 7);
-        assert_eq!(tracker.take_commits(), [(0, 5), (1, 8)]);
+        assert_eq!(tracker.take_commits(false), [(0, 5), (1, 8)]);
     }
 
     #[test]
@@ -204,6 +203,6 @@ mod tests {
         assert_eq!(tracker.in_flight(), 1);
         drop(new);
         tracker.reset(0, 0);
-        assert_eq!(tracker.take_commits(), [(0, 0)]);
+        assert_eq!(tracker.take_commits(false), [(0, 0)]);
     }
 }
