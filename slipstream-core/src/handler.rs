@@ -125,6 +125,7 @@ impl Runner {
     }
 
     /// Applies the policy to the handler's outcome and then to the delivery of its outputs.
+    #[cold]
     fn settle(&self, handler: Option<Failure>, delivery: Option<Failure>) -> Result<(), Error> {
         if let Some(failure) = handler {
             self.fail(failure)?;
@@ -200,13 +201,15 @@ where
         let mut stopped = Ok(());
         while let Some(item) = source.next().await {
             let (outcome, delivery) = step.process(item).await;
-            stopped = runner.settle(outcome, delivery);
-            if stopped.is_err() {
+            if (outcome.is_some() || delivery.is_some())
+                && let Err(error) = runner.settle(outcome, delivery)
+            {
                 // Before the source (and the messages it holds) is dropped: nothing handled
                 // after this failure may count as done.
                 runner
                     .failed
                     .store(true, std::sync::atomic::Ordering::SeqCst);
+                stopped = Err(error);
                 break;
             }
             budget.spend().await;

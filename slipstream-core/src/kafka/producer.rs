@@ -168,9 +168,9 @@ const MAX_PENDING: usize = 10_000;
 /// can go on while the broker acknowledges it (at most 10,000 records wait at a time). When the
 /// handler's input is a topic, each pending record keeps the input message it came from
 /// unfinished, so the input offset is committed only after the broker has acknowledged every
-/// record produced from it; a record the broker rejects keeps its input message uncommitted (it
-/// is read again after a restart) and the error goes to the handler's error policy. Closing the
-/// sink waits for every acknowledgement.
+/// record produced from it. A record the broker rejects is a sink error for the handler's
+/// policy: with `stop` nothing more is committed (the input is read again after a restart).
+/// Closing the sink waits for every acknowledgement.
 pub struct TopicSink<K, V> {
     producer: Producer<K, V>,
     current: Arc<CurrentMessage>,
