@@ -380,6 +380,7 @@ impl<M: Marker> CheckpointBuilder<M> {
 
     /// The checkpoint, with its persisted state loaded.
     pub fn build(self) -> Result<Checkpoint<M>, Error> {
+        #[cfg_attr(not(feature = "cache"), allow(unused_mut))]
         let mut inner = Inner {
             state: State::new(),
             state_marker: None,

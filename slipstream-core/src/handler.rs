@@ -86,16 +86,23 @@ enum Failure {
 /// The name and error policy of a running handler.
 struct Runner {
     name: &'static str,
+    sources: &'static [&'static str],
     policy: OnError,
     failed: Arc<std::sync::atomic::AtomicBool>,
+    /// The Kafka message being handled, when the handler reads a topic.
+    #[cfg(feature = "kafka")]
+    current: Option<Arc<crate::kafka::CurrentMessage>>,
 }
 
 impl Runner {
     fn new(cx: &BuildCx<'_>) -> Self {
         Runner {
             name: cx.info.name,
+            sources: cx.info.sources,
             policy: cx.policy(),
             failed: Arc::clone(&cx.wiring.controls.failed),
+            #[cfg(feature = "kafka")]
+            current: cx.current.clone(),
         }
     }
 
@@ -104,14 +111,26 @@ impl Runner {
     fn fail(&self, failure: Failure) -> Result<(), Error> {
         let handler = self.name;
         let stop = self.policy == OnError::Stop;
+        let source = self.sources.join(", ");
+        // Where the item came from, when it is a Kafka message.
+        #[cfg(feature = "kafka")]
+        let (partition, offset) = self
+            .current
+            .as_ref()
+            .and_then(|c| c.position())
+            .map_or((None, None), |(p, o)| (Some(p), Some(o)));
+        #[cfg(not(feature = "kafka"))]
+        let (partition, offset): (Option<i32>, Option<i64>) = (None, None);
         match &failure {
             Failure::Handler(error) => {
-                tracing::error!(handler, error = %error, stop, "handler returned an error")
+                tracing::error!(handler, source, partition, offset, error = %error, stop, "handler returned an error")
             }
             Failure::Panic(message) => {
-                tracing::error!(handler, panic = %message, stop, "handler panicked")
+                tracing::error!(handler, source, partition, offset, panic = %message, stop, "handler panicked")
             }
-            Failure::Sink(error) => tracing::error!(handler, error = %error, stop, "a sink failed"),
+            Failure::Sink(error) => {
+                tracing::error!(handler, source, partition, offset, error = %error, stop, "a sink failed")
+            }
         }
         if !stop {
             return Ok(());

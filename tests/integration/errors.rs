@@ -214,6 +214,10 @@ mod logging {
         assert!(logs.contains("ERROR"), "{logs}");
         assert!(logs.contains("handler=\"logged_failure\""), "{logs}");
         assert!(logs.contains("cannot handle x"), "{logs}");
+        assert!(
+            logs.contains("source=") && logs.contains("stream::iter"),
+            "the source is named: {logs}"
+        );
     }
 }
 

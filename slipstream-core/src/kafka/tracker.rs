@@ -63,6 +63,12 @@ impl CurrentMessage {
     pub(crate) fn get(&self) -> Option<Ack> {
         self.ack.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    /// The partition and offset of the message being handled.
+    pub(crate) fn position(&self) -> Option<(i32, i64)> {
+        let ack = self.ack.lock().unwrap_or_else(|e| e.into_inner());
+        ack.as_ref().map(|a| (a.partition, a.offset))
+    }
 }
 
 impl Drop for AckEntry {
