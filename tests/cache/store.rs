@@ -265,3 +265,46 @@ async fn concurrent_transactions_on_one_key_serialize() {
     cache.put("count", &7).unwrap();
     assert_eq!(cache.get("count").unwrap(), Some(7));
 }
+
+#[test]
+fn pair_keys_by_their_first_component() {
+    let dir = TempDir::new("pairs");
+    let readings: Cache<(String, i64), f64> = Cache::open(dir.path()).unwrap();
+    for (who, t, v) in [
+        ("ann", -5, 1.0),
+        ("ann", 10, 2.0),
+        ("bob", -20, 3.0),
+        ("bob", 3, 4.0),
+        ("annie", 0, 5.0),
+    ] {
+        readings.put(&(who.to_string(), t), &v).unwrap();
+    }
+    let ann: Vec<(String, i64)> = readings
+        .keys()
+        .prefix(&("ann".to_string(),))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        ann,
+        [("ann".to_string(), -5), ("ann".to_string(), 10)],
+        "not annie's"
+    );
+    // A per-entity temporal join: bob's latest reading at or before t = 0, never another's.
+    let bob_at = |t: i64| {
+        readings
+            .values()
+            .prefix(&("bob".to_string(),))
+            .from_key(&("bob".to_string(), t))
+            .backwards()
+            .next()
+            .transpose()
+            .unwrap()
+    };
+    assert_eq!(bob_at(0), Some(3.0));
+    assert_eq!(bob_at(5), Some(4.0));
+    assert_eq!(
+        bob_at(-100),
+        None,
+        "ann's readings sort before bob's but are not his"
+    );
+}

@@ -79,6 +79,29 @@ impl KeyLike<String> for &str {
     }
 }
 
+/// The first component of a pair key, as a prefix: `cache.items().prefix(&(user,))` yields the
+/// entries of one user of a `Cache<(String, i64), V>`, in order.
+impl<A: CacheKey, B: CacheKey> KeyLike<(A, B)> for (A,) {
+    fn encode_like(&self, out: &mut Vec<u8>) {
+        self.0.encode_nested(out);
+    }
+}
+
+/// The first components of a triple key, as a prefix.
+impl<A: CacheKey, B: CacheKey, C: CacheKey> KeyLike<(A, B, C)> for (A,) {
+    fn encode_like(&self, out: &mut Vec<u8>) {
+        self.0.encode_nested(out);
+    }
+}
+
+/// The first two components of a triple key, as a prefix.
+impl<A: CacheKey, B: CacheKey, C: CacheKey> KeyLike<(A, B, C)> for (A, B) {
+    fn encode_like(&self, out: &mut Vec<u8>) {
+        self.0.encode_nested(out);
+        self.1.encode_nested(out);
+    }
+}
+
 impl KeyLike<Vec<u8>> for [u8] {
     fn encode_like(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self);
