@@ -38,6 +38,9 @@ use crate::registry::OnError;
 use crate::sink::SinkHandle;
 use crate::source::{SourceHandle, SourceStream};
 
+/// The work that commits a consumer's progress (see `Running::commit_loop`).
+type Committer = futures::future::BoxFuture<'static, ()>;
+
 /// Where a topic's consumer starts reading.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum StartAt {
@@ -379,18 +382,30 @@ where
     /// # Ok(()) }
     /// ```
     pub fn stream(&self) -> Result<BoxStream<'static, Message<K, V>>, Error> {
-        let undecodable = self.undecodable_policy(None)?;
-        let running = self.start_consumer(Arc::default())?;
-        tokio::spawn(Arc::clone(&running).commit_loop(self.commit_interval));
-        Ok(consumer::messages(
+        let (messages, committer) = self.consume(None, Arc::default())?;
+        tokio::spawn(committer);
+        Ok(messages)
+    }
+
+    /// A new consumer: its decoded messages, and the work that commits what has been handled
+    /// (it ends after the stream does, with a last commit).
+    fn consume(
+        &self,
+        stop: Option<Arc<dyn Fn(Error) + Send + Sync>>,
+        failed: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<(BoxStream<'static, Message<K, V>>, Committer), Error> {
+        let undecodable = self.undecodable_policy(stop)?;
+        let running = self.start_consumer(failed)?;
+        let committer = Box::pin(Arc::clone(&running).commit_loop(self.commit_interval));
+        let messages = consumer::messages(
             running,
             Arc::clone(&self.key_codec),
             Arc::clone(&self.value_codec),
             undecodable,
             self.pause.clone(),
             self.stop_at_end,
-        )
-        .boxed())
+        );
+        Ok((messages.boxed(), committer))
     }
 }
 
@@ -427,22 +442,11 @@ where
         let key = self as *const Self as usize;
         if !cx.has_hub(key) {
             let stop = (cx.policy() == OnError::Stop).then(|| cx.failer());
-            let undecodable = self.undecodable_policy(stop)?;
-            let running = self.start_consumer(cx.failed_flag())?;
-            cx.add_background(Box::pin(
-                Arc::clone(&running).commit_loop(self.commit_interval),
-            ));
-            let messages = consumer::messages(
-                running,
-                Arc::clone(&self.key_codec),
-                Arc::clone(&self.value_codec),
-                undecodable,
-                self.pause.clone(),
-                self.stop_at_end,
-            );
+            let (messages, committer) = self.consume(stop, cx.failed_flag())?;
+            cx.add_background(committer);
             // The consumer applies the topic's pause itself (pausing its assignment), so the
             // hub's own switch is never flipped.
-            cx.hub(key, || Hub::external(messages.boxed(), PauseHandle::new()));
+            cx.hub(key, || Hub::external(messages, PauseHandle::new()));
         }
         let feed = cx
             .hub::<Message<K, V>>(key, || unreachable!("created above"))
