@@ -122,3 +122,71 @@ unsafe impl GlobalAlloc for CountingAllocator {
         unsafe { System.dealloc(ptr, layout) }
     }
 }
+
+/// The answer to an HTTP request: its status, content type and body.
+#[derive(Debug)]
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The `Content-Type` header.
+    pub content_type: String,
+    /// The body, as text.
+    pub body: String,
+}
+
+/// Sends `method path` over HTTP/1.1 to `addr` (a hyper client on a new connection) and reads
+/// the whole answer.
+pub async fn http(method: &str, addr: std::net::SocketAddr, path: &str) -> Reply {
+    use http_body_util::{BodyExt, Empty};
+    use hyper::body::Bytes;
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("the server accepts connections");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("an HTTP/1.1 handshake");
+    let connection = tokio::spawn(connection);
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, addr.to_string())
+        .body(Empty::<Bytes>::new())
+        .expect("a valid request");
+    let response = sender.send_request(request).await.expect("an answer");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("the whole body")
+        .to_bytes();
+    drop(sender);
+    let _ = connection.await;
+    Reply {
+        status,
+        content_type,
+        body: String::from_utf8(body.to_vec()).expect("a UTF-8 body"),
+    }
+}
+
+/// `GET path` from `addr`.
+pub async fn get(addr: std::net::SocketAddr, path: &str) -> Reply {
+    http("GET", addr, path).await
+}
+
+/// The value of the Prometheus sample `name{labels}` in `metrics` (`labels` exactly as
+/// written, e.g. `handler="relay"`), if there is one.
+pub fn sample(metrics: &str, name: &str, labels: &str) -> Option<f64> {
+    let prefix = format!("{name}{{{labels}}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map(|value| value.parse().expect("a number"))
+}

@@ -129,6 +129,15 @@ impl<'a> BuildCx<'a> {
         std::sync::Arc::clone(&self.wiring.controls.failed)
     }
 
+    /// Reports a topic consumer in the application's health and metrics while it runs.
+    #[cfg(feature = "kafka")]
+    pub(crate) fn watch_consumer(
+        &self,
+        consumer: std::sync::Weak<crate::kafka::consumer::Running>,
+    ) {
+        self.wiring.controls.monitor.add_consumer(consumer);
+    }
+
     /// Runs `work` alongside the handlers; the run ends once it has finished too.
     #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     pub(crate) fn add_background(&mut self, work: BoxFuture<'static, ()>) {

@@ -115,6 +115,14 @@ pub enum Error {
         /// What happened.
         message: String,
     },
+    /// The admin server could not listen on its address (`App::http`, `SLIPSTREAM_HTTP_ADDR`).
+    #[error("cannot start the admin server on `{addr}`: {source}")]
+    Http {
+        /// The address as given.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Turns a panic payload into its message.

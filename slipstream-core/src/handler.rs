@@ -6,11 +6,13 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::{FutureExt, Stream, StreamExt};
 
 use crate::context::BuildCx;
 use crate::error::{BoxError, Error, panic_message};
+use crate::monitor::{ErrorKind, HandlerStats};
 use crate::registry::OnError;
 use crate::sink::{Chain, Sinks};
 
@@ -43,12 +45,15 @@ pub struct Emitter<T, K> {
 struct EmitState<T, K> {
     sinks: Sinks<T, K>,
     failure: Option<BoxError>,
+    /// Outputs emitted by the current call.
+    emitted: usize,
 }
 
 /// What `emit!(value)` becomes in an async handler.
 #[doc(hidden)]
 pub async fn emit<T, K: Chain<T>>(emitter: &Emitter<T, K>, item: T) {
     let mut state = emitter.state.lock().await;
+    state.emitted += 1;
     if state.failure.is_none()
         && let Err(error) = state.sinks.send(item).await
     {
@@ -83,12 +88,34 @@ enum Failure {
     Sink(BoxError),
 }
 
+impl Failure {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Failure::Handler(_) => ErrorKind::Handler,
+            Failure::Panic(_) => ErrorKind::Panic,
+            Failure::Sink(_) => ErrorKind::Sink,
+        }
+    }
+}
+
+/// What handling one item came to.
+struct Processed {
+    /// How many outputs the handler produced.
+    outputs: usize,
+    /// How the handler failed, if it did.
+    outcome: Option<Failure>,
+    /// How delivering its outputs failed, if it did.
+    delivery: Option<Failure>,
+}
+
 /// The name and error policy of a running handler.
 struct Runner {
     name: &'static str,
     sources: &'static [&'static str],
     policy: OnError,
     failed: Arc<std::sync::atomic::AtomicBool>,
+    /// The handler's state and counters, reported by the application.
+    stats: Option<Arc<HandlerStats>>,
     /// The Kafka message being handled, when the handler reads a topic.
     #[cfg(feature = "kafka")]
     current: Option<Arc<crate::kafka::CurrentMessage>>,
@@ -101,6 +128,7 @@ impl Runner {
             sources: cx.info.sources,
             policy: cx.policy(),
             failed: Arc::clone(&cx.wiring.controls.failed),
+            stats: cx.wiring.controls.monitor.handler(cx.info.name),
             #[cfg(feature = "kafka")]
             current: cx.current.clone(),
         }
@@ -111,6 +139,9 @@ impl Runner {
     fn fail(&self, failure: Failure) -> Result<(), Error> {
         let handler = self.name;
         let stop = self.policy == OnError::Stop;
+        if let Some(counters) = self.stats.as_ref().and_then(|s| s.counters()) {
+            counters.error(failure.kind());
+        }
         let source = self.sources.join(", ");
         // Where the item came from, when it is a Kafka message.
         #[cfg(feature = "kafka")]
@@ -197,10 +228,7 @@ fn caught(result: std::thread::Result<Result<(), BoxError>>) -> Option<Failure> 
 /// One handler shape: runs the handler on an item and delivers its outputs.
 trait Step<In>: Send + 'static {
     /// The failures of the handler and of the delivery of its outputs, if any.
-    fn process(
-        &mut self,
-        item: In,
-    ) -> impl Future<Output = (Option<Failure>, Option<Failure>)> + Send;
+    fn process(&mut self, item: In) -> impl Future<Output = Processed> + Send;
 
     /// Closes the sinks (the source is drained).
     fn close(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send;
@@ -218,8 +246,22 @@ where
         let mut source = std::pin::pin!(source);
         let mut budget = Budget::default();
         let mut stopped = Ok(());
+        if let Some(stats) = &runner.stats {
+            stats.set_running();
+        }
+        // Measured only when metrics are enabled: reading the clock costs more than the rest of
+        // the loop.
+        let counters = runner.stats.as_ref().and_then(|s| s.counters());
         while let Some(item) = source.next().await {
-            let (outcome, delivery) = step.process(item).await;
+            let started = counters.map(|_| Instant::now());
+            let Processed {
+                outputs,
+                outcome,
+                delivery,
+            } = step.process(item).await;
+            if let (Some(counters), Some(started)) = (counters, started) {
+                counters.record(outputs, started.elapsed());
+            }
             if (outcome.is_some() || delivery.is_some())
                 && let Err(error) = runner.settle(outcome, delivery)
             {
@@ -228,6 +270,9 @@ where
                 runner
                     .failed
                     .store(true, std::sync::atomic::Ordering::SeqCst);
+                if let Some(stats) = &runner.stats {
+                    stats.set_failed(&error);
+                }
                 stopped = Err(error);
                 break;
             }
@@ -253,11 +298,15 @@ where
     T: Send + 'static,
     K: Chain<T>,
 {
-    async fn process(&mut self, item: In) -> (Option<Failure>, Option<Failure>) {
+    async fn process(&mut self, item: In) -> Processed {
         let handler = &mut self.handler;
         let out = &mut self.out;
         let outcome = caught(catch_unwind(AssertUnwindSafe(|| handler(item, out))));
-        (outcome, deliver(&mut self.sinks, &mut self.out).await)
+        Processed {
+            outputs: self.out.items.len(),
+            outcome,
+            delivery: deliver(&mut self.sinks, &mut self.out).await,
+        }
     }
 
     fn close(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send {
@@ -280,11 +329,15 @@ where
     T: Send + 'static,
     K: Chain<T>,
 {
-    async fn process(&mut self, item: In) -> (Option<Failure>, Option<Failure>) {
+    async fn process(&mut self, item: In) -> Processed {
         let result = AssertUnwindSafe((self.handler)(item)).catch_unwind().await;
         let out = &mut self.out;
         let outcome = caught(result.map(|r| r.map(|output| out.items.extend(output))));
-        (outcome, deliver(&mut self.sinks, &mut self.out).await)
+        Processed {
+            outputs: self.out.items.len(),
+            outcome,
+            delivery: deliver(&mut self.sinks, &mut self.out).await,
+        }
     }
 
     fn close(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send {
@@ -306,7 +359,7 @@ where
     T: Send + 'static,
     K: Chain<T>,
 {
-    async fn process(&mut self, item: In) -> (Option<Failure>, Option<Failure>) {
+    async fn process(&mut self, item: In) -> Processed {
         let emitter = Emitter {
             state: Arc::clone(&self.state),
         };
@@ -315,8 +368,12 @@ where
                 .catch_unwind()
                 .await,
         );
-        let delivery = self.state.lock().await.failure.take().map(Failure::Sink);
-        (outcome, delivery)
+        let mut state = self.state.lock().await;
+        Processed {
+            outputs: std::mem::take(&mut state.emitted),
+            outcome,
+            delivery: state.failure.take().map(Failure::Sink),
+        }
     }
 
     async fn close(&mut self) -> Result<(), BoxError> {
@@ -387,6 +444,7 @@ pub fn drive_async_gen<S, T, K, F, Fut>(
     let state = Arc::new(tokio::sync::Mutex::new(EmitState {
         sinks,
         failure: None,
+        emitted: 0,
     }));
     drive(cx, source, AsyncGenStep { handler, state });
 }

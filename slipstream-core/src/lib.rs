@@ -13,9 +13,12 @@ mod conf;
 mod context;
 mod error;
 mod handler;
+#[cfg(feature = "http")]
+mod http;
 mod hub;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+mod monitor;
 mod pause;
 mod proxy;
 mod registry;
@@ -40,6 +43,7 @@ pub use error::{BoxError, Error, Result};
 pub use hub::Feed;
 #[cfg(feature = "kafka")]
 pub use kafka::{Message, StartAt, Topic, TopicSink};
+pub use monitor::{HandlerCounters, HandlerState, HandlerStatus, Health};
 pub use pause::{Pausable, PauseHandle};
 pub use proxy::{Proxy, ProxySink};
 pub use registry::{HandlerInfo, OnError, handlers};

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 
 use crate::context::{BuildCx, Wiring};
 use crate::error::{Error, panic_message};
+use crate::monitor::{HandlerStatus, Health, Monitor};
 use crate::pause::PauseHandle;
 use crate::registry::{HandlerInfo, OnError, handlers};
 
@@ -85,6 +86,11 @@ pub(crate) struct Controls {
     pub(crate) failed: Arc<std::sync::atomic::AtomicBool>,
     pauses: Mutex<HashMap<&'static str, PauseHandle>>,
     failure: Mutex<Option<Error>>,
+    /// What the run reports about its handlers and consumers.
+    pub(crate) monitor: Monitor,
+    /// Where the admin server listens, once the run has started it (or decided not to).
+    #[cfg(feature = "http")]
+    pub(crate) http: tokio::sync::watch::Sender<crate::http::Listening>,
 }
 
 impl Controls {
@@ -157,6 +163,72 @@ impl AppHandle {
     pub fn resume(&self, handler: &str) -> Result<(), Error> {
         self.pause_handle(handler).map(|h| h.resume())
     }
+
+    /// Whether the application is healthy (what the admin server's `GET /health` answers):
+    /// running, every handler running or done with a finite source, none stopped with an
+    /// error, every topic consumer assigned partitions, no shutdown started.
+    ///
+    /// ```
+    /// let app = slipstream::App::new();
+    /// assert!(!app.handle().health().is_ok()); // not running yet
+    /// ```
+    pub fn health(&self) -> Health {
+        self.controls
+            .monitor
+            .health(self.controls.shutdown.is_triggered())
+    }
+
+    /// The state of every handler of the run (what `GET /handlers` answers), with their
+    /// counters when metrics are enabled ([`App::metrics`]).
+    ///
+    /// ```
+    /// let app = slipstream::App::new();
+    /// assert!(app.handle().handler_status().is_empty()); // not running yet
+    /// ```
+    pub fn handler_status(&self) -> Vec<HandlerStatus> {
+        self.controls.monitor.statuses()
+    }
+
+    /// The application's metrics in Prometheus' text format (what `GET /metrics` answers), for
+    /// serving them from a server of your own: per handler whether it runs and, when metrics
+    /// are enabled ([`App::metrics`]), items in, outputs, errors and a processing-time
+    /// histogram; per partition of each topic consumer its position, committed offset, high
+    /// watermark and lag.
+    ///
+    /// ```
+    /// let app = slipstream::App::new().metrics(true);
+    /// let text = app.handle().metrics();
+    /// assert!(text.is_empty()); // nothing runs yet
+    /// ```
+    pub fn metrics(&self) -> String {
+        self.controls.monitor.prometheus()
+    }
+
+    /// Where the admin server listens (see [`App::http`]), once the run has started it;
+    /// `None` when it runs without one.
+    ///
+    /// ```no_run
+    /// # async fn doc() {
+    /// let app = slipstream::App::new().http("127.0.0.1:0");
+    /// let handle = app.handle();
+    /// tokio::spawn(app.run());
+    /// let addr = handle.http_addr().await.expect("the admin server is on");
+    /// println!("http://{addr}/health");
+    /// # }
+    /// ```
+    #[cfg(feature = "http")]
+    pub async fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        let mut listening = self.controls.http.subscribe();
+        let state = listening
+            .wait_for(|state| *state != crate::http::Listening::Unknown)
+            .await
+            .map(|state| *state)
+            .unwrap_or(crate::http::Listening::Off);
+        match state {
+            crate::http::Listening::On(addr) => Some(addr),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for AppHandle {
@@ -189,6 +261,8 @@ pub struct App {
     signals: bool,
     logging: bool,
     hooks: Vec<Hook>,
+    #[cfg(feature = "http")]
+    http: Option<String>,
 }
 
 enum Filter {
@@ -214,12 +288,17 @@ impl App {
                 failed: Arc::default(),
                 pauses: Mutex::new(HashMap::new()),
                 failure: Mutex::new(None),
+                monitor: Monitor::default(),
+                #[cfg(feature = "http")]
+                http: tokio::sync::watch::Sender::new(crate::http::Listening::Unknown),
             }),
             filter: Filter::All,
             policy: OnError::Continue,
             signals: true,
             logging: true,
             hooks: Vec::new(),
+            #[cfg(feature = "http")]
+            http: None,
         }
     }
 
@@ -267,6 +346,34 @@ impl App {
     /// An async exit hook of this application.
     pub fn on_shutdown_async(mut self, hook: impl Future<Output = ()> + Send + 'static) -> Self {
         self.hooks.push(Hook::Async(hook.boxed()));
+        self
+    }
+
+    /// Whether to count each handler's items, outputs and errors and time its work, for
+    /// [`AppHandle::metrics`] (off by default: it costs a clock read per item; the admin server
+    /// turns it on).
+    pub fn metrics(self, enabled: bool) -> Self {
+        self.controls.monitor.set_measure(enabled);
+        self
+    }
+
+    /// Serves `GET /health`, `GET /metrics` (Prometheus) and `GET /handlers` (JSON) on `addr`
+    /// while the application runs, and turns [`metrics`](Self::metrics) on. `addr` is
+    /// `"HOST:PORT"`, or a bare port (`"9100"` or `":9100"`) on 127.0.0.1; port 0 picks a free
+    /// one ([`AppHandle::http_addr`] tells which). The `SLIPSTREAM_HTTP_ADDR` environment
+    /// variable, when set, takes precedence. [`run`](Self::run) fails if the address cannot be
+    /// bound.
+    ///
+    /// ```no_run
+    /// # async fn doc() -> anyhow::Result<()> {
+    /// slipstream::App::new().http("9100").run().await?;
+    /// // curl http://127.0.0.1:9100/health
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "http")]
+    pub fn http(mut self, addr: impl Into<String>) -> Self {
+        self.http = Some(addr.into());
         self
     }
 
@@ -319,7 +426,11 @@ impl App {
         };
         let hooks = std::mem::take(&mut self.hooks);
         let controls = Arc::clone(&self.controls);
-        let result = self.run_handlers().await;
+        // The admin server answers until the exit hooks have run.
+        let (_admin, result) = match self.start_admin().await {
+            Ok(admin) => (admin, self.run_handlers().await),
+            Err(error) => (Default::default(), Err(error)),
+        };
         // Whatever ended the run, anything waiting for the shutdown may go now.
         controls.shutdown.trigger();
         for hook in hooks {
@@ -335,10 +446,48 @@ impl App {
         result
     }
 
+    /// Starts the admin server when one is asked for (by code or environment).
+    #[cfg(feature = "http")]
+    async fn start_admin(&mut self) -> Result<Option<crate::http::Server>, Error> {
+        let addr = match std::env::var(crate::http::ENV) {
+            Ok(addr) if !addr.trim().is_empty() => Some(addr),
+            _ => self.http.take(),
+        };
+        let server = match addr {
+            Some(addr) => {
+                self.controls.monitor.set_measure(true);
+                crate::http::Server::start(&addr, Arc::clone(&self.controls))
+                    .await
+                    .map(Some)
+            }
+            None => Ok(None),
+        };
+        if !matches!(server, Ok(Some(_))) {
+            self.controls.http.send_replace(crate::http::Listening::Off);
+        }
+        server
+    }
+
+    #[cfg(not(feature = "http"))]
+    async fn start_admin(&mut self) -> Result<(), Error> {
+        if std::env::var_os("SLIPSTREAM_HTTP_ADDR").is_some() {
+            tracing::warn!(
+                "SLIPSTREAM_HTTP_ADDR is set, but slipstream was built without its `http` feature: no admin server"
+            );
+        }
+        Ok(())
+    }
+
     async fn run_handlers(self) -> Result<(), Error> {
         let selected = self.selected()?;
         check_unique_names(&selected)?;
         let controls = Arc::clone(&self.controls);
+        controls.monitor.start();
+        for info in &selected {
+            let policy = info.on_error.unwrap_or(self.policy);
+            let pause = controls.pause_handle(info.name);
+            controls.monitor.add_handler(info, policy, pause);
+        }
         let mut wiring = Wiring::new(Arc::clone(&controls), self.policy);
         for info in &selected {
             let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -382,15 +531,20 @@ impl App {
             },
         };
         while let Some(joined) = tasks.join_next_with_id().await {
-            let result = match joined {
-                Ok((_, result)) => result,
+            let (name, result) = match joined {
+                Ok((id, result)) => (names.remove(&id).unwrap_or_default(), result),
                 Err(error) => {
                     let name = names.remove(&error.id()).unwrap_or_default();
-                    Err(abnormal(name, error))
+                    (name.clone(), Err(abnormal(name, error)))
                 }
             };
-            if let Err(error) = result {
-                controls.fail(error);
+            let stats = controls.monitor.handler(&name);
+            match result {
+                Ok(()) => stats.iter().for_each(|s| s.set_finished()),
+                Err(error) => {
+                    stats.iter().for_each(|s| s.set_failed(&error));
+                    controls.fail(error);
+                }
             }
         }
         // Shared feeds, then work that finishes after the handlers (final commits).

@@ -1,9 +1,10 @@
 //! Consuming a topic: one consumer per topic and run, its rebalance callbacks, the stream of
 //! decoded messages, and the task that commits what handlers have finished.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::Stream;
@@ -12,7 +13,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Headers, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
@@ -25,6 +26,7 @@ use super::tracker::Tracker;
 use crate::codec::Codec;
 use crate::conf::Conf;
 use crate::error::{BoxError, Error};
+use crate::monitor::{ConsumerProbe, PartitionReport};
 use crate::pause::PauseHandle;
 
 /// How long the final commit waits for handlers still holding messages.
@@ -39,6 +41,19 @@ pub(crate) struct Context {
     pause: PauseHandle,
     group: bool,
     failed: Arc<AtomicBool>,
+    /// The offsets the broker confirmed committing, per partition.
+    committed: Mutex<HashMap<i32, i64>>,
+}
+
+impl Context {
+    fn record_commits(&self, list: &TopicPartitionList) {
+        let mut committed = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+        for element in list.elements_for_topic(&self.topic) {
+            if let Offset::Offset(offset) = element.offset() {
+                committed.insert(element.partition(), offset);
+            }
+        }
+    }
 }
 
 impl ClientContext for Context {
@@ -52,6 +67,12 @@ impl ClientContext for Context {
 }
 
 impl ConsumerContext for Context {
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if result.is_ok() {
+            self.record_commits(offsets);
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(revoked) = rebalance {
             let partitions: Vec<i32> = revoked
@@ -63,8 +84,11 @@ impl ConsumerContext for Context {
             let commits = self.tracker.revoke(&partitions);
             if self.group && !commits.is_empty() && !self.failed.load(Ordering::SeqCst) {
                 let list = offsets(&self.topic, &commits);
-                if let Err(error) = consumer.commit(&list, CommitMode::Sync) {
-                    tracing::warn!(topic = %self.topic, %error, "commit on revocation failed");
+                match consumer.commit(&list, CommitMode::Sync) {
+                    Ok(()) => self.record_commits(&list),
+                    Err(error) => {
+                        tracing::warn!(topic = %self.topic, %error, "commit on revocation failed")
+                    }
                 }
             }
         }
@@ -102,6 +126,8 @@ pub(crate) struct Running {
     pub(crate) topic: String,
     tracker: Arc<Tracker>,
     group: bool,
+    /// The consumer group, when the topic is read in one.
+    group_id: Option<String>,
     /// Set when the application stops on a failure: from then on nothing is committed, so that
     /// messages dropped unhandled are read again after a restart.
     failed: Arc<AtomicBool>,
@@ -143,6 +169,7 @@ impl Running {
             pause,
             group,
             failed: Arc::clone(&failed),
+            committed: Mutex::default(),
         };
         let consumer: StreamConsumer<Context> = client::client_config(&conf)
             .create_with_context(context)
@@ -190,6 +217,7 @@ impl Running {
             topic: topic.to_owned(),
             tracker,
             group,
+            group_id: conf.get("group.id").filter(|_| group).map(str::to_owned),
             failed,
             finished: AtomicBool::new(false),
             wake: Notify::new(),
@@ -235,8 +263,14 @@ impl Running {
             return;
         }
         tracing::debug!(topic = %self.topic, ?commits, "committing");
-        if let Err(error) = self.consumer.commit(&offsets(&self.topic, &commits), mode) {
-            tracing::warn!(topic = %self.topic, %error, "commit failed");
+        let list = offsets(&self.topic, &commits);
+        match self.consumer.commit(&list, mode) {
+            // Asynchronous commits are recorded by the commit callback once confirmed.
+            Ok(()) if matches!(mode, CommitMode::Sync) => {
+                self.consumer.context().record_commits(&list)
+            }
+            Ok(()) => {}
+            Err(error) => tracing::warn!(topic = %self.topic, %error, "commit failed"),
         }
     }
 
@@ -273,6 +307,65 @@ impl Running {
             tracing::debug!(topic = %running.topic, "consumer closed");
         })
         .await;
+    }
+}
+
+impl ConsumerProbe for Running {
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    fn group(&self) -> Option<&str> {
+        self.group_id.as_deref()
+    }
+
+    fn finished(&self) -> bool {
+        self.finished.load(Ordering::SeqCst)
+    }
+
+    fn assignment(&self) -> Vec<i32> {
+        Running::assignment(self)
+    }
+
+    fn partitions(&self) -> Vec<PartitionReport> {
+        let positions = self.tracker.positions();
+        let committed = self
+            .consumer
+            .context()
+            .committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        self.assignment()
+            .into_iter()
+            .map(|partition| PartitionReport {
+                partition,
+                position: positions.get(&partition).copied(),
+                committed: committed.get(&partition).copied(),
+                high_watermark: self.high_watermark(partition),
+            })
+            .collect()
+    }
+}
+
+impl Running {
+    /// The partition's high watermark as of the consumer's last fetch (no request is made).
+    fn high_watermark(&self, partition: i32) -> Option<i64> {
+        let topic = CString::new(self.topic.as_str()).ok()?;
+        let (mut low, mut high) = (-1_i64, -1_i64);
+        // SAFETY: the client handle lives as long as `self.consumer`; librdkafka only reads the
+        // topic name and writes the two offsets, which outlive the call.
+        let code = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                self.consumer.client().native_ptr(),
+                topic.as_ptr(),
+                partition,
+                &mut low,
+                &mut high,
+            )
+        };
+        (code == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+            .then_some(high)
     }
 }
 

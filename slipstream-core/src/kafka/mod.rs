@@ -1,7 +1,7 @@
 //! Kafka topics: [`Topic`] as a handler source and sink, and on its own.
 
 mod client;
-mod consumer;
+pub(crate) mod consumer;
 mod embedded;
 mod message;
 mod producer;
@@ -444,6 +444,12 @@ where
             let stop = (cx.policy() == OnError::Stop).then(|| cx.failer());
             let (messages, committer) = self.consume(stop, cx.failed_flag())?;
             cx.add_background(committer);
+            let running = self
+                .running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            cx.watch_consumer(running);
             // The consumer applies the topic's pause itself (pausing its assignment), so the
             // hub's own switch is never flipped.
             cx.hub(key, || Hub::external(messages, PauseHandle::new()));

@@ -153,6 +153,14 @@ impl Tracker {
         p.committed = None;
     }
 
+    /// The read position of each partition: one past the newest message received.
+    pub(crate) fn positions(&self) -> HashMap<i32, i64> {
+        self.lock()
+            .iter()
+            .filter_map(|(&partition, p)| Some((partition, p.next?)))
+            .collect()
+    }
+
     /// How many messages are in flight.
     pub(crate) fn in_flight(&self) -> usize {
         self.lock().values().map(|p| p.in_flight.len()).sum()

@@ -1,0 +1,192 @@
+//! The admin server (cargo feature `http`): `GET /health`, `GET /metrics` and `GET /handlers`
+//! for a running application, turned on by [`App::http`](crate::App::http) or the
+//! `SLIPSTREAM_HTTP_ADDR` environment variable.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::error::Error;
+use crate::runtime::Controls;
+
+/// The environment variable that turns the admin server on (and wins over `App::http`).
+pub(crate) const ENV: &str = "SLIPSTREAM_HTTP_ADDR";
+
+/// Whether the admin server of a run listens, and where.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Listening {
+    /// The run has not decided yet.
+    Unknown,
+    /// The run has no admin server (or has ended).
+    Off,
+    On(SocketAddr),
+}
+
+/// A running admin server; it stops when dropped.
+pub(crate) struct Server {
+    task: JoinHandle<()>,
+    controls: Arc<Controls>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.controls.http.send_replace(Listening::Off);
+    }
+}
+
+/// Where to listen: `HOST:PORT`, or a bare port (`9100`, `:9100`) on 127.0.0.1.
+fn address(addr: &str) -> String {
+    let addr = addr.trim();
+    let port = addr.strip_prefix(':').unwrap_or(addr);
+    if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+        format!("127.0.0.1:{port}")
+    } else {
+        addr.to_owned()
+    }
+}
+
+impl Server {
+    /// Binds `addr` and starts answering.
+    pub(crate) async fn start(addr: &str, controls: Arc<Controls>) -> Result<Server, Error> {
+        let address = address(addr);
+        let error = |source: std::io::Error| Error::Http {
+            addr: addr.to_owned(),
+            source,
+        };
+        let listener = TcpListener::bind(&address).await.map_err(error)?;
+        let local = listener.local_addr().map_err(error)?;
+        tracing::info!("admin server listening on http://{local} (/health, /metrics, /handlers)");
+        controls.http.send_replace(Listening::On(local));
+        let task = tokio::spawn(serve(listener, Arc::clone(&controls)));
+        Ok(Server { task, controls })
+    }
+}
+
+/// Accepts connections until aborted; dropping it closes every connection.
+async fn serve(listener: TcpListener, controls: Arc<Controls>) {
+    let mut connections = JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "admin server: cannot accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            // Reap finished connections as they end.
+            Some(_) = connections.join_next() => continue,
+        };
+        let controls = Arc::clone(&controls);
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let controls = Arc::clone(&controls);
+                async move { Ok::<_, Infallible>(respond(&request, controls).await) }
+            });
+            if let Err(error) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%error, "admin server: connection ended with an error");
+            }
+        });
+    }
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json";
+/// Prometheus' text exposition format.
+const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+async fn respond(request: &Request<Incoming>, controls: Arc<Controls>) -> Response<Full<Bytes>> {
+    let path = request.uri().path();
+    if !matches!(path, "/" | "/health" | "/metrics" | "/handlers") {
+        return reply(
+            StatusCode::NOT_FOUND,
+            TEXT,
+            format!("no such page: {path} (try /health, /metrics, /handlers)\n"),
+        );
+    }
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        let mut response = reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            TEXT,
+            "only GET and HEAD\n".to_owned(),
+        );
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    let path = path.to_owned();
+    // Reports look at topic consumers, which may block briefly (or close, when a report holds
+    // the last reference to one that has just finished).
+    let answer = tokio::task::spawn_blocking(move || match path.as_str() {
+        "/health" => {
+            let health = controls.monitor.health(controls.shutdown.is_triggered());
+            let status = if health.is_ok() {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (status, JSON, json(&health))
+        }
+        "/metrics" => (StatusCode::OK, PROMETHEUS, controls.monitor.prometheus()),
+        "/handlers" => (StatusCode::OK, JSON, json(&controls.monitor.statuses())),
+        _ => (
+            StatusCode::OK,
+            TEXT,
+            "slipstream admin server: /health, /metrics, /handlers\n".to_owned(),
+        ),
+    })
+    .await;
+    match answer {
+        Ok((status, content_type, body)) => reply(status, content_type, body),
+        Err(error) => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            TEXT,
+            format!("the report failed: {error}\n"),
+        ),
+    }
+}
+
+fn json(value: &impl serde::Serialize) -> String {
+    let mut text =
+        serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    text.push('\n');
+    text
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::address;
+
+    #[test]
+    fn bare_ports_listen_on_localhost() {
+        assert_eq!(address("9100"), "127.0.0.1:9100");
+        assert_eq!(address(":9100"), "127.0.0.1:9100");
+        assert_eq!(address(" 0 "), "127.0.0.1:0");
+        assert_eq!(address("0.0.0.0:9100"), "0.0.0.0:9100");
+        assert_eq!(address("localhost:9100"), "localhost:9100");
+        assert_eq!(address("[::1]:9100"), "[::1]:9100");
+    }
+}

@@ -1,0 +1,366 @@
+//! What a running application knows about itself: the state and counters of each handler and
+//! the partitions of each topic consumer. [`report`] turns it into health, Prometheus metrics
+//! and handler statuses.
+//!
+//! Handler states and consumers are always tracked (a few writes per run). Per-item counters
+//! and the processing-time histogram are kept only when metrics are enabled, so the loop of an
+//! application that does not scrape them pays one branch per item.
+
+mod report;
+
+pub use report::{HandlerCounters, HandlerStatus, Health};
+
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::pause::PauseHandle;
+use crate::registry::{HandlerInfo, OnError};
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Everything one run reports.
+#[derive(Default)]
+pub(crate) struct Monitor {
+    started: AtomicBool,
+    measure: AtomicBool,
+    handlers: Mutex<Vec<Arc<HandlerStats>>>,
+    consumers: Mutex<Vec<Weak<dyn ConsumerProbe>>>,
+}
+
+impl Monitor {
+    /// The run has started (its handlers are being wired up).
+    pub(crate) fn start(&self) {
+        self.started.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn started(&self) -> bool {
+        self.started.load(Ordering::SeqCst)
+    }
+
+    /// Keeps per-item counters for the handlers registered from now on.
+    pub(crate) fn set_measure(&self, enabled: bool) {
+        self.measure.store(enabled, Ordering::SeqCst);
+    }
+
+    /// Starts tracking a handler of this run.
+    pub(crate) fn add_handler(
+        &self,
+        info: &'static HandlerInfo,
+        policy: OnError,
+        pause: PauseHandle,
+    ) -> Arc<HandlerStats> {
+        let counters = self.measure.load(Ordering::SeqCst).then(Counters::default);
+        let stats = Arc::new(HandlerStats {
+            info,
+            policy,
+            pause,
+            state: AtomicU8::new(STARTING),
+            failure: Mutex::new(None),
+            counters,
+        });
+        lock(&self.handlers).push(Arc::clone(&stats));
+        stats
+    }
+
+    /// The handler of this run called `name`.
+    pub(crate) fn handler(&self, name: &str) -> Option<Arc<HandlerStats>> {
+        lock(&self.handlers)
+            .iter()
+            .find(|h| h.info.name == name)
+            .cloned()
+    }
+
+    pub(crate) fn handlers(&self) -> Vec<Arc<HandlerStats>> {
+        lock(&self.handlers).clone()
+    }
+
+    /// Starts watching a topic consumer (until it is dropped).
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    pub(crate) fn add_consumer(&self, consumer: Weak<dyn ConsumerProbe>) {
+        let mut consumers = lock(&self.consumers);
+        consumers.retain(|c| c.strong_count() > 0);
+        consumers.push(consumer);
+    }
+
+    /// The consumers still running.
+    pub(crate) fn consumers(&self) -> Vec<Arc<dyn ConsumerProbe>> {
+        lock(&self.consumers)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+}
+
+const STARTING: u8 = 0;
+const RUNNING: u8 = 1;
+const FINISHED: u8 = 2;
+const FAILED: u8 = 3;
+
+/// Where a handler is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HandlerState {
+    /// Wired up; its loop has not started yet.
+    Starting,
+    /// Reading its sources.
+    Running,
+    /// Its sources are drained (or the application is shutting down) and its sinks are closed.
+    Finished,
+    /// It stopped with an error (its `stop` policy, or its task ended abnormally).
+    Failed,
+}
+
+/// The state and counters of one handler of a run.
+pub(crate) struct HandlerStats {
+    pub(crate) info: &'static HandlerInfo,
+    pub(crate) policy: OnError,
+    pub(crate) pause: PauseHandle,
+    state: AtomicU8,
+    failure: Mutex<Option<String>>,
+    counters: Option<Counters>,
+}
+
+impl HandlerStats {
+    pub(crate) fn set_running(&self) {
+        let _ = self
+            .state
+            .compare_exchange(STARTING, RUNNING, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    pub(crate) fn set_finished(&self) {
+        let _ = self
+            .state
+            .compare_exchange(RUNNING, FINISHED, Ordering::SeqCst, Ordering::SeqCst)
+            .or_else(|_| {
+                self.state
+                    .compare_exchange(STARTING, FINISHED, Ordering::SeqCst, Ordering::SeqCst)
+            });
+    }
+
+    pub(crate) fn set_failed(&self, error: &Error) {
+        // What went wrong, without repeating the handler's name.
+        let detail = match error {
+            Error::Handler { source, .. } => source.to_string(),
+            Error::Panic { message, .. } => format!("panicked: {message}"),
+            Error::Sink { source, .. } => format!("a sink failed: {source}"),
+            Error::Task { message, .. } => format!("its task ended abnormally: {message}"),
+            other => other.to_string(),
+        };
+        *lock(&self.failure) = Some(detail);
+        self.state.store(FAILED, Ordering::SeqCst);
+    }
+
+    pub(crate) fn state(&self) -> HandlerState {
+        match self.state.load(Ordering::SeqCst) {
+            STARTING => HandlerState::Starting,
+            RUNNING => HandlerState::Running,
+            FINISHED => HandlerState::Finished,
+            _ => HandlerState::Failed,
+        }
+    }
+
+    pub(crate) fn failure(&self) -> Option<String> {
+        lock(&self.failure).clone()
+    }
+
+    /// The per-item counters, when metrics are enabled.
+    #[inline]
+    pub(crate) fn counters(&self) -> Option<&Counters> {
+        self.counters.as_ref()
+    }
+}
+
+/// Which kind of failure an error counter counts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ErrorKind {
+    /// The handler returned an error.
+    Handler = 0,
+    /// The handler panicked.
+    Panic = 1,
+    /// A sink failed to take an output.
+    Sink = 2,
+}
+
+impl ErrorKind {
+    pub(crate) const ALL: [ErrorKind; 3] = [ErrorKind::Handler, ErrorKind::Panic, ErrorKind::Sink];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            ErrorKind::Handler => "error",
+            ErrorKind::Panic => "panic",
+            ErrorKind::Sink => "sink",
+        }
+    }
+}
+
+/// Per-item counters of one handler.
+#[derive(Default)]
+pub(crate) struct Counters {
+    messages: AtomicU64,
+    outputs: AtomicU64,
+    errors: [AtomicU64; 3],
+    time: Histogram,
+}
+
+impl Counters {
+    /// One item handled in `elapsed`, producing `outputs` outputs.
+    #[inline]
+    pub(crate) fn record(&self, outputs: usize, elapsed: Duration) {
+        self.messages.fetch_add(1, Ordering::Relaxed);
+        if outputs > 0 {
+            self.outputs.fetch_add(outputs as u64, Ordering::Relaxed);
+        }
+        self.time.observe(elapsed);
+    }
+
+    pub(crate) fn error(&self, kind: ErrorKind) {
+        self.errors[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn messages(&self) -> u64 {
+        self.messages.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn outputs(&self) -> u64 {
+        self.outputs.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn errors(&self, kind: ErrorKind) -> u64 {
+        self.errors[kind as usize].load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn histogram(&self) -> &Histogram {
+        &self.time
+    }
+}
+
+/// A histogram of durations with fixed buckets (seconds), as Prometheus reads them.
+pub(crate) struct Histogram {
+    /// Observations per bucket (not cumulative); the last one is `+Inf`.
+    counts: [AtomicU64; BOUNDS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+/// The upper bounds of the buckets, in seconds: 10 µs to 10 s.
+pub(crate) const BOUNDS: [f64; 13] = [
+    0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0,
+];
+const BOUNDS_NANOS: [u64; 13] = {
+    let mut nanos = [0; 13];
+    let mut i = 0;
+    while i < BOUNDS.len() {
+        nanos[i] = (BOUNDS[i] * 1e9) as u64;
+        i += 1;
+    }
+    nanos
+};
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            counts: Default::default(),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    #[inline]
+    pub(crate) fn observe(&self, elapsed: Duration) {
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = BOUNDS_NANOS
+            .iter()
+            .position(|&bound| nanos <= bound)
+            .unwrap_or(BOUNDS.len());
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// The cumulative count of each bucket (the last is `+Inf`, the total), and the sum in
+    /// seconds.
+    pub(crate) fn snapshot(&self) -> ([u64; BOUNDS.len() + 1], f64) {
+        let mut cumulative = [0; BOUNDS.len() + 1];
+        let mut total = 0;
+        for (slot, count) in cumulative.iter_mut().zip(&self.counts) {
+            total += count.load(Ordering::Relaxed);
+            *slot = total;
+        }
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        (cumulative, sum)
+    }
+}
+
+/// What the monitor asks of a running topic consumer.
+pub(crate) trait ConsumerProbe: Send + Sync {
+    /// The topic's name.
+    fn topic(&self) -> &str;
+    /// Whether it reads in a consumer group (and commits).
+    fn group(&self) -> Option<&str>;
+    /// Whether its stream has ended (the consumer is closing).
+    fn finished(&self) -> bool;
+    /// The partitions assigned to it.
+    fn assignment(&self) -> Vec<i32>;
+    /// What it knows of each assigned partition.
+    fn partitions(&self) -> Vec<PartitionReport>;
+}
+
+/// One partition of a running consumer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PartitionReport {
+    pub(crate) partition: i32,
+    /// The offset of the next message to read (one past the last received).
+    pub(crate) position: Option<i64>,
+    /// The offset last committed by this run (confirmed by the broker).
+    pub(crate) committed: Option<i64>,
+    /// The partition's high watermark as of the last fetch.
+    pub(crate) high_watermark: Option<i64>,
+}
+
+impl PartitionReport {
+    /// Messages after the committed offset or, before anything is committed (or without a
+    /// group), after the read position.
+    pub(crate) fn lag(&self) -> Option<i64> {
+        let high = self.high_watermark?;
+        let done = self.committed.or(self.position)?;
+        Some((high - done).max(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let histogram = Histogram::default();
+        histogram.observe(Duration::from_micros(5)); // first bucket
+        histogram.observe(Duration::from_micros(700)); // le 0.001
+        histogram.observe(Duration::from_secs(30)); // +Inf
+        let (buckets, sum) = histogram.snapshot();
+        assert_eq!(buckets[0], 1);
+        assert_eq!(buckets[3], 1); // le 0.0005
+        assert_eq!(buckets[4], 2); // le 0.001
+        assert_eq!(buckets[12], 2); // le 10
+        assert_eq!(buckets[13], 3); // +Inf
+        assert!((sum - 30.000_705).abs() < 1e-9, "{sum}");
+    }
+
+    #[test]
+    fn lag_prefers_the_committed_offset() {
+        let mut report = PartitionReport {
+            partition: 0,
+            position: Some(8),
+            committed: None,
+            high_watermark: Some(10),
+        };
+        assert_eq!(report.lag(), Some(2));
+        report.committed = Some(5);
+        assert_eq!(report.lag(), Some(5));
+        report.high_watermark = None;
+        assert_eq!(report.lag(), None);
+    }
+}

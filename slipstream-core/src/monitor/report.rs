@@ -1,0 +1,352 @@
+//! Reports on a running application: its health, its handlers, its Prometheus metrics.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::{BOUNDS, ErrorKind, HandlerState, HandlerStats, Monitor};
+use crate::registry::OnError;
+
+/// Whether a running application is healthy, and if not, why.
+///
+/// It is healthy while every handler runs (or has drained a finite source), no handler has
+/// stopped with an error, every topic consumer has partitions assigned, and no shutdown has
+/// started. Get it with [`AppHandle::health`](crate::AppHandle::health).
+///
+/// ```
+/// let app = slipstream::App::new();
+/// let health = app.handle().health();
+/// assert!(!health.is_ok());
+/// assert_eq!(health.reasons(), ["the application is not running"]);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Health {
+    status: &'static str,
+    reasons: Vec<String>,
+}
+
+impl Health {
+    /// Whether the application is healthy.
+    pub fn is_ok(&self) -> bool {
+        self.reasons.is_empty()
+    }
+
+    /// Why it is not (empty when it is).
+    pub fn reasons(&self) -> &[String] {
+        &self.reasons
+    }
+}
+
+/// What a running application reports about one of its handlers (the JSON of the admin
+/// server's `GET /handlers`). Get them with
+/// [`AppHandle::handler_status`](crate::AppHandle::handler_status).
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct HandlerStatus {
+    /// The handler's name.
+    pub name: &'static str,
+    /// The module it is declared in.
+    pub module: &'static str,
+    /// Its `source` expressions, as written.
+    pub sources: &'static [&'static str],
+    /// Its `sink` expressions, as written.
+    pub sinks: &'static [&'static str],
+    /// Its error policy: `"continue"` or `"stop"`.
+    pub on_error: &'static str,
+    /// Where it is in its life.
+    pub state: HandlerState,
+    /// Whether its input is paused.
+    pub paused: bool,
+    /// The error it stopped with.
+    pub error: Option<String>,
+    /// Items received, outputs produced and failures, when metrics are enabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counters: Option<HandlerCounters>,
+}
+
+/// The counters of a handler, when metrics are enabled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct HandlerCounters {
+    /// Items received.
+    pub messages: u64,
+    /// Outputs produced.
+    pub outputs: u64,
+    /// Failures: errors returned, panics and sink failures.
+    pub errors: u64,
+}
+
+impl Monitor {
+    /// The application's health; `shutting_down` when a shutdown has started.
+    pub(crate) fn health(&self, shutting_down: bool) -> Health {
+        let mut reasons = Vec::new();
+        if !self.started() {
+            reasons.push("the application is not running".to_owned());
+        } else if shutting_down {
+            reasons.push("the application is shutting down".to_owned());
+        }
+        for handler in self.handlers() {
+            let name = handler.info.name;
+            match handler.state() {
+                HandlerState::Starting => {
+                    reasons.push(format!("handler `{name}` has not started yet"))
+                }
+                HandlerState::Failed => reasons.push(format!(
+                    "handler `{name}` stopped with an error: {}",
+                    handler.failure().unwrap_or_default()
+                )),
+                HandlerState::Running | HandlerState::Finished => {}
+            }
+        }
+        for consumer in self.consumers() {
+            if !consumer.finished() && consumer.assignment().is_empty() {
+                reasons.push(format!(
+                    "topic `{}` has no partitions assigned",
+                    consumer.topic()
+                ));
+            }
+        }
+        Health {
+            status: if reasons.is_empty() {
+                "ok"
+            } else {
+                "unavailable"
+            },
+            reasons,
+        }
+    }
+
+    /// The status of every handler of the run.
+    pub(crate) fn statuses(&self) -> Vec<HandlerStatus> {
+        self.handlers().iter().map(|h| status(h)).collect()
+    }
+
+    /// Every metric, in Prometheus' text format (version 0.0.4).
+    pub(crate) fn prometheus(&self) -> String {
+        let mut out = String::new();
+        let handlers = self.handlers();
+        gauge_family(
+            &mut out,
+            "slipstream_handler_up",
+            "Whether a handler is running (1) or not (0: starting, finished or failed).",
+            handlers.iter().map(|h| {
+                let up = h.state() == HandlerState::Running;
+                (labels(&[("handler", h.info.name)]), i64::from(up))
+            }),
+        );
+        let measured: Vec<_> = handlers
+            .iter()
+            .filter_map(|h| Some((h.info.name, h.counters()?)))
+            .collect();
+        if !measured.is_empty() {
+            family(
+                &mut out,
+                "slipstream_handler_messages_total",
+                "counter",
+                "Items a handler has received.",
+            );
+            for (name, c) in &measured {
+                sample(
+                    &mut out,
+                    "slipstream_handler_messages_total",
+                    &labels(&[("handler", name)]),
+                    c.messages(),
+                );
+            }
+            family(
+                &mut out,
+                "slipstream_handler_outputs_total",
+                "counter",
+                "Outputs a handler has produced (returned or emitted).",
+            );
+            for (name, c) in &measured {
+                sample(
+                    &mut out,
+                    "slipstream_handler_outputs_total",
+                    &labels(&[("handler", name)]),
+                    c.outputs(),
+                );
+            }
+            family(
+                &mut out,
+                "slipstream_handler_errors_total",
+                "counter",
+                "Failures of a handler: errors it returned, panics, and sinks failing to take its outputs.",
+            );
+            for (name, c) in &measured {
+                for kind in ErrorKind::ALL {
+                    let labels = labels(&[("handler", name), ("kind", kind.label())]);
+                    sample(
+                        &mut out,
+                        "slipstream_handler_errors_total",
+                        &labels,
+                        c.errors(kind),
+                    );
+                }
+            }
+            let histogram = "slipstream_handler_processing_seconds";
+            family(
+                &mut out,
+                histogram,
+                "histogram",
+                "Time to handle an item and deliver its outputs to every sink.",
+            );
+            for (name, c) in &measured {
+                let (buckets, sum) = c.histogram().snapshot();
+                for (bound, count) in BOUNDS
+                    .iter()
+                    .map(|b| b.to_string())
+                    .chain(["+Inf".to_owned()])
+                    .zip(buckets)
+                {
+                    let labels = labels(&[("handler", name), ("le", &bound)]);
+                    sample(&mut out, &format!("{histogram}_bucket"), &labels, count);
+                }
+                let labels = labels(&[("handler", name)]);
+                sample(&mut out, &format!("{histogram}_sum"), &labels, sum);
+                sample(
+                    &mut out,
+                    &format!("{histogram}_count"),
+                    &labels,
+                    buckets[BOUNDS.len()],
+                );
+            }
+        }
+        self.partition_metrics(&mut out);
+        out
+    }
+
+    fn partition_metrics(&self, out: &mut String) {
+        let mut rows = Vec::new();
+        for consumer in self.consumers() {
+            let group = consumer.group().unwrap_or("").to_owned();
+            for p in consumer.partitions() {
+                rows.push((consumer.topic().to_owned(), group.clone(), p));
+            }
+        }
+        let families: [(&str, &str, PartitionField); 4] = [
+            (
+                "slipstream_topic_partition_position",
+                "The offset of the next message a topic consumer reads from the partition.",
+                |p| p.position,
+            ),
+            (
+                "slipstream_topic_partition_committed_offset",
+                "The offset the consumer group last committed for the partition in this run.",
+                |p| p.committed,
+            ),
+            (
+                "slipstream_topic_partition_high_watermark",
+                "The partition's high watermark (the offset after its last message), as of the last fetch.",
+                |p| p.high_watermark,
+            ),
+            (
+                "slipstream_topic_partition_lag",
+                "Messages in the partition after the committed offset (after the read position before the first commit, or without a group).",
+                |p| p.lag(),
+            ),
+        ];
+        for (name, help, value) in families {
+            gauge_family(
+                out,
+                name,
+                help,
+                rows.iter().filter_map(|(topic, group, p)| {
+                    let partition = p.partition.to_string();
+                    let labels = labels(&[
+                        ("topic", topic),
+                        ("partition", &partition),
+                        ("group", group),
+                    ]);
+                    Some((labels, value(p)?))
+                }),
+            );
+        }
+    }
+}
+
+/// Reads one value of a partition's report.
+type PartitionField = fn(&super::PartitionReport) -> Option<i64>;
+
+fn status(handler: &HandlerStats) -> HandlerStatus {
+    let info = handler.info;
+    HandlerStatus {
+        name: info.name,
+        module: info.module,
+        sources: info.sources,
+        sinks: info.sinks,
+        on_error: match handler.policy {
+            OnError::Continue => "continue",
+            OnError::Stop => "stop",
+        },
+        state: handler.state(),
+        paused: handler.pause.is_paused(),
+        error: handler.failure(),
+        counters: handler.counters().map(|c| HandlerCounters {
+            messages: c.messages(),
+            outputs: c.outputs(),
+            errors: ErrorKind::ALL.iter().map(|&k| c.errors(k)).sum(),
+        }),
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A gauge family, written only when it has samples.
+fn gauge_family(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    samples: impl Iterator<Item = (String, i64)>,
+) {
+    let mut samples = samples.peekable();
+    if samples.peek().is_none() {
+        return;
+    }
+    family(out, name, "gauge", help);
+    for (labels, value) in samples {
+        sample(out, name, &labels, value);
+    }
+}
+
+fn sample(out: &mut String, name: &str, labels: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "{name}{{{labels}}} {value}");
+}
+
+/// `key="value",...` with the values escaped as the text format requires.
+fn labels(pairs: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (i, (key, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(key);
+        out.push_str("=\"");
+        for c in value.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(
+            labels(&[("handler", "a\"b\\c\nd"), ("kind", "x")]),
+            r#"handler="a\"b\\c\nd",kind="x""#
+        );
+    }
+}

@@ -1,0 +1,366 @@
+//! The admin server (`App::http`, `SLIPSTREAM_HTTP_ADDR`): `/health`, `/metrics` and
+//! `/handlers`, read with a real HTTP client while the application runs.
+
+use futures::{StreamExt, stream};
+use slipstream::prelude::*;
+use slipstream_tests::{Collected, app, get, http, sample, until, within};
+
+/// Items that arrive one by one and then none: the application keeps running.
+fn numbers(n: u64) -> impl futures::Stream<Item = u64> {
+    stream::iter(0..n).chain(stream::pending())
+}
+
+mod counters {
+    use super::*;
+
+    pub const N: u64 = 40;
+    pub static SEEN: Collected<u64> = Collected::new();
+
+    /// Fails on every tenth item (four times), passes the others on.
+    #[handle(source = numbers(N), sink = [|n: u64| SEEN.push(n)])]
+    fn relay(n: u64) -> Result<u64, String> {
+        if n % 10 == 0 {
+            Err(format!("{n} is round"))
+        } else {
+            Ok(n)
+        }
+    }
+
+    /// Two outputs per item.
+    #[handle(source = numbers(N), sink = [|_: u64| {}])]
+    fn split(n: u64) {
+        emit!(n);
+        emit!(n + 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn metrics_count_every_item_output_and_error() {
+        let app = app(module_path!()).http("127.0.0.1:0");
+        let handle = app.handle();
+        let run = tokio::spawn(app.run());
+        let addr = within(10, handle.http_addr())
+            .await
+            .expect("the server is on");
+
+        // Every item is handled (the last outputs reach the sink after their counts).
+        until(10, || SEEN.len() == 36).await;
+        let metrics = within(10, async {
+            loop {
+                let reply = get(addr, "/metrics").await;
+                assert_eq!(reply.status, 200);
+                assert!(reply.content_type.starts_with("text/plain; version=0.0.4"));
+                let done = |handler| {
+                    sample(
+                        &reply.body,
+                        "slipstream_handler_messages_total",
+                        &format!("handler=\"{handler}\""),
+                    ) == Some(N as f64)
+                };
+                if done("relay") && done("split") {
+                    break reply.body;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        let value = |name: &str, labels: &str| sample(&metrics, name, labels);
+        assert_eq!(
+            value("slipstream_handler_outputs_total", r#"handler="relay""#),
+            Some(36.0)
+        );
+        assert_eq!(
+            value("slipstream_handler_outputs_total", r#"handler="split""#),
+            Some(80.0)
+        );
+        assert_eq!(
+            value(
+                "slipstream_handler_errors_total",
+                r#"handler="relay",kind="error""#
+            ),
+            Some(4.0)
+        );
+        assert_eq!(
+            value(
+                "slipstream_handler_errors_total",
+                r#"handler="split",kind="error""#
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(
+                "slipstream_handler_processing_seconds_count",
+                r#"handler="relay""#
+            ),
+            Some(N as f64)
+        );
+        assert_eq!(
+            value(
+                "slipstream_handler_processing_seconds_bucket",
+                r#"handler="relay",le="+Inf""#
+            ),
+            Some(N as f64)
+        );
+        assert_eq!(
+            value("slipstream_handler_up", r#"handler="relay""#),
+            Some(1.0)
+        );
+        assert!(metrics.contains("# TYPE slipstream_handler_processing_seconds histogram"));
+
+        let health = get(addr, "/health").await;
+        assert_eq!(health.status, 200, "{}", health.body);
+        let health: serde_json::Value = serde_json::from_str(&health.body).unwrap();
+        assert_eq!(health["status"], "ok");
+
+        let handlers = get(addr, "/handlers").await;
+        assert_eq!(handlers.status, 200);
+        assert_eq!(handlers.content_type, "application/json");
+        let handlers: serde_json::Value = serde_json::from_str(&handlers.body).unwrap();
+        let relay = handlers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == "relay")
+            .expect("relay is listed");
+        assert_eq!(relay["sources"][0], "numbers(N)");
+        assert_eq!(relay["sinks"][0], "|n: u64| SEEN.push(n)");
+        assert_eq!(relay["state"], "running");
+        assert_eq!(relay["on_error"], "continue");
+        assert_eq!(relay["counters"]["messages"], N);
+        assert_eq!(relay["counters"]["errors"], 4);
+
+        handle.shutdown();
+        within(10, run).await.unwrap().unwrap();
+        assert_eq!(
+            handle.http_addr().await,
+            None,
+            "the server stops with the run"
+        );
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "nothing listens any more"
+        );
+    }
+}
+
+mod failure {
+    use super::*;
+    use std::sync::Arc;
+    use tokio::sync::Notify;
+
+    static POISON: Notify = Notify::const_new();
+
+    /// A few items, then (once the test says so) one the handler cannot take.
+    fn items() -> impl futures::Stream<Item = u64> {
+        stream::iter(0..3)
+            .chain(stream::once(async {
+                POISON.notified().await;
+                99
+            }))
+            .chain(stream::pending())
+    }
+
+    #[handle(source = items(), on_error = "stop")]
+    fn fragile(n: u64) -> Result<(), String> {
+        if n == 99 {
+            Err("cannot take 99".into())
+        } else {
+            Ok(())
+        }
+    }
+
+    #[handle(source = numbers(1))]
+    fn bystander(_n: u64) {}
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn health_turns_503_when_a_handler_stops_with_an_error() {
+        // The exit hook holds the run (and its server) open until the test has looked.
+        let release = Arc::new(Notify::new());
+        let hold = Arc::clone(&release);
+        let app = app(module_path!())
+            .http("0")
+            .on_shutdown_async(async move { hold.notified().await });
+        let handle = app.handle();
+        let run = tokio::spawn(app.run());
+        let addr = within(10, handle.http_addr())
+            .await
+            .expect("the server is on");
+        assert!(addr.ip().is_loopback(), "a bare port listens on 127.0.0.1");
+
+        within(10, async {
+            while get(addr, "/health").await.status != 200 {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        POISON.notify_one();
+        let unhealthy = within(10, async {
+            loop {
+                let reply = get(addr, "/health").await;
+                if reply.status == 503 {
+                    break reply;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        let body: serde_json::Value = serde_json::from_str(&unhealthy.body).unwrap();
+        assert_eq!(body["status"], "unavailable");
+        let reasons: Vec<&str> = body["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        assert!(
+            reasons.contains(&"handler `fragile` stopped with an error: cannot take 99"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons.contains(&"the application is shutting down"),
+            "{reasons:?}"
+        );
+
+        let handlers: serde_json::Value =
+            serde_json::from_str(&get(addr, "/handlers").await.body).unwrap();
+        let fragile = handlers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == "fragile")
+            .expect("fragile is listed");
+        assert_eq!(fragile["state"], "failed");
+        assert_eq!(fragile["error"], "cannot take 99");
+        assert_eq!(fragile["on_error"], "stop");
+        let metrics = get(addr, "/metrics").await.body;
+        assert_eq!(
+            sample(&metrics, "slipstream_handler_up", r#"handler="fragile""#),
+            Some(0.0)
+        );
+
+        release.notify_one();
+        let error = within(10, run).await.unwrap().unwrap_err();
+        assert!(
+            matches!(error, slipstream::Error::Handler { .. }),
+            "{error}"
+        );
+    }
+}
+
+mod pages {
+    use super::*;
+
+    #[handle(source = numbers(1))]
+    fn idle(_n: u64) {}
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unknown_pages_and_methods_are_refused() {
+        let app = app(module_path!()).http("127.0.0.1:0");
+        let handle = app.handle();
+        let run = tokio::spawn(app.run());
+        let addr = within(10, handle.http_addr()).await.unwrap();
+
+        let missing = get(addr, "/nope?x=1").await;
+        assert_eq!(missing.status, 404);
+        assert!(
+            missing.body.contains("/health, /metrics, /handlers"),
+            "{}",
+            missing.body
+        );
+        assert_eq!(http("POST", addr, "/health").await.status, 405);
+        let head = http("HEAD", addr, "/metrics").await;
+        assert_eq!((head.status, head.body.as_str()), (200, ""));
+        let index = get(addr, "/").await;
+        assert_eq!(index.status, 200);
+        assert!(index.body.contains("/metrics"));
+        // A query string does not change the page.
+        assert_eq!(get(addr, "/health?verbose").await.status, 200);
+
+        handle.shutdown();
+        within(10, run).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_address_in_use_fails_the_run() {
+        let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        let app = app("no::handlers").http(addr.clone());
+        let handle = app.handle();
+        let error = within(10, app.run()).await.unwrap_err();
+        assert!(matches!(error, slipstream::Error::Http { .. }), "{error}");
+        assert!(error.to_string().contains(&addr), "{error}");
+        assert_eq!(handle.http_addr().await, None);
+    }
+
+    #[tokio::test]
+    async fn without_a_server_http_addr_is_none_and_health_reports_not_running() {
+        let app = app("no::handlers");
+        let handle = app.handle();
+        assert_eq!(
+            handle.health().reasons(),
+            ["the application is not running"]
+        );
+        within(10, app.run()).await.unwrap();
+        assert_eq!(handle.http_addr().await, None);
+    }
+}
+
+mod environment {
+    use super::*;
+
+    #[handle(source = numbers(3))]
+    fn observed(_n: u64) {}
+
+    /// Runs in a child process with `SLIPSTREAM_HTTP_ADDR` set (does nothing otherwise).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn child_with_the_variable_set() {
+        if std::env::var_os("SLIPSTREAM_TEST_ADMIN_CHILD").is_none() {
+            return;
+        }
+        // No `http(..)` in code: the variable alone turns the server on.
+        let app = app(module_path!());
+        let handle = app.handle();
+        let run = tokio::spawn(app.run());
+        let addr = within(10, handle.http_addr())
+            .await
+            .expect("the server is on");
+        assert!(addr.ip().is_loopback());
+        within(10, async {
+            loop {
+                let metrics = get(addr, "/metrics").await.body;
+                let seen = sample(
+                    &metrics,
+                    "slipstream_handler_messages_total",
+                    r#"handler="observed""#,
+                );
+                if seen == Some(3.0) {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        handle.shutdown();
+        within(10, run).await.unwrap().unwrap();
+        println!("admin child: ok");
+    }
+
+    #[test]
+    fn the_environment_variable_turns_the_server_on() {
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "admin::environment::child_with_the_variable_set",
+                "--nocapture",
+            ])
+            .env("SLIPSTREAM_TEST_ADMIN_CHILD", "1")
+            .env("SLIPSTREAM_HTTP_ADDR", ":0")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("admin child: ok"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
