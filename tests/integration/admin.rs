@@ -19,7 +19,7 @@ mod counters {
     /// Fails on every tenth item (four times), passes the others on.
     #[handle(source = numbers(N), sink = [|n: u64| SEEN.push(n)])]
     fn relay(n: u64) -> Result<u64, String> {
-        if n % 10 == 0 {
+        if n.is_multiple_of(10) {
             Err(format!("{n} is round"))
         } else {
             Ok(n)
