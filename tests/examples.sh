@@ -92,6 +92,47 @@ else
   echo "example endpoint: $lines updates, exit status $?"; failed=1
 fi
 
+# admin: the admin server answers /health, /metrics and /handlers while the pipeline runs.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+out=$(mktemp)
+SLIPSTREAM_HTTP_ADDR="127.0.0.1:$port" "$dir/admin" >"$out" 2>/dev/null &
+pid=$!
+report=$(python3 - "$port" <<'PY'
+import json, re, sys, time, urllib.request, urllib.error
+base = f"http://127.0.0.1:{sys.argv[1]}"
+def get(path):
+    try:
+        with urllib.request.urlopen(base + path, timeout=2) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+for _ in range(50):
+    try:
+        status, health = get("/health")
+        if status == 200: break
+    except OSError:
+        pass
+    time.sleep(0.1)
+time.sleep(1.5)  # 15 numbers: at least 2 multiples of 7
+_, metrics = get("/metrics")
+def sample(name, labels):
+    m = re.search(re.escape(name + "{" + labels + "}") + r" (\S+)", metrics)
+    return float(m.group(1)) if m else None
+seen = sample("slipstream_handler_messages_total", 'handler="check"')
+errors = sample("slipstream_handler_errors_total", 'handler="check",kind="error"')
+names = sorted(h["name"] for h in json.loads(get("/handlers")[1]))
+ok = status == 200 and json.loads(health)["status"] == "ok" and seen and seen >= 10 and errors and errors >= 1 and names == ["check", "count"]
+print("ok" if ok else f"health {status} {health!r}, check saw {seen} with {errors} errors, handlers {names}")
+PY
+)
+kill -INT "$pid"
+if wait "$pid" && [ "$report" == ok ] && grep -q '^accepted 1$' "$out" && ! grep -q '^accepted 7$' "$out"; then
+  echo "example admin: ok (/health, /metrics, /handlers answered; clean exit on SIGINT)"
+else
+  echo "example admin: $report, exit status $?"; head -n 3 "$out"; failed=1
+fi
+rm -f "$out"
+
 # timer: one HH:MM:SS line a second until Ctrl-C, then a clean exit.
 out=$(mktemp)
 "$dir/timer" >"$out" 2>/dev/null &

@@ -55,6 +55,12 @@ fn address(addr: &str) -> String {
 }
 
 impl Server {
+    /// Stops answering and closes the listener and every connection.
+    pub(crate) async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+
     /// Binds `addr` and starts answering.
     pub(crate) async fn start(addr: &str, controls: Arc<Controls>) -> Result<Server, Error> {
         let address = address(addr);

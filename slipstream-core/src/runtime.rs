@@ -192,16 +192,23 @@ impl AppHandle {
     /// The application's metrics in Prometheus' text format (what `GET /metrics` answers), for
     /// serving them from a server of your own: per handler whether it runs and, when metrics
     /// are enabled ([`App::metrics`]), items in, outputs, errors and a processing-time
-    /// histogram; per partition of each topic consumer its position, committed offset, high
-    /// watermark and lag.
+    /// histogram; per partition of each topic consumer its position, committed offset (asked
+    /// of the broker), high watermark and lag.
     ///
     /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
     /// let app = slipstream::App::new().metrics(true);
-    /// let text = app.handle().metrics();
+    /// let text = app.handle().metrics().await;
     /// assert!(text.is_empty()); // nothing runs yet
+    /// # }
     /// ```
-    pub fn metrics(&self) -> String {
-        self.controls.monitor.prometheus()
+    pub async fn metrics(&self) -> String {
+        let controls = Arc::clone(&self.controls);
+        // Asking the broker for committed offsets blocks.
+        tokio::task::spawn_blocking(move || controls.monitor.prometheus())
+            .await
+            .unwrap_or_else(|error| format!("# the report failed: {error}\n"))
     }
 
     /// Where the admin server listens (see [`App::http`]), once the run has started it;
@@ -427,7 +434,7 @@ impl App {
         let hooks = std::mem::take(&mut self.hooks);
         let controls = Arc::clone(&self.controls);
         // The admin server answers until the exit hooks have run.
-        let (_admin, result) = match self.start_admin().await {
+        let (admin, result) = match self.start_admin().await {
             Ok(admin) => (admin, self.run_handlers().await),
             Err(error) => (Default::default(), Err(error)),
         };
@@ -440,6 +447,12 @@ impl App {
         for hook in global {
             hook.call().await;
         }
+        #[cfg(feature = "http")]
+        if let Some(server) = admin {
+            server.stop().await;
+        }
+        #[cfg(not(feature = "http"))]
+        let () = admin;
         if let Some(signals) = signals {
             signals.abort();
         }

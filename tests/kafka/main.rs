@@ -2,6 +2,7 @@
 //! script starts one), otherwise against librdkafka's mock cluster in this process. Tests that
 //! inject broker faults always use a mock cluster of their own.
 
+mod admin;
 mod broker;
 mod delivery;
 mod faults;

@@ -3,8 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::Stream;
@@ -13,7 +13,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
@@ -31,6 +31,8 @@ use crate::pause::PauseHandle;
 
 /// How long the final commit waits for handlers still holding messages.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a report waits for the committed offsets.
+const COMMITTED_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long blocking consumer calls may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -41,19 +43,6 @@ pub(crate) struct Context {
     pause: PauseHandle,
     group: bool,
     failed: Arc<AtomicBool>,
-    /// The offsets the broker confirmed committing, per partition.
-    committed: Mutex<HashMap<i32, i64>>,
-}
-
-impl Context {
-    fn record_commits(&self, list: &TopicPartitionList) {
-        let mut committed = self.committed.lock().unwrap_or_else(|e| e.into_inner());
-        for element in list.elements_for_topic(&self.topic) {
-            if let Offset::Offset(offset) = element.offset() {
-                committed.insert(element.partition(), offset);
-            }
-        }
-    }
 }
 
 impl ClientContext for Context {
@@ -67,12 +56,6 @@ impl ClientContext for Context {
 }
 
 impl ConsumerContext for Context {
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        if result.is_ok() {
-            self.record_commits(offsets);
-        }
-    }
-
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(revoked) = rebalance {
             let partitions: Vec<i32> = revoked
@@ -84,11 +67,8 @@ impl ConsumerContext for Context {
             let commits = self.tracker.revoke(&partitions);
             if self.group && !commits.is_empty() && !self.failed.load(Ordering::SeqCst) {
                 let list = offsets(&self.topic, &commits);
-                match consumer.commit(&list, CommitMode::Sync) {
-                    Ok(()) => self.record_commits(&list),
-                    Err(error) => {
-                        tracing::warn!(topic = %self.topic, %error, "commit on revocation failed")
-                    }
+                if let Err(error) = consumer.commit(&list, CommitMode::Sync) {
+                    tracing::warn!(topic = %self.topic, %error, "commit on revocation failed");
                 }
             }
         }
@@ -169,7 +149,6 @@ impl Running {
             pause,
             group,
             failed: Arc::clone(&failed),
-            committed: Mutex::default(),
         };
         let consumer: StreamConsumer<Context> = client::client_config(&conf)
             .create_with_context(context)
@@ -263,14 +242,8 @@ impl Running {
             return;
         }
         tracing::debug!(topic = %self.topic, ?commits, "committing");
-        let list = offsets(&self.topic, &commits);
-        match self.consumer.commit(&list, mode) {
-            // Asynchronous commits are recorded by the commit callback once confirmed.
-            Ok(()) if matches!(mode, CommitMode::Sync) => {
-                self.consumer.context().record_commits(&list)
-            }
-            Ok(()) => {}
-            Err(error) => tracing::warn!(topic = %self.topic, %error, "commit failed"),
+        if let Err(error) = self.consumer.commit(&offsets(&self.topic, &commits), mode) {
+            tracing::warn!(topic = %self.topic, %error, "commit failed");
         }
     }
 
@@ -329,13 +302,7 @@ impl ConsumerProbe for Running {
 
     fn partitions(&self) -> Vec<PartitionReport> {
         let positions = self.tracker.positions();
-        let committed = self
-            .consumer
-            .context()
-            .committed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let committed = self.committed();
         self.assignment()
             .into_iter()
             .map(|partition| PartitionReport {
@@ -349,6 +316,28 @@ impl ConsumerProbe for Running {
 }
 
 impl Running {
+    /// The group's committed offsets of the assigned partitions, as the broker has them (empty
+    /// without a group, or when the broker does not answer in time).
+    fn committed(&self) -> HashMap<i32, i64> {
+        if !self.group {
+            return HashMap::new();
+        }
+        match self.consumer.committed(COMMITTED_TIMEOUT) {
+            Ok(list) => list
+                .elements_for_topic(&self.topic)
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(offset) => Some((e.partition(), offset)),
+                    _ => None,
+                })
+                .collect(),
+            Err(error) => {
+                tracing::debug!(topic = %self.topic, %error, "cannot read the committed offsets");
+                HashMap::new()
+            }
+        }
+    }
+
     /// The partition's high watermark as of the consumer's last fetch (no request is made).
     fn high_watermark(&self, partition: i32) -> Option<i64> {
         let topic = CString::new(self.topic.as_str()).ok()?;

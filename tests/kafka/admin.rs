@@ -1,0 +1,162 @@
+//! The admin server of an application reading topics: per-partition committed offsets, high
+//! watermarks and lag in `/metrics`, and `/health` while a consumer has no partitions.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use slipstream::prelude::*;
+use slipstream::{Message, Topic};
+use slipstream_tests::{app, get, sample, within};
+
+use crate::broker::{create, topic, unique};
+
+/// The sum of a per-partition gauge over the partitions of `topic`.
+fn partition_sum(metrics: &str, name: &str, topic: &str, group: &str) -> Option<f64> {
+    (0..2)
+        .map(|p| {
+            sample(
+                metrics,
+                name,
+                &format!(r#"topic="{topic}",partition="{p}",group="{group}""#),
+            )
+        })
+        .sum()
+}
+
+mod lag {
+    use super::*;
+
+    pub static GROUP: LazyLock<String> = LazyLock::new(|| unique("admin-group"));
+    pub static INPUT: LazyLock<Topic> = LazyLock::new(|| {
+        topic(&unique("admin-lag"), &GROUP).commit_interval(Duration::from_millis(100))
+    });
+
+    #[handle(source = INPUT)]
+    fn consume(_msg: Message<String, String>) {}
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn metrics_show_every_partition_committed_and_caught_up() {
+        const N: u32 = 30;
+        create(INPUT.name(), 2).await;
+        let app = app(module_path!()).http("127.0.0.1:0");
+        let handle = app.handle();
+        let run = tokio::spawn(app.run());
+        let addr = within(10, handle.http_addr())
+            .await
+            .expect("the server is on");
+
+        // Healthy once the consumer has its partitions.
+        within(90, async {
+            while get(addr, "/health").await.status != 200 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        assert_eq!(INPUT.assignment(), [0, 1]);
+        for i in 0..N {
+            INPUT.send(format!("key{i}"), format!("{i}")).await.unwrap();
+        }
+
+        let (name, group) = (INPUT.name(), GROUP.as_str());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let metrics = loop {
+            let metrics = get(addr, "/metrics").await.body;
+            let committed = partition_sum(
+                &metrics,
+                "slipstream_topic_partition_committed_offset",
+                name,
+                group,
+            );
+            if committed == Some(f64::from(N)) {
+                break metrics;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not every offset was committed:\n{metrics}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(
+            sample(
+                &metrics,
+                "slipstream_handler_messages_total",
+                r#"handler="consume""#
+            ),
+            Some(f64::from(N))
+        );
+        let sum = |gauge| partition_sum(&metrics, gauge, name, group);
+        assert_eq!(
+            sum("slipstream_topic_partition_position"),
+            Some(f64::from(N))
+        );
+        assert_eq!(
+            sum("slipstream_topic_partition_high_watermark"),
+            Some(f64::from(N))
+        );
+        assert_eq!(sum("slipstream_topic_partition_lag"), Some(0.0));
+
+        handle.shutdown();
+        within(30, run).await.unwrap().unwrap();
+    }
+}
+
+/// Two instances of one app in one group reading a one-partition topic: the one left without
+/// a partition is not healthy.
+mod unassigned {
+    use super::*;
+
+    static NAME: LazyLock<String> = LazyLock::new(|| unique("admin-one-partition"));
+    static GROUP: LazyLock<String> = LazyLock::new(|| unique("admin-one-group"));
+
+    macro_rules! instance {
+        ($module:ident, $name:literal) => {
+            pub mod $module {
+                use super::*;
+
+                pub static INPUT: LazyLock<Topic> = LazyLock::new(|| topic(&NAME, &GROUP));
+
+                #[handle(source = INPUT, name = $name)]
+                fn read(_msg: Message<String, String>) {}
+            }
+        };
+    }
+
+    instance!(first, "first_reader");
+    instance!(second, "second_reader");
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_instance_without_partitions_reports_it() {
+        create(&NAME, 1).await;
+        let one = app(&format!("{}::first", module_path!())).http("127.0.0.1:0");
+        let two = app(&format!("{}::second", module_path!())).http("127.0.0.1:0");
+        let (h1, h2) = (one.handle(), two.handle());
+        let r1 = tokio::spawn(one.run());
+        let r2 = tokio::spawn(two.run());
+        let a1 = within(10, h1.http_addr()).await.unwrap();
+        let a2 = within(10, h2.http_addr()).await.unwrap();
+
+        // Once the group has settled, the partition belongs to one of them. Rebalances may move
+        // it while the test looks, so it looks again until both answers agree with the
+        // assignment seen just before.
+        let expected = format!("topic `{}` has no partitions assigned", *NAME);
+        within(90, async {
+            loop {
+                let (a, b) = (first::INPUT.assignment(), second::INPUT.assignment());
+                if a.len() + b.len() == 1 {
+                    let (idle, busy) = if a.is_empty() { (a1, a2) } else { (a2, a1) };
+                    let (idle, busy) = (get(idle, "/health").await, get(busy, "/health").await);
+                    if idle.status == 503 && idle.body.contains(&expected) && busy.status == 200 {
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+
+        h1.shutdown();
+        h2.shutdown();
+        within(30, r1).await.unwrap().unwrap();
+        within(30, r2).await.unwrap().unwrap();
+    }
+}
