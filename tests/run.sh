@@ -25,6 +25,7 @@ SLIPSTREAM_TEST_BROKER="$broker" cargo test -p slipstream-tests --test kafka
 
 echo "== docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p slipstream -p slipstream-core -p slipstream-macros
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features -p slipstream -p slipstream-core
 
 echo "== examples"
 bash tests/examples.sh

@@ -84,6 +84,21 @@
 //! [`run`] returns once every finite source is drained and everything downstream delivered.
 //! Ctrl-C / SIGTERM stop the sources, let in-flight items finish, close the sinks and run the
 //! exit hooks ([`on_shutdown`]); a second signal exits at once.
+//!
+//! ## Health and metrics
+//!
+//! [`AppHandle::health`], [`AppHandle::metrics`] (Prometheus text) and
+//! [`AppHandle::handler_status`] report on a running application: each handler's state and, with
+//! [`App::metrics`], its items, outputs, errors and processing times; each topic partition's
+//! position, committed offset and lag. With the cargo feature `http`, `App::http(addr)` or the
+//! `SLIPSTREAM_HTTP_ADDR` environment variable serves them as `GET /health`, `GET /metrics` and
+//! `GET /handlers`.
+//!
+//! ## Cargo features
+//!
+//! - `kafka` (default): [`Topic`], [`Conf`] and the codecs (librdkafka, built from source).
+//! - `cache` (default): [`Cache`] (RocksDB, built from source).
+//! - `http`: the admin server.
 
 #![warn(missing_docs)]
 

@@ -197,7 +197,17 @@ impl ErrorKind {
     }
 }
 
-/// Per-item counters of one handler.
+/// Adds to a counter only its handler's loop writes: a plain load and store, not a locked
+/// read-modify-write (readers still see whole values).
+#[inline]
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(by),
+        Ordering::Relaxed,
+    );
+}
+
+/// Per-item counters of one handler, written only by the handler's own loop.
 #[derive(Default)]
 pub(crate) struct Counters {
     messages: AtomicU64,
@@ -210,15 +220,15 @@ impl Counters {
     /// One item handled in `elapsed`, producing `outputs` outputs.
     #[inline]
     pub(crate) fn record(&self, outputs: usize, elapsed: Duration) {
-        self.messages.fetch_add(1, Ordering::Relaxed);
+        bump(&self.messages, 1);
         if outputs > 0 {
-            self.outputs.fetch_add(outputs as u64, Ordering::Relaxed);
+            bump(&self.outputs, outputs as u64);
         }
         self.time.observe(elapsed);
     }
 
     pub(crate) fn error(&self, kind: ErrorKind) {
-        self.errors[kind as usize].fetch_add(1, Ordering::Relaxed);
+        bump(&self.errors[kind as usize], 1);
     }
 
     pub(crate) fn messages(&self) -> u64 {
@@ -238,7 +248,7 @@ impl Counters {
     }
 }
 
-/// A histogram of durations with fixed buckets (seconds), as Prometheus reads them.
+/// A histogram of durations with fixed buckets (seconds), as Prometheus reads them; one writer.
 pub(crate) struct Histogram {
     /// Observations per bucket (not cumulative); the last one is `+Inf`.
     counts: [AtomicU64; BOUNDS.len() + 1],
@@ -276,8 +286,8 @@ impl Histogram {
             .iter()
             .position(|&bound| nanos <= bound)
             .unwrap_or(BOUNDS.len());
-        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        bump(&self.counts[bucket], 1);
+        bump(&self.sum_nanos, nanos);
     }
 
     /// The cumulative count of each bucket (the last is `+Inf`, the total), and the sum in
