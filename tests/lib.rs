@@ -134,10 +134,14 @@ pub struct Reply {
     pub body: String,
 }
 
-/// Sends `method path` over HTTP/1.1 to `addr` (a hyper client on a new connection) and reads
-/// the whole answer.
-pub async fn http(method: &str, addr: std::net::SocketAddr, path: &str) -> Reply {
-    use http_body_util::{BodyExt, Empty};
+/// Sends `method path` over HTTP/1.1 to `addr` (a hyper client on a new connection) and
+/// returns the response as soon as its head has arrived; its body streams.
+pub async fn request(
+    method: &str,
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> hyper::Response<hyper::body::Incoming> {
+    use http_body_util::Empty;
     use hyper::body::Bytes;
     let stream = tokio::net::TcpStream::connect(addr)
         .await
@@ -146,14 +150,21 @@ pub async fn http(method: &str, addr: std::net::SocketAddr, path: &str) -> Reply
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .expect("an HTTP/1.1 handshake");
-    let connection = tokio::spawn(connection);
+    // Drives the connection until the response is read (or the server closes it).
+    tokio::spawn(connection);
     let request = hyper::Request::builder()
         .method(method)
         .uri(path)
         .header(hyper::header::HOST, addr.to_string())
         .body(Empty::<Bytes>::new())
         .expect("a valid request");
-    let response = sender.send_request(request).await.expect("an answer");
+    sender.send_request(request).await.expect("an answer")
+}
+
+/// Sends `method path` to `addr` and reads the whole answer.
+pub async fn http(method: &str, addr: std::net::SocketAddr, path: &str) -> Reply {
+    use http_body_util::BodyExt;
+    let response = request(method, addr, path).await;
     let status = response.status().as_u16();
     let content_type = response
         .headers()
@@ -167,8 +178,6 @@ pub async fn http(method: &str, addr: std::net::SocketAddr, path: &str) -> Reply
         .await
         .expect("the whole body")
         .to_bytes();
-    drop(sender);
-    let _ = connection.await;
     Reply {
         status,
         content_type,

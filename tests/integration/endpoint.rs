@@ -1,5 +1,5 @@
 //! Cache updates streamed over HTTP beside the handlers (the `endpoint` recipe), read with a
-//! real HTTP request.
+//! real HTTP client.
 
 use std::convert::Infallible;
 use std::sync::LazyLock;
@@ -11,10 +11,10 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::routing::get;
 use futures::StreamExt;
+use http_body_util::BodyExt;
 use slipstream::prelude::*;
 use slipstream::{AppHandle, Cache};
-use slipstream_tests::{app, within};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use slipstream_tests::{app, request, within};
 
 static DIR: LazyLock<std::path::PathBuf> = LazyLock::new(|| {
     std::env::temp_dir().join(format!("slipstream-test-endpoint-{}", std::process::id()))
@@ -55,24 +55,33 @@ async fn updates_stream_over_http_while_the_app_runs_and_both_stop_together() {
     });
     let run = tokio::spawn(app.run());
 
-    let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
-    client
-        .write_all(b"GET /updates HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let mut received = Vec::new();
+    // A real HTTP client reads the streamed body as it comes.
+    let response = request("GET", addr, "/updates").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()[axum::http::header::TRANSFER_ENCODING],
+        "chunked"
+    );
+    let mut body = response.into_body();
+    let mut received = String::new();
     within(10, async {
-        let mut buf = [0u8; 1024];
-        while String::from_utf8_lossy(&received).matches("tick ").count() < 3 {
-            let n = client.read(&mut buf).await.unwrap();
-            assert!(n > 0, "the stream ended early");
-            received.extend_from_slice(&buf[..n]);
+        while received.matches("tick ").count() < 3 {
+            let frame = body
+                .frame()
+                .await
+                .expect("the stream goes on")
+                .expect("a frame");
+            if let Ok(data) = frame.into_data() {
+                received.push_str(std::str::from_utf8(&data).unwrap());
+            }
         }
     })
     .await;
-    let text = String::from_utf8_lossy(&received).into_owned();
-    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
-    assert!(text.contains("transfer-encoding: chunked"), "{text}");
+    let lines: Vec<&str> = received.lines().collect();
+    assert!(
+        lines.len() >= 3 && lines.iter().all(|l| l.starts_with("tick ")),
+        "{received:?}"
+    );
 
     handle.shutdown();
     within(10, run).await.unwrap().unwrap();
