@@ -131,11 +131,12 @@ impl<'a> BuildCx<'a> {
 
     /// Reports a topic consumer in the application's health and metrics while it runs.
     #[cfg(feature = "kafka")]
-    pub(crate) fn watch_consumer(
-        &self,
-        consumer: std::sync::Weak<crate::kafka::consumer::Running>,
-    ) {
-        self.wiring.controls.monitor.add_consumer(consumer);
+    pub(crate) fn watch_consumer(&self, running: &std::sync::Arc<crate::kafka::consumer::Running>) {
+        let probe: std::sync::Arc<dyn crate::monitor::ConsumerProbe> = running.clone();
+        self.wiring
+            .controls
+            .monitor
+            .add_consumer(running.status(), std::sync::Arc::downgrade(&probe));
     }
 
     /// Runs `work` alongside the handlers; the run ends once it has finished too.
@@ -144,11 +145,18 @@ impl<'a> BuildCx<'a> {
         self.wiring.background.push(work);
     }
 
-    /// A function that stops the application with an error (for failures outside handlers).
+    /// A function that stops the application with an error (for failures outside handlers);
+    /// the handler being wired up is reported as failed with it.
     #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     pub(crate) fn failer(&self) -> std::sync::Arc<dyn Fn(Error) + Send + Sync> {
         let controls = std::sync::Arc::clone(&self.wiring.controls);
-        std::sync::Arc::new(move |error| controls.fail(error))
+        let handler = self.info.name;
+        std::sync::Arc::new(move |error| {
+            if let Some(stats) = controls.monitor.handler(handler) {
+                stats.set_failed(&error);
+            }
+            controls.fail(error)
+        })
     }
 
     pub(crate) fn add_task(&mut self, future: BoxFuture<'static, Result<(), Error>>) {

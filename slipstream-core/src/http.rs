@@ -139,7 +139,7 @@ async fn respond(request: &Request<Incoming>, controls: Arc<Controls>) -> Respon
     // the last reference to one that has just finished).
     let answer = tokio::task::spawn_blocking(move || match path.as_str() {
         "/health" => {
-            let health = controls.monitor.health(controls.shutdown.is_triggered());
+            let health = controls.health();
             let status = if health.is_ok() {
                 StatusCode::OK
             } else {

@@ -105,6 +105,12 @@ impl Controls {
         self.shutdown.trigger();
     }
 
+    /// The application's health (it never blocks).
+    pub(crate) fn health(&self) -> Health {
+        let failure = lock(&self.failure).as_ref().map(ToString::to_string);
+        self.monitor.health(self.shutdown.is_triggered(), failure)
+    }
+
     /// The pause switch of a handler's input (created on first use).
     pub(crate) fn pause_handle(&self, handler: &'static str) -> PauseHandle {
         lock(&self.pauses).entry(handler).or_default().clone()
@@ -173,9 +179,7 @@ impl AppHandle {
     /// assert!(!app.handle().health().is_ok()); // not running yet
     /// ```
     pub fn health(&self) -> Health {
-        self.controls
-            .monitor
-            .health(self.controls.shutdown.is_triggered())
+        self.controls.health()
     }
 
     /// The state of every handler of the run (what `GET /handlers` answers), with their
@@ -495,12 +499,13 @@ impl App {
         let selected = self.selected()?;
         check_unique_names(&selected)?;
         let controls = Arc::clone(&self.controls);
-        controls.monitor.start();
         for info in &selected {
             let policy = info.on_error.unwrap_or(self.policy);
             let pause = controls.pause_handle(info.name);
             controls.monitor.add_handler(info, policy, pause);
         }
+        // Only now: health must not see a started run without its handlers.
+        controls.monitor.start();
         let mut wiring = Wiring::new(Arc::clone(&controls), self.policy);
         for info in &selected {
             let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -304,6 +304,43 @@ mod pages {
     }
 }
 
+mod unmeasured {
+    use super::*;
+
+    #[handle(source = numbers(5))]
+    fn plain(_n: u64) {}
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_metrics_nothing_is_counted_but_states_are_reported() {
+        let app = app(module_path!());
+        let handle = app.handle();
+        let run = tokio::spawn(app.run());
+        until(10, || handle.health().is_ok()).await;
+
+        let status = handle.handler_status();
+        assert_eq!(status.len(), 1);
+        assert_eq!(status[0].state, slipstream::HandlerState::Running);
+        assert!(status[0].counters.is_none());
+        let metrics = handle.metrics().await;
+        assert_eq!(
+            sample(&metrics, "slipstream_handler_up", r#"handler="plain""#),
+            Some(1.0)
+        );
+        assert!(
+            !metrics.contains("slipstream_handler_messages_total"),
+            "{metrics}"
+        );
+
+        handle.shutdown();
+        within(10, run).await.unwrap().unwrap();
+        assert!(!handle.health().is_ok());
+        assert_eq!(
+            handle.handler_status()[0].state,
+            slipstream::HandlerState::Finished
+        );
+    }
+}
+
 mod environment {
     use super::*;
 

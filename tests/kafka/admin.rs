@@ -160,3 +160,42 @@ mod unassigned {
         within(30, r2).await.unwrap().unwrap();
     }
 }
+
+/// A message the topic's codec cannot read stops an application whose handler has the `stop`
+/// policy: the handler is reported as failed, with the codec's error.
+mod undecodable {
+    use super::*;
+
+    pub static INPUT: LazyLock<Topic<String, serde_json::Value>> = LazyLock::new(|| {
+        Topic::json(unique("admin-undecodable"))
+            .conf(crate::broker::conf(&unique("admin-undecodable-group")))
+    });
+
+    #[handle(source = INPUT, on_error = "stop")]
+    fn strict(_msg: Message<String, serde_json::Value>) {}
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_handler_is_reported_failed_with_the_codec_error() {
+        create(INPUT.name(), 1).await;
+        let raw: Topic = topic(INPUT.name(), &unique("unused"));
+        raw.send("k", "not json".to_owned()).await.unwrap();
+        let app = app(module_path!());
+        let handle = app.handle();
+        let error = within(60, app.run()).await.unwrap_err();
+        assert!(matches!(error, slipstream::Error::Codec { .. }), "{error}");
+
+        let health = handle.health();
+        assert!(!health.is_ok());
+        assert!(
+            health
+                .reasons()
+                .iter()
+                .any(|r| r
+                    .starts_with("handler `strict` stopped with an error: codec error on topic")),
+            "{:?}",
+            health.reasons()
+        );
+        let status = handle.handler_status();
+        assert_eq!(status[0].state, slipstream::HandlerState::Failed);
+    }
+}

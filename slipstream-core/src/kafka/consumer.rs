@@ -3,8 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::Stream;
@@ -26,7 +26,7 @@ use super::tracker::Tracker;
 use crate::codec::Codec;
 use crate::conf::Conf;
 use crate::error::{BoxError, Error};
-use crate::monitor::{ConsumerProbe, PartitionReport};
+use crate::monitor::{ConsumerProbe, ConsumerStatus, PartitionReport};
 use crate::pause::PauseHandle;
 
 /// How long the final commit waits for handlers still holding messages.
@@ -43,6 +43,8 @@ pub(crate) struct Context {
     pause: PauseHandle,
     group: bool,
     failed: Arc<AtomicBool>,
+    /// The assignment and whether the stream has ended, as health reports them.
+    status: Arc<ConsumerStatus>,
 }
 
 impl ClientContext for Context {
@@ -64,6 +66,7 @@ impl ConsumerContext for Context {
                 .map(|e| e.partition())
                 .collect();
             tracing::info!(topic = %self.topic, ?partitions, "partitions revoked");
+            self.status.revoke(&partitions);
             let commits = self.tracker.revoke(&partitions);
             if self.group && !commits.is_empty() && !self.failed.load(Ordering::SeqCst) {
                 let list = offsets(&self.topic, &commits);
@@ -82,6 +85,7 @@ impl ConsumerContext for Context {
                 .map(|e| e.partition())
                 .collect();
             tracing::info!(topic = %self.topic, ?partitions, "partitions assigned");
+            self.status.assign(partitions);
             if self.pause.is_paused()
                 && let Err(error) = consumer.pause(assigned)
             {
@@ -111,7 +115,9 @@ pub(crate) struct Running {
     /// Set when the application stops on a failure: from then on nothing is committed, so that
     /// messages dropped unhandled are read again after a restart.
     failed: Arc<AtomicBool>,
-    finished: AtomicBool,
+    status: Arc<ConsumerStatus>,
+    /// The committed offsets the broker last told, kept for when it does not answer.
+    committed: Mutex<HashMap<i32, i64>>,
     wake: Notify,
 }
 
@@ -143,12 +149,14 @@ impl Running {
             );
         }
         let tracker = Arc::new(Tracker::default());
+        let status = Arc::new(ConsumerStatus::new(topic));
         let context = Context {
             topic: topic.to_owned(),
             tracker: Arc::clone(&tracker),
             pause,
             group,
             failed: Arc::clone(&failed),
+            status: Arc::clone(&status),
         };
         let consumer: StreamConsumer<Context> = client::client_config(&conf)
             .create_with_context(context)
@@ -190,6 +198,7 @@ impl Running {
                     .map_err(kafka_error)?;
             }
             consumer.assign(&list).map_err(kafka_error)?;
+            status.assign(list.elements().iter().map(|e| e.partition()));
         }
         Ok(Arc::new(Running {
             consumer,
@@ -198,7 +207,8 @@ impl Running {
             group,
             group_id: conf.get("group.id").filter(|_| group).map(str::to_owned),
             failed,
-            finished: AtomicBool::new(false),
+            status,
+            committed: Mutex::default(),
             wake: Notify::new(),
         }))
     }
@@ -217,20 +227,15 @@ impl Running {
         Ok(())
     }
 
-    /// The partitions assigned to this consumer.
+    /// The partitions assigned to this consumer, in order (as the rebalance callbacks left
+    /// them: no call into librdkafka).
     pub(crate) fn assignment(&self) -> Vec<i32> {
-        let mut partitions: Vec<i32> = self
-            .consumer
-            .assignment()
-            .map(|list| {
-                list.elements_for_topic(&self.topic)
-                    .iter()
-                    .map(|e| e.partition())
-                    .collect()
-            })
-            .unwrap_or_default();
-        partitions.sort_unstable();
-        partitions
+        self.status.assignment()
+    }
+
+    /// What health reports of this consumer.
+    pub(crate) fn status(&self) -> Arc<ConsumerStatus> {
+        Arc::clone(&self.status)
     }
 
     fn commit(&self, mode: CommitMode, all: bool) {
@@ -248,7 +253,7 @@ impl Running {
     }
 
     fn finish(&self) {
-        self.finished.store(true, Ordering::SeqCst);
+        self.status.finish();
         self.wake.notify_one();
     }
 
@@ -261,7 +266,7 @@ impl Running {
                 _ = self.wake.notified() => {}
             }
             self.commit(CommitMode::Async, false);
-            if self.finished.load(Ordering::SeqCst) {
+            if self.status.is_finished() {
                 break;
             }
         }
@@ -292,54 +297,66 @@ impl ConsumerProbe for Running {
         self.group_id.as_deref()
     }
 
-    fn finished(&self) -> bool {
-        self.finished.load(Ordering::SeqCst)
-    }
-
-    fn assignment(&self) -> Vec<i32> {
-        Running::assignment(self)
-    }
-
-    fn partitions(&self) -> Vec<PartitionReport> {
+    fn partitions(&self, deadline: Instant) -> Vec<PartitionReport> {
         let positions = self.tracker.positions();
-        let committed = self.committed();
+        let committed = self.committed(deadline);
         self.assignment()
             .into_iter()
             .map(|partition| PartitionReport {
                 partition,
                 position: positions.get(&partition).copied(),
                 committed: committed.get(&partition).copied(),
-                high_watermark: self.high_watermark(partition),
+                high_watermark: self.high_watermark(partition, deadline),
             })
             .collect()
     }
 }
 
 impl Running {
-    /// The group's committed offsets of the assigned partitions, as the broker has them (empty
-    /// without a group, or when the broker does not answer in time).
-    fn committed(&self) -> HashMap<i32, i64> {
+    /// The group's committed offsets of the assigned partitions, as the broker has them, or as
+    /// it last told them when it does not answer before `deadline` (empty without a group).
+    fn committed(&self, deadline: Instant) -> HashMap<i32, i64> {
         if !self.group {
             return HashMap::new();
         }
-        match self.consumer.committed(COMMITTED_TIMEOUT) {
-            Ok(list) => list
-                .elements_for_topic(&self.topic)
-                .iter()
-                .filter_map(|e| match e.offset() {
-                    Offset::Offset(offset) => Some((e.partition(), offset)),
-                    _ => None,
-                })
-                .collect(),
-            Err(error) => {
-                tracing::debug!(topic = %self.topic, %error, "cannot read the committed offsets");
-                HashMap::new()
+        let mut known = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+        let timeout = deadline
+            .saturating_duration_since(Instant::now())
+            .min(COMMITTED_TIMEOUT);
+        if !timeout.is_zero() {
+            match self.consumer.committed(timeout) {
+                Ok(list) => {
+                    for e in list.elements_for_topic(&self.topic) {
+                        if let Offset::Offset(offset) = e.offset() {
+                            known.insert(e.partition(), offset);
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(topic = %self.topic, %error, "cannot read the committed offsets")
+                }
             }
         }
+        known.clone()
+    }
+
+    /// The partition's high watermark: asked of the broker until `deadline` (the consumer's
+    /// cached value stops moving while the partition is paused or its queue is full), else as
+    /// of the consumer's last fetch.
+    fn high_watermark(&self, partition: i32, deadline: Instant) -> Option<i64> {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        if !timeout.is_zero()
+            && let Ok((_, high)) = self
+                .consumer
+                .fetch_watermarks(&self.topic, partition, timeout)
+        {
+            return Some(high);
+        }
+        self.cached_high_watermark(partition)
     }
 
     /// The partition's high watermark as of the consumer's last fetch (no request is made).
-    fn high_watermark(&self, partition: i32) -> Option<i64> {
+    fn cached_high_watermark(&self, partition: i32) -> Option<i64> {
         let topic = CString::new(self.topic.as_str()).ok()?;
         let (mut low, mut high) = (-1_i64, -1_i64);
         // SAFETY: the client handle lives as long as `self.consumer`; librdkafka only reads the

@@ -448,8 +448,10 @@ where
                 .running
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            cx.watch_consumer(running);
+                .upgrade();
+            if let Some(running) = running {
+                cx.watch_consumer(&running);
+            }
             // The consumer applies the topic's pause itself (pausing its assignment), so the
             // hub's own switch is never flipped.
             cx.hub(key, || Hub::external(messages, PauseHandle::new()));

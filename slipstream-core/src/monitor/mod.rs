@@ -28,7 +28,14 @@ pub(crate) struct Monitor {
     started: AtomicBool,
     measure: AtomicBool,
     handlers: Mutex<Vec<Arc<HandlerStats>>>,
-    consumers: Mutex<Vec<Weak<dyn ConsumerProbe>>>,
+    consumers: Mutex<Vec<Consumer>>,
+}
+
+/// A watched topic consumer: its status (always readable, without calling into librdkafka) and
+/// the consumer itself while it runs (for the partition metrics).
+struct Consumer {
+    status: Arc<ConsumerStatus>,
+    probe: Weak<dyn ConsumerProbe>,
 }
 
 impl Monitor {
@@ -78,20 +85,79 @@ impl Monitor {
         lock(&self.handlers).clone()
     }
 
-    /// Starts watching a topic consumer (until it is dropped).
+    /// Starts watching a topic consumer.
     #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
-    pub(crate) fn add_consumer(&self, consumer: Weak<dyn ConsumerProbe>) {
+    pub(crate) fn add_consumer(&self, status: Arc<ConsumerStatus>, probe: Weak<dyn ConsumerProbe>) {
         let mut consumers = lock(&self.consumers);
-        consumers.retain(|c| c.strong_count() > 0);
-        consumers.push(consumer);
+        consumers.retain(|c| c.probe.strong_count() > 0);
+        consumers.push(Consumer { status, probe });
     }
 
-    /// The consumers still running.
+    /// The status of every consumer of the run.
+    pub(crate) fn consumer_statuses(&self) -> Vec<Arc<ConsumerStatus>> {
+        lock(&self.consumers)
+            .iter()
+            .map(|c| Arc::clone(&c.status))
+            .collect()
+    }
+
+    /// The consumers still running. Dropping one may close it (it blocks): call from a thread
+    /// that may block.
     pub(crate) fn consumers(&self) -> Vec<Arc<dyn ConsumerProbe>> {
         lock(&self.consumers)
             .iter()
-            .filter_map(Weak::upgrade)
+            .filter_map(|c| c.probe.upgrade())
             .collect()
+    }
+}
+
+/// What health needs to know of a topic consumer, kept up to date by the consumer itself.
+#[derive(Debug)]
+pub(crate) struct ConsumerStatus {
+    topic: String,
+    finished: AtomicBool,
+    assigned: Mutex<std::collections::BTreeSet<i32>>,
+}
+
+#[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+impl ConsumerStatus {
+    pub(crate) fn new(topic: &str) -> Self {
+        ConsumerStatus {
+            topic: topic.to_owned(),
+            finished: AtomicBool::new(false),
+            assigned: Mutex::default(),
+        }
+    }
+
+    pub(crate) fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Its stream has ended (the consumer is closing).
+    pub(crate) fn finish(&self) {
+        self.finished.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::SeqCst)
+    }
+
+    /// Partitions were assigned to it.
+    pub(crate) fn assign(&self, partitions: impl IntoIterator<Item = i32>) {
+        lock(&self.assigned).extend(partitions);
+    }
+
+    /// Partitions were taken from it.
+    pub(crate) fn revoke(&self, partitions: &[i32]) {
+        let mut assigned = lock(&self.assigned);
+        for partition in partitions {
+            assigned.remove(partition);
+        }
+    }
+
+    /// The partitions assigned to it, in order.
+    pub(crate) fn assignment(&self) -> Vec<i32> {
+        lock(&self.assigned).iter().copied().collect()
     }
 }
 
@@ -304,18 +370,14 @@ impl Histogram {
     }
 }
 
-/// What the monitor asks of a running topic consumer.
+/// What the metrics ask of a running topic consumer.
 pub(crate) trait ConsumerProbe: Send + Sync {
     /// The topic's name.
     fn topic(&self) -> &str;
-    /// Whether it reads in a consumer group (and commits).
+    /// Its consumer group, when it reads in one (and commits).
     fn group(&self) -> Option<&str>;
-    /// Whether its stream has ended (the consumer is closing).
-    fn finished(&self) -> bool;
-    /// The partitions assigned to it.
-    fn assignment(&self) -> Vec<i32>;
-    /// What it knows of each assigned partition.
-    fn partitions(&self) -> Vec<PartitionReport>;
+    /// What it knows of each assigned partition, asking the broker until `deadline` (it blocks).
+    fn partitions(&self, deadline: std::time::Instant) -> Vec<PartitionReport>;
 }
 
 /// One partition of a running consumer.
@@ -324,15 +386,15 @@ pub(crate) struct PartitionReport {
     pub(crate) partition: i32,
     /// The offset of the next message to read (one past the last received).
     pub(crate) position: Option<i64>,
-    /// The offset last committed by this run (confirmed by the broker).
+    /// The consumer group's committed offset, as the broker last told it.
     pub(crate) committed: Option<i64>,
-    /// The partition's high watermark as of the last fetch.
+    /// The partition's high watermark (the offset after its last message).
     pub(crate) high_watermark: Option<i64>,
 }
 
 impl PartitionReport {
-    /// Messages after the committed offset or, before anything is committed (or without a
-    /// group), after the read position.
+    /// Messages after the committed offset or, when the group has committed nothing for the
+    /// partition (or without a group), after the read position.
     pub(crate) fn lag(&self) -> Option<i64> {
         let high = self.high_watermark?;
         let done = self.committed.or(self.position)?;

@@ -77,15 +77,25 @@ pub struct HandlerCounters {
 }
 
 impl Monitor {
-    /// The application's health; `shutting_down` when a shutdown has started.
-    pub(crate) fn health(&self, shutting_down: bool) -> Health {
+    /// The application's health; `shutting_down` when a shutdown has started, `failure` the
+    /// error stopping the application, if any. It never blocks.
+    pub(crate) fn health(&self, shutting_down: bool, failure: Option<String>) -> Health {
         let mut reasons = Vec::new();
         if !self.started() {
             reasons.push("the application is not running".to_owned());
         } else if shutting_down {
             reasons.push("the application is shutting down".to_owned());
         }
-        for handler in self.handlers() {
+        let handlers = self.handlers();
+        // A failure outside a handler's loop (a topic that cannot be read, say).
+        if let Some(failure) = failure
+            && !handlers.iter().any(|h| h.state() == HandlerState::Failed)
+        {
+            reasons.push(format!(
+                "the application is stopping on an error: {failure}"
+            ));
+        }
+        for handler in handlers {
             let name = handler.info.name;
             match handler.state() {
                 HandlerState::Starting => {
@@ -98,8 +108,8 @@ impl Monitor {
                 HandlerState::Running | HandlerState::Finished => {}
             }
         }
-        for consumer in self.consumers() {
-            if !consumer.finished() && consumer.assignment().is_empty() {
+        for consumer in self.consumer_statuses() {
+            if !consumer.is_finished() && consumer.assignment().is_empty() {
                 reasons.push(format!(
                     "topic `{}` has no partitions assigned",
                     consumer.topic()
@@ -121,7 +131,8 @@ impl Monitor {
         self.handlers().iter().map(|h| status(h)).collect()
     }
 
-    /// Every metric, in Prometheus' text format (version 0.0.4).
+    /// Every metric, in Prometheus' text format (version 0.0.4). It blocks while it asks the
+    /// broker about topic partitions (five seconds at most).
     pub(crate) fn prometheus(&self) -> String {
         let mut out = String::new();
         let handlers = self.handlers();
@@ -218,9 +229,10 @@ impl Monitor {
 
     fn partition_metrics(&self, out: &mut String) {
         let mut rows = Vec::new();
+        let deadline = std::time::Instant::now() + SCRAPE_BUDGET;
         for consumer in self.consumers() {
             let group = consumer.group().unwrap_or("").to_owned();
-            for p in consumer.partitions() {
+            for p in consumer.partitions(deadline) {
                 rows.push((consumer.topic().to_owned(), group.clone(), p));
             }
         }
@@ -232,17 +244,17 @@ impl Monitor {
             ),
             (
                 "slipstream_topic_partition_committed_offset",
-                "The offset the consumer group last committed for the partition in this run.",
+                "The offset the consumer group has committed for the partition.",
                 |p| p.committed,
             ),
             (
                 "slipstream_topic_partition_high_watermark",
-                "The partition's high watermark (the offset after its last message), as of the last fetch.",
+                "The partition's high watermark (the offset after its last message).",
                 |p| p.high_watermark,
             ),
             (
                 "slipstream_topic_partition_lag",
-                "Messages in the partition after the committed offset (after the read position before the first commit, or without a group).",
+                "Messages in the partition after the committed offset (after the read position when the group has committed nothing for it, or without a group).",
                 |p| p.lag(),
             ),
         ];
@@ -264,6 +276,10 @@ impl Monitor {
         }
     }
 }
+
+/// How long one report may spend asking brokers about partitions; past it, the last known
+/// values are reported.
+const SCRAPE_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Reads one value of a partition's report.
 type PartitionField = fn(&super::PartitionReport) -> Option<i64>;
