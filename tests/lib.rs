@@ -199,3 +199,84 @@ pub fn sample(metrics: &str, name: &str, labels: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(&prefix))
         .map(|value| value.parse().expect("a number"))
 }
+
+/// Checks `metrics` against the rules of Prometheus' text format (0.0.4) that a scraper
+/// enforces: every sample belongs to a family announced by one `# HELP` and one `# TYPE` line
+/// before it, no series appears twice, values are numbers, and each histogram's buckets are
+/// cumulative with `+Inf` equal to its `_count`. Panics with the offending line.
+pub fn check_exposition(metrics: &str) {
+    use std::collections::{HashMap, HashSet};
+    let mut types: HashMap<&str, &str> = HashMap::new();
+    let mut helps: HashSet<&str> = HashSet::new();
+    let mut series: HashSet<&str> = HashSet::new();
+    // Per histogram series (name and labels without `le`): the last bucket count, and `+Inf`.
+    let mut buckets: HashMap<String, (f64, Option<f64>)> = HashMap::new();
+    let mut counts: HashMap<String, f64> = HashMap::new();
+    for line in metrics.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap();
+            assert!(helps.insert(name), "a second HELP: {line}");
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut words = rest.split(' ');
+            let (name, kind) = (words.next().unwrap(), words.next().unwrap());
+            assert!(
+                ["counter", "gauge", "histogram"].contains(&kind),
+                "unknown type: {line}"
+            );
+            assert!(types.insert(name, kind).is_none(), "a second TYPE: {line}");
+            continue;
+        }
+        assert!(
+            !line.starts_with('#') && !line.is_empty(),
+            "stray line: {line:?}"
+        );
+        let (key, value) = line.rsplit_once(' ').expect("a sample: name{labels} value");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number: {line}"));
+        assert!(series.insert(key), "a series twice: {line}");
+        let name = key.split('{').next().unwrap();
+        assert!(
+            name.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':'),
+            "bad metric name: {line}"
+        );
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| {
+                let base = name.strip_suffix(suffix)?;
+                (types.get(base) == Some(&"histogram")).then_some(base)
+            })
+            .unwrap_or(name);
+        assert!(
+            types.contains_key(family) && helps.contains(family),
+            "a sample before its family's HELP and TYPE: {line}"
+        );
+        if types[family] == "histogram" {
+            let labels = key[name.len()..].to_owned();
+            if name.ends_with("_bucket") {
+                let (rest, le) = labels
+                    .rsplit_once(",le=\"")
+                    .expect("le is the last label of a bucket");
+                let id = format!("{family}{rest}}}");
+                let entry = buckets.entry(id).or_insert((0.0, None));
+                assert!(value >= entry.0, "buckets are not cumulative: {line}");
+                entry.0 = value;
+                if le == "+Inf\"}" {
+                    entry.1 = Some(value);
+                }
+            } else if name.ends_with("_count") {
+                counts.insert(format!("{family}{labels}"), value);
+            }
+        }
+    }
+    for (id, (_, infinity)) in &buckets {
+        assert_eq!(
+            *infinity,
+            counts.get(id).copied(),
+            "the +Inf bucket of {id} is not its _count"
+        );
+    }
+}

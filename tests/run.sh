@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash tests/setup.sh
+# The suite's applications choose their own admin server addresses.
+unset SLIPSTREAM_HTTP_ADDR
 
 echo "== cargo fmt --check"
 cargo fmt --all --check

@@ -3,7 +3,7 @@
 
 use futures::{StreamExt, stream};
 use slipstream::prelude::*;
-use slipstream_tests::{Collected, app, get, http, sample, until, within};
+use slipstream_tests::{Collected, app, check_exposition, get, http, sample, until, within};
 
 /// Items that arrive one by one and then none: the application keeps running.
 fn numbers(n: u64) -> impl futures::Stream<Item = u64> {
@@ -63,6 +63,7 @@ mod counters {
             }
         })
         .await;
+        check_exposition(&metrics);
         let value = |name: &str, labels: &str| sample(&metrics, name, labels);
         assert_eq!(
             value("slipstream_handler_outputs_total", r#"handler="relay""#),
@@ -301,6 +302,24 @@ mod pages {
         );
         within(10, app.run()).await.unwrap();
         assert_eq!(handle.http_addr().await, None);
+    }
+}
+
+/// The format check the tests rely on rejects what a scraper would.
+#[test]
+fn the_exposition_check_rejects_broken_texts() {
+    let good = "# HELP h Help.\n# TYPE h histogram\nh_bucket{a=\"1\",le=\"0.1\"} 1\nh_bucket{a=\"1\",le=\"+Inf\"} 2\nh_sum{a=\"1\"} 0.5\nh_count{a=\"1\"} 2\n";
+    check_exposition(good);
+    let broken = [
+        good.replace("} 2\nh_sum", "} 0\nh_sum"), // not cumulative
+        good.replace("h_count{a=\"1\"} 2", "h_count{a=\"1\"} 3"), // +Inf != count
+        good.replace("# TYPE h histogram\n", ""), // no TYPE
+        format!("{good}h_sum{{a=\"1\"}} 0.5\n"),  // a series twice
+        good.replace("0.5", "half"),              // not a number
+    ];
+    for text in broken {
+        let rejected = std::panic::catch_unwind(|| check_exposition(&text)).is_err();
+        assert!(rejected, "accepted:\n{text}");
     }
 }
 

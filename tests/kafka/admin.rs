@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use slipstream::prelude::*;
 use slipstream::{Message, Topic};
-use slipstream_tests::{app, get, sample, within};
+use slipstream_tests::{app, check_exposition, get, sample, within};
 
 use crate::broker::{create, topic, unique};
 
@@ -84,6 +84,7 @@ mod lag {
             ),
             Some(f64::from(N))
         );
+        check_exposition(&metrics);
         let sum = |gauge| partition_sum(&metrics, gauge, name, group);
         assert_eq!(
             sum("slipstream_topic_partition_position"),

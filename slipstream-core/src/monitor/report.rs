@@ -236,6 +236,10 @@ impl Monitor {
                 rows.push((consumer.topic().to_owned(), group.clone(), p));
             }
         }
+        // Two consumers of one topic without a group (two `Topic` statics) would report the
+        // same series twice, which Prometheus rejects: the first one is reported.
+        let mut seen = std::collections::HashSet::new();
+        rows.retain(|(topic, group, p)| seen.insert((topic.clone(), group.clone(), p.partition)));
         let families: [(&str, &str, PartitionField); 4] = [
             (
                 "slipstream_topic_partition_position",
