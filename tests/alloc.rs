@@ -1,5 +1,5 @@
-//! The path source → plain handler → sink makes no heap allocation per message (its own test
-//! binary: it installs a counting global allocator).
+//! The path source → plain handler → sink makes no heap allocation per message, with or without
+//! metrics (its own test binary: it installs a counting global allocator).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -35,8 +35,13 @@ fn generator(n: u64) {
 
 #[tokio::test]
 async fn no_allocation_per_message() {
-    for handler in ["sync_plain", "async_plain", "generator"] {
+    // With metrics on too: counting and timing allocate nothing per message either.
+    for (handler, metrics) in ["sync_plain", "async_plain", "generator"]
+        .into_iter()
+        .flat_map(|h| [(h, false), (h, true)])
+    {
         let app = slipstream::App::new()
+            .metrics(metrics)
             .handlers([handler])
             .signals(false)
             .logging(false);
@@ -45,7 +50,7 @@ async fn no_allocation_per_message() {
         let allocated = CountingAllocator::allocations() - before;
         assert!(
             allocated < 100,
-            "{handler}: {allocated} allocations for {N} messages"
+            "{handler} (metrics {metrics}): {allocated} allocations for {N} messages"
         );
     }
     assert!(SUM.load(Ordering::SeqCst) > 0);
