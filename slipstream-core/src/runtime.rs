@@ -467,15 +467,23 @@ impl App {
     #[cfg(feature = "http")]
     async fn start_admin(&mut self) -> Result<Option<crate::http::Server>, Error> {
         let addr = match std::env::var(crate::http::ENV) {
-            Ok(addr) if !addr.trim().is_empty() => Some(addr),
-            _ => self.http.take(),
+            Ok(addr) if !addr.trim().is_empty() => Some((addr, true)),
+            _ => self.http.take().map(|addr| (addr, false)),
         };
         let server = match addr {
-            Some(addr) => {
+            Some((addr, from_env)) => {
                 self.controls.monitor.set_measure(true);
                 crate::http::Server::start(&addr, Arc::clone(&self.controls))
                     .await
                     .map(Some)
+                    .map_err(|error| match error {
+                        // Say where an address nobody wrote in the code came from.
+                        Error::Http { addr, source } if from_env => Error::Http {
+                            addr: format!("{}={addr}", crate::http::ENV),
+                            source,
+                        },
+                        other => other,
+                    })
             }
             None => Ok(None),
         };

@@ -400,6 +400,37 @@ mod environment {
         println!("admin child: ok");
     }
 
+    /// Runs in a child process with a bad `SLIPSTREAM_HTTP_ADDR` (does nothing otherwise).
+    #[tokio::test]
+    async fn child_with_a_bad_address() {
+        if std::env::var_os("SLIPSTREAM_TEST_ADMIN_CHILD").is_none() {
+            return;
+        }
+        let error = app("no::handlers").run().await.unwrap_err();
+        println!("admin child: {error}");
+    }
+
+    #[test]
+    fn a_bad_address_in_the_variable_is_a_clear_error() {
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "admin::environment::child_with_a_bad_address",
+                "--nocapture",
+            ])
+            .env("SLIPSTREAM_TEST_ADMIN_CHILD", "1")
+            .env("SLIPSTREAM_HTTP_ADDR", "nowhere")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.contains(
+                "admin child: cannot start the admin server on `SLIPSTREAM_HTTP_ADDR=nowhere`: "
+            ),
+            "{stdout}"
+        );
+    }
+
     #[test]
     fn the_environment_variable_turns_the_server_on() {
         let output = std::process::Command::new(std::env::current_exe().unwrap())
