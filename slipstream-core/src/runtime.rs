@@ -171,8 +171,8 @@ impl AppHandle {
     }
 
     /// Whether the application is healthy (what the admin server's `GET /health` answers):
-    /// running, every handler running or done with a finite source, none stopped with an
-    /// error, every topic consumer assigned partitions, no shutdown started.
+    /// running, every handler running (none stopped with an error or done with its source),
+    /// every topic consumer assigned partitions, no shutdown started. It never blocks.
     ///
     /// ```
     /// let app = slipstream::App::new();

@@ -360,6 +360,41 @@ mod unmeasured {
     }
 }
 
+mod finished {
+    use super::*;
+
+    #[handle(source = stream::iter(0..2u64))]
+    fn once(_n: u64) {}
+
+    #[handle(source = numbers(1))]
+    fn forever(_n: u64) {}
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_handler_whose_source_ended_is_reported() {
+        let app = app(module_path!());
+        let handle = app.handle();
+        let run = tokio::spawn(app.run());
+        until(10, || {
+            handle
+                .handler_status()
+                .iter()
+                .any(|h| h.name == "once" && h.state == slipstream::HandlerState::Finished)
+        })
+        .await;
+        let health = handle.health();
+        assert_eq!(
+            health.reasons(),
+            ["handler `once` is no longer running: its source has ended"]
+        );
+        handle.shutdown();
+        within(10, run).await.unwrap().unwrap();
+        assert_eq!(
+            handle.health().reasons(),
+            ["the application is shutting down"]
+        );
+    }
+}
+
 mod environment {
     use super::*;
 

@@ -9,9 +9,9 @@ use crate::registry::OnError;
 
 /// Whether a running application is healthy, and if not, why.
 ///
-/// It is healthy while every handler runs (or has drained a finite source), no handler has
-/// stopped with an error, every topic consumer has partitions assigned, and no shutdown has
-/// started. Get it with [`AppHandle::health`](crate::AppHandle::health).
+/// It is healthy while every handler runs (none has stopped with an error or drained its
+/// source), every topic consumer has partitions assigned, and no shutdown has started. Get it
+/// with [`AppHandle::health`](crate::AppHandle::health).
 ///
 /// ```
 /// let app = slipstream::App::new();
@@ -104,6 +104,10 @@ impl Monitor {
                 HandlerState::Failed => reasons.push(format!(
                     "handler `{name}` stopped with an error: {}",
                     handler.failure().unwrap_or_default()
+                )),
+                // While shutting down every handler finishes: that reason says it all.
+                HandlerState::Finished if !shutting_down => reasons.push(format!(
+                    "handler `{name}` is no longer running: its source has ended"
                 )),
                 HandlerState::Running | HandlerState::Finished => {}
             }
