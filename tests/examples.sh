@@ -100,6 +100,7 @@ pid=$!
 report=$(python3 - "$port" <<'PY'
 import json, re, sys, time, urllib.request, urllib.error
 base = f"http://127.0.0.1:{sys.argv[1]}"
+status, health = None, ""
 def get(path):
     try:
         with urllib.request.urlopen(base + path, timeout=2) as r:

@@ -170,7 +170,7 @@ impl AppHandle {
         self.pause_handle(handler).map(|h| h.resume())
     }
 
-    /// Whether the application is healthy (what the admin server's `GET /health` answers):
+    /// Whether the application is ready (what the admin server's `GET /health` answers):
     /// running, every handler running (none stopped with an error or done with its source),
     /// every topic consumer assigned partitions, no shutdown started. It never blocks.
     ///
@@ -215,8 +215,9 @@ impl AppHandle {
             .unwrap_or_else(|error| format!("# the report failed: {error}\n"))
     }
 
-    /// Where the admin server listens (see [`App::http`]), once the run has started it;
-    /// `None` when it runs without one.
+    /// Where the admin server listens (see [`App::http`]): waits until [`App::run`] has
+    /// started it (or decided there is none), then `None` when the run has no server or has
+    /// ended. It waits forever if the application is never run.
     ///
     /// ```no_run
     /// # async fn doc() {
@@ -361,7 +362,7 @@ impl App {
     }
 
     /// Whether to count each handler's items, outputs and errors and time its work, for
-    /// [`AppHandle::metrics`] (off by default: it costs a clock read per item; the admin server
+    /// [`AppHandle::metrics`] (off by default: it costs two clock reads per item; the admin server
     /// turns it on).
     pub fn metrics(self, enabled: bool) -> Self {
         self.controls.monitor.set_measure(enabled);

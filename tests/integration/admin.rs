@@ -194,10 +194,11 @@ mod failure {
         })
         .await;
         POISON.notify_one();
+        // The handler is marked failed a moment before the shutdown starts: wait for both.
         let unhealthy = within(10, async {
             loop {
                 let reply = get(addr, "/health").await;
-                if reply.status == 503 {
+                if reply.status == 503 && reply.body.contains("shutting down") {
                     break reply;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -375,10 +376,12 @@ mod finished {
         let handle = app.handle();
         let run = tokio::spawn(app.run());
         until(10, || {
-            handle
-                .handler_status()
-                .iter()
-                .any(|h| h.name == "once" && h.state == slipstream::HandlerState::Finished)
+            let status = handle.handler_status();
+            status.len() == 2
+                && status.iter().all(|h| match h.name {
+                    "once" => h.state == slipstream::HandlerState::Finished,
+                    _ => h.state == slipstream::HandlerState::Running,
+                })
         })
         .await;
         let health = handle.health();

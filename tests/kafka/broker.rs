@@ -16,6 +16,8 @@ pub enum Command {
     Down,
     /// Bring broker 1 back.
     Up,
+    /// Answer the next heartbeats with "fenced instance id" (fatal for a consumer).
+    Fence,
 }
 
 /// A librdkafka mock cluster with one broker, owned by a thread of its own (the cluster is not
@@ -42,6 +44,10 @@ impl Mock {
                     }
                     Command::Down => cluster.broker_down(1).unwrap(),
                     Command::Up => cluster.broker_up(1).unwrap(),
+                    Command::Fence => cluster.request_errors(
+                        rdkafka::types::RDKafkaApiKey::Heartbeat,
+                        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID; 20],
+                    ),
                 }
             }
         });

@@ -78,6 +78,11 @@ impl ConsumerContext for Context {
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Error(error) = rebalance {
+            // rdkafka unassigns everything after a failed rebalance.
+            tracing::warn!(topic = %self.topic, %error, "rebalance failed");
+            self.status.clear();
+        }
         if let Rebalance::Assign(assigned) = rebalance {
             let partitions: Vec<i32> = assigned
                 .elements_for_topic(&self.topic)
@@ -319,23 +324,28 @@ impl Running {
         if !self.group {
             return HashMap::new();
         }
-        let mut known = self.committed.lock().unwrap_or_else(|e| e.into_inner());
         let timeout = deadline
             .saturating_duration_since(Instant::now())
             .min(COMMITTED_TIMEOUT);
-        if !timeout.is_zero() {
-            match self.consumer.committed(timeout) {
-                Ok(list) => {
-                    for e in list.elements_for_topic(&self.topic) {
-                        if let Offset::Offset(offset) = e.offset() {
-                            known.insert(e.partition(), offset);
-                        }
-                    }
-                }
-                Err(error) => {
-                    tracing::debug!(topic = %self.topic, %error, "cannot read the committed offsets")
-                }
+        // Asked without holding the lock, so that concurrent reports do not queue up.
+        let answer = (!timeout.is_zero()).then(|| self.consumer.committed(timeout));
+        let mut known = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+        match answer {
+            // The broker's answer replaces what was known (offsets deleted, partitions gone).
+            Some(Ok(list)) => {
+                *known = list
+                    .elements_for_topic(&self.topic)
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(offset) => Some((e.partition(), offset)),
+                        _ => None,
+                    })
+                    .collect();
             }
+            Some(Err(error)) => {
+                tracing::debug!(topic = %self.topic, %error, "cannot read the committed offsets")
+            }
+            None => {}
         }
         known.clone()
     }
@@ -401,6 +411,8 @@ struct State<K, V> {
     paused: bool,
     stop_at_end: bool,
     at_end: HashSet<i32>,
+    /// Stops the application when the consumer fails for good (for handlers' topics).
+    fatal: Option<Arc<dyn Fn(Error) + Send + Sync>>,
 }
 
 /// The decoded messages of a running consumer. Pausing `pause` pauses the consumer's
@@ -412,6 +424,7 @@ pub(crate) fn messages<K, V>(
     undecodable: Undecodable<K, V>,
     pause: PauseHandle,
     stop_at_end: bool,
+    fatal: Option<Arc<dyn Fn(Error) + Send + Sync>>,
 ) -> impl Stream<Item = Message<K, V>> + Send + 'static
 where
     K: Send + Sync + 'static,
@@ -427,6 +440,7 @@ where
         paused: false,
         stop_at_end,
         at_end: HashSet::new(),
+        fatal,
     };
     futures::stream::unfold(state, |mut state| async move {
         let message = state.next().await?;
@@ -459,6 +473,20 @@ impl<K: 'static, V: 'static> State<K, V> {
                         tracing::info!(topic = %self.running.topic, "every partition is at its end");
                         return None;
                     }
+                }
+                Err(error @ KafkaError::MessageConsumptionFatal(_)) => {
+                    // The consumer cannot go on (fenced, say): it has no partitions any more,
+                    // and the application stops rather than idle unhealthy.
+                    let topic = &self.running.topic;
+                    tracing::error!(topic, %error, "the consumer failed");
+                    self.running.status.clear();
+                    if let Some(fatal) = &self.fatal {
+                        fatal(Error::Kafka {
+                            topic: topic.clone(),
+                            source: Box::new(error),
+                        });
+                    }
+                    return None;
                 }
                 Err(error) => {
                     tracing::warn!(topic = %self.running.topic, %error, "consumer error");

@@ -368,7 +368,8 @@ where
 {
     /// Reads the topic directly, outside handlers: a stream of its messages. An offset is
     /// committed once the message at it (and every earlier one) has been dropped. With
-    /// [`stop_at_end`](Topic::stop_at_end) the stream ends at the end of every partition.
+    /// [`stop_at_end`](Topic::stop_at_end) the stream ends at the end of every partition; it
+    /// also ends (after logging the error) if the consumer fails for good.
     ///
     /// ```no_run
     /// use futures::StreamExt;
@@ -382,7 +383,7 @@ where
     /// # Ok(()) }
     /// ```
     pub fn stream(&self) -> Result<BoxStream<'static, Message<K, V>>, Error> {
-        let (messages, committer) = self.consume(None, Arc::default())?;
+        let (messages, committer) = self.consume(None, Arc::default(), None)?;
         tokio::spawn(committer);
         Ok(messages)
     }
@@ -393,6 +394,7 @@ where
         &self,
         stop: Option<Arc<dyn Fn(Error) + Send + Sync>>,
         failed: Arc<std::sync::atomic::AtomicBool>,
+        fatal: Option<Arc<dyn Fn(Error) + Send + Sync>>,
     ) -> Result<(BoxStream<'static, Message<K, V>>, Committer), Error> {
         let undecodable = self.undecodable_policy(stop)?;
         let running = self.start_consumer(failed)?;
@@ -404,6 +406,7 @@ where
             undecodable,
             self.pause.clone(),
             self.stop_at_end,
+            fatal,
         );
         Ok((messages.boxed(), committer))
     }
@@ -442,7 +445,8 @@ where
         let key = self as *const Self as usize;
         if !cx.has_hub(key) {
             let stop = (cx.policy() == OnError::Stop).then(|| cx.failer());
-            let (messages, committer) = self.consume(stop, cx.failed_flag())?;
+            let fatal = Some(cx.failer());
+            let (messages, committer) = self.consume(stop, cx.failed_flag(), fatal)?;
             cx.add_background(committer);
             let running = self
                 .running

@@ -147,6 +147,11 @@ impl ConsumerStatus {
         lock(&self.assigned).extend(partitions);
     }
 
+    /// It has no partitions any more (a failed rebalance, a fatal error).
+    pub(crate) fn clear(&self) {
+        lock(&self.assigned).clear();
+    }
+
     /// Partitions were taken from it.
     pub(crate) fn revoke(&self, partitions: &[i32]) {
         let mut assigned = lock(&self.assigned);

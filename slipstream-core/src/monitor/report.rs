@@ -10,8 +10,10 @@ use crate::registry::OnError;
 /// Whether a running application is healthy, and if not, why.
 ///
 /// It is healthy while every handler runs (none has stopped with an error or drained its
-/// source), every topic consumer has partitions assigned, and no shutdown has started. Get it
-/// with [`AppHandle::health`](crate::AppHandle::health).
+/// source), every topic consumer has partitions assigned, and no shutdown has started. It is a
+/// readiness check: an instance is unavailable during a consumer group's rebalance and while
+/// its group has no partition left for it, so use it for readiness probes and alerts rather
+/// than to restart the process. Get it with [`AppHandle::health`](crate::AppHandle::health).
 ///
 /// ```
 /// let app = slipstream::App::new();
