@@ -10,7 +10,7 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -19,6 +19,9 @@ use crate::runtime::Controls;
 
 /// The environment variable that turns the admin server on (and wins over `App::http`).
 pub(crate) const ENV: &str = "SLIPSTREAM_HTTP_ADDR";
+
+/// How long a client may take to send a request's head.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Whether the admin server of a run listens, and where.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,7 +102,10 @@ async fn serve(listener: TcpListener, controls: Arc<Controls>) {
                 let controls = Arc::clone(&controls);
                 async move { Ok::<_, Infallible>(respond(&request, controls).await) }
             });
+            // A client that never finishes its request does not hold a connection forever.
             if let Err(error) = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {

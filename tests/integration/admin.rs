@@ -261,6 +261,13 @@ mod pages {
         let run = tokio::spawn(app.run());
         let addr = within(10, handle.http_addr()).await.unwrap();
 
+        // A client stalled in the middle of its request holds up nobody else.
+        let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut stalled, b"GET /hea")
+            .await
+            .unwrap();
+        assert_eq!(within(5, get(addr, "/health")).await.status, 200);
+
         let missing = get(addr, "/nope?x=1").await;
         assert_eq!(missing.status, 404);
         assert!(
