@@ -261,6 +261,7 @@ mod pages {
         let run = tokio::spawn(app.run());
         let addr = within(10, handle.http_addr()).await.unwrap();
 
+        until(10, || handle.health().is_ok()).await;
         // A client stalled in the middle of its request holds up nobody else.
         let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
         tokio::io::AsyncWriteExt::write_all(&mut stalled, b"GET /hea")
