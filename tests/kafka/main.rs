@@ -6,6 +6,7 @@ mod admin;
 mod broker;
 mod delivery;
 mod faults;
+mod fenced;
 mod groups;
 mod killed;
 mod poison;
