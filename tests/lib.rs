@@ -36,6 +36,19 @@ impl<T: Clone> Collected<T> {
         self.items.lock().unwrap().len()
     }
 
+    /// The values recorded so far that start with `prefix`, in order.
+    pub fn starting_with(&self, prefix: &str) -> Vec<T>
+    where
+        T: AsRef<str>,
+    {
+        let items = self.items.lock().unwrap();
+        items
+            .iter()
+            .filter(|s| s.as_ref().starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
     /// Whether nothing was recorded.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -278,5 +291,44 @@ pub fn check_exposition(metrics: &str) {
             counts.get(id).copied(),
             "the +Inf bucket of {id} is not its _count"
         );
+    }
+}
+
+/// Runs `app` in a task and waits for its admin server: the app's handle, its run, and the
+/// server's address.
+pub async fn serve(
+    app: App,
+) -> (
+    slipstream::AppHandle,
+    tokio::task::JoinHandle<Result<(), slipstream::Error>>,
+    std::net::SocketAddr,
+) {
+    let handle = app.handle();
+    let run = tokio::spawn(app.run());
+    let addr = within(10, handle.http_addr())
+        .await
+        .expect("the admin server is on");
+    (handle, run, addr)
+}
+
+/// `GET path` from `addr` every 20 ms until the answer satisfies `done`, which it returns;
+/// after `secs` seconds, fails the test with the last answer.
+pub async fn get_until(
+    secs: u64,
+    addr: std::net::SocketAddr,
+    path: &str,
+    mut done: impl FnMut(&Reply) -> bool,
+) -> Reply {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let reply = get(addr, path).await;
+        if done(&reply) {
+            return reply;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "GET {path} never gave the expected answer; the last one: {reply:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -196,24 +196,50 @@ impl Runner {
     }
 }
 
-/// Sends the queued outputs to every sink, in order.
-async fn deliver<T, K: Chain<T>>(sinks: &mut Sinks<T, K>, out: &mut Outbox<T>) -> Option<Failure> {
-    if out.items.is_empty() {
-        return None;
-    }
-    let sent = AssertUnwindSafe(async {
-        for item in out.items.drain(..) {
-            sinks.send(item).await?;
+/// A handler's sinks, and the buffer its outputs wait in until they are sent.
+struct Delivery<T, K> {
+    sinks: Sinks<T, K>,
+    out: Outbox<T>,
+}
+
+impl<T: Send + 'static, K: Chain<T>> Delivery<T, K> {
+    fn new(sinks: Sinks<T, K>) -> Self {
+        Delivery {
+            sinks,
+            out: Outbox::new(),
         }
-        Ok::<(), BoxError>(())
-    })
-    .catch_unwind()
-    .await;
-    out.items.clear();
-    match sent {
-        Ok(Ok(())) => None,
-        Ok(Err(error)) => Some(Failure::Sink(error)),
-        Err(panic) => Some(Failure::Sink(panic_message(&*panic).into())),
+    }
+
+    /// Sends the queued outputs to every sink, in order: what handling the item came to.
+    async fn send(&mut self, outcome: Option<Failure>) -> Processed {
+        let outputs = self.out.items.len();
+        if outputs == 0 {
+            return Processed {
+                outputs,
+                outcome,
+                delivery: None,
+            };
+        }
+        let (sinks, out) = (&mut self.sinks, &mut self.out);
+        let sent = AssertUnwindSafe(async {
+            for item in out.items.drain(..) {
+                sinks.send(item).await?;
+            }
+            Ok::<(), BoxError>(())
+        })
+        .catch_unwind()
+        .await;
+        self.out.items.clear();
+        let delivery = match sent {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(Failure::Sink(error)),
+            Err(panic) => Some(Failure::Sink(panic_message(&*panic).into())),
+        };
+        Processed {
+            outputs,
+            outcome,
+            delivery,
+        }
     }
 }
 
@@ -287,8 +313,7 @@ where
 /// A sync handler and its sinks.
 struct SyncStep<F, T, K> {
     handler: F,
-    sinks: Sinks<T, K>,
-    out: Outbox<T>,
+    delivery: Delivery<T, K>,
 }
 
 impl<In, F, T, K> Step<In> for SyncStep<F, T, K>
@@ -300,25 +325,20 @@ where
 {
     async fn process(&mut self, item: In) -> Processed {
         let handler = &mut self.handler;
-        let out = &mut self.out;
+        let out = &mut self.delivery.out;
         let outcome = caught(catch_unwind(AssertUnwindSafe(|| handler(item, out))));
-        Processed {
-            outputs: self.out.items.len(),
-            outcome,
-            delivery: deliver(&mut self.sinks, &mut self.out).await,
-        }
+        self.delivery.send(outcome).await
     }
 
     fn close(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send {
-        self.sinks.close()
+        self.delivery.sinks.close()
     }
 }
 
 /// An async handler returning at most one output, and its sinks.
 struct AsyncStep<F, T, K> {
     handler: F,
-    sinks: Sinks<T, K>,
-    out: Outbox<T>,
+    delivery: Delivery<T, K>,
 }
 
 impl<In, F, Fut, T, K> Step<In> for AsyncStep<F, T, K>
@@ -331,17 +351,13 @@ where
 {
     async fn process(&mut self, item: In) -> Processed {
         let result = AssertUnwindSafe((self.handler)(item)).catch_unwind().await;
-        let out = &mut self.out;
+        let out = &mut self.delivery.out;
         let outcome = caught(result.map(|r| r.map(|output| out.items.extend(output))));
-        Processed {
-            outputs: self.out.items.len(),
-            outcome,
-            delivery: deliver(&mut self.sinks, &mut self.out).await,
-        }
+        self.delivery.send(outcome).await
     }
 
     fn close(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send {
-        self.sinks.close()
+        self.delivery.sinks.close()
     }
 }
 
@@ -391,16 +407,8 @@ where
     K: Chain<T>,
     F: FnMut(S::Item, &mut Outbox<T>) -> Result<(), BoxError> + Send + 'static,
 {
-    let out = Outbox::new();
-    drive(
-        cx,
-        source,
-        SyncStep {
-            handler,
-            sinks,
-            out,
-        },
-    );
+    let delivery = Delivery::new(sinks);
+    drive(cx, source, SyncStep { handler, delivery });
 }
 
 /// Runs an async handler that returns at most one output per item.
@@ -414,16 +422,8 @@ where
     F: FnMut(S::Item) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Option<T>, BoxError>> + Send,
 {
-    let out = Outbox::new();
-    drive(
-        cx,
-        source,
-        AsyncStep {
-            handler,
-            sinks,
-            out,
-        },
-    );
+    let delivery = Delivery::new(sinks);
+    drive(cx, source, AsyncStep { handler, delivery });
 }
 
 /// Runs an async generator-style handler: `handler` gets each item and an [`Emitter`].

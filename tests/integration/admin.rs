@@ -3,7 +3,9 @@
 
 use futures::{StreamExt, stream};
 use slipstream::prelude::*;
-use slipstream_tests::{Collected, app, check_exposition, get, http, sample, until, within};
+use slipstream_tests::{
+    Collected, app, check_exposition, get, get_until, http, sample, serve, until, within,
+};
 
 /// Items that arrive one by one and then none: the application keeps running.
 fn numbers(n: u64) -> impl futures::Stream<Item = u64> {
@@ -35,34 +37,24 @@ mod counters {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn metrics_count_every_item_output_and_error() {
-        let app = app(module_path!()).http("127.0.0.1:0");
-        let handle = app.handle();
-        let run = tokio::spawn(app.run());
-        let addr = within(10, handle.http_addr())
-            .await
-            .expect("the server is on");
+        let (handle, run, addr) = serve(app(module_path!()).http("127.0.0.1:0")).await;
 
         // Every item is handled (the last outputs reach the sink after their counts).
         until(10, || SEEN.len() == 36).await;
-        let metrics = within(10, async {
-            loop {
-                let reply = get(addr, "/metrics").await;
-                assert_eq!(reply.status, 200);
-                assert!(reply.content_type.starts_with("text/plain; version=0.0.4"));
-                let done = |handler| {
-                    sample(
-                        &reply.body,
-                        "slipstream_handler_messages_total",
-                        &format!("handler=\"{handler}\""),
-                    ) == Some(N as f64)
-                };
-                if done("relay") && done("split") {
-                    break reply.body;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
+        let reply = get_until(10, addr, "/metrics", |reply| {
+            let done = |handler| {
+                sample(
+                    &reply.body,
+                    "slipstream_handler_messages_total",
+                    &format!("handler=\"{handler}\""),
+                ) == Some(N as f64)
+            };
+            done("relay") && done("split")
         })
         .await;
+        assert_eq!(reply.status, 200);
+        assert!(reply.content_type.starts_with("text/plain; version=0.0.4"));
+        let metrics = reply.body;
         check_exposition(&metrics);
         let value = |name: &str, labels: &str| sample(&metrics, name, labels);
         assert_eq!(
@@ -180,29 +172,14 @@ mod failure {
         let app = app(module_path!())
             .http("0")
             .on_shutdown_async(async move { hold.notified().await });
-        let handle = app.handle();
-        let run = tokio::spawn(app.run());
-        let addr = within(10, handle.http_addr())
-            .await
-            .expect("the server is on");
+        let (_handle, run, addr) = serve(app).await;
         assert!(addr.ip().is_loopback(), "a bare port listens on 127.0.0.1");
 
-        within(10, async {
-            while get(addr, "/health").await.status != 200 {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-        })
-        .await;
+        get_until(10, addr, "/health", |reply| reply.status == 200).await;
         POISON.notify_one();
         // The handler is marked failed a moment before the shutdown starts: wait for both.
-        let unhealthy = within(10, async {
-            loop {
-                let reply = get(addr, "/health").await;
-                if reply.status == 503 && reply.body.contains("shutting down") {
-                    break reply;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
+        let unhealthy = get_until(10, addr, "/health", |reply| {
+            reply.status == 503 && reply.body.contains("shutting down")
         })
         .await;
         let body: serde_json::Value = serde_json::from_str(&unhealthy.body).unwrap();
@@ -256,11 +233,7 @@ mod pages {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unknown_pages_and_methods_are_refused() {
-        let app = app(module_path!()).http("127.0.0.1:0");
-        let handle = app.handle();
-        let run = tokio::spawn(app.run());
-        let addr = within(10, handle.http_addr()).await.unwrap();
-
+        let (handle, run, addr) = serve(app(module_path!()).http("127.0.0.1:0")).await;
         until(10, || handle.health().is_ok()).await;
         // A client stalled in the middle of its request holds up nobody else.
         let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -419,26 +392,15 @@ mod environment {
             return;
         }
         // No `http(..)` in code: the variable alone turns the server on.
-        let app = app(module_path!());
-        let handle = app.handle();
-        let run = tokio::spawn(app.run());
-        let addr = within(10, handle.http_addr())
-            .await
-            .expect("the server is on");
+        let (handle, run, addr) = serve(app(module_path!())).await;
         assert!(addr.ip().is_loopback());
-        within(10, async {
-            loop {
-                let metrics = get(addr, "/metrics").await.body;
-                let seen = sample(
-                    &metrics,
-                    "slipstream_handler_messages_total",
-                    r#"handler="observed""#,
-                );
-                if seen == Some(3.0) {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
+        get_until(10, addr, "/metrics", |reply| {
+            let seen = sample(
+                &reply.body,
+                "slipstream_handler_messages_total",
+                r#"handler="observed""#,
+            );
+            seen == Some(3.0)
         })
         .await;
         handle.shutdown();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use slipstream::prelude::*;
 use slipstream::{Message, Topic};
-use slipstream_tests::{app, check_exposition, get, sample, within};
+use slipstream_tests::{app, check_exposition, get, get_until, sample, serve, within};
 
 use crate::broker::{create, topic, unique};
 
@@ -38,44 +38,29 @@ mod lag {
     async fn metrics_show_every_partition_committed_and_caught_up() {
         const N: u32 = 30;
         create(INPUT.name(), 2).await;
-        let app = app(module_path!()).http("127.0.0.1:0");
-        let handle = app.handle();
-        let run = tokio::spawn(app.run());
-        let addr = within(10, handle.http_addr())
-            .await
-            .expect("the server is on");
+        let (handle, run, addr) = serve(app(module_path!()).http("127.0.0.1:0")).await;
 
         // Healthy once the consumer has its partitions.
-        within(90, async {
-            while get(addr, "/health").await.status != 200 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-        .await;
+        get_until(90, addr, "/health", |reply| reply.status == 200).await;
         assert_eq!(INPUT.assignment(), [0, 1]);
         for i in 0..N {
             INPUT.send(format!("key{i}"), format!("{i}")).await.unwrap();
         }
 
         let (name, group) = (INPUT.name(), GROUP.as_str());
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        let metrics = loop {
-            let metrics = get(addr, "/metrics").await.body;
-            let committed = partition_sum(
-                &metrics,
+        let committed = |metrics: &str| {
+            partition_sum(
+                metrics,
                 "slipstream_topic_partition_committed_offset",
                 name,
                 group,
-            );
-            if committed == Some(f64::from(N)) {
-                break metrics;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "not every offset was committed:\n{metrics}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            )
         };
+        let metrics = get_until(60, addr, "/metrics", |reply| {
+            committed(&reply.body) == Some(f64::from(N))
+        })
+        .await
+        .body;
         assert_eq!(
             sample(
                 &metrics,
@@ -130,11 +115,8 @@ mod unassigned {
         create(&NAME, 1).await;
         let one = app(&format!("{}::first", module_path!())).http("127.0.0.1:0");
         let two = app(&format!("{}::second", module_path!())).http("127.0.0.1:0");
-        let (h1, h2) = (one.handle(), two.handle());
-        let r1 = tokio::spawn(one.run());
-        let r2 = tokio::spawn(two.run());
-        let a1 = within(10, h1.http_addr()).await.unwrap();
-        let a2 = within(10, h2.http_addr()).await.unwrap();
+        let (h1, r1, a1) = serve(one).await;
+        let (h2, r2, a2) = serve(two).await;
 
         // Once the group has settled, the partition belongs to one of them. Rebalances may move
         // it while the test looks, so it looks again until both answers agree with the
