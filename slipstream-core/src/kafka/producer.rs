@@ -266,8 +266,8 @@ impl<K: 'static, V: 'static> TopicSink<K, V> {
         })
     }
 
-    /// The outcome of one delivery: on failure the input message stays unfinished for good, so
-    /// its offset is never committed past.
+    /// The outcome of one delivery: on failure the input message is marked failed, so its
+    /// offset is never committed past.
     fn settled(
         &self,
         outcome: Result<OwnedDeliveryResult, Canceled>,
@@ -278,7 +278,9 @@ impl<K: 'static, V: 'static> TopicSink<K, V> {
             Ok(Err((error, _))) => self.error(error),
             Err(Canceled) => self.error(KafkaError::Canceled),
         };
-        std::mem::forget(ack);
+        if let Some(ack) = &ack {
+            ack.fail();
+        }
         Err(error)
     }
 

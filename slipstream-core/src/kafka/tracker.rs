@@ -17,6 +17,9 @@ struct Partition {
     next: Option<i64>,
     /// The position last committed (or handed out for committing).
     committed: Option<i64>,
+    /// The oldest offset whose handling failed for good (a delivery the broker refused): never
+    /// committed past, though it is no longer in flight.
+    stuck: Option<i64>,
     /// Bumped when the partition is revoked or sought, so that acks of older messages are
     /// ignored.
     epoch: u64,
@@ -26,7 +29,11 @@ impl Partition {
     /// The position that may be committed: the oldest offset still in flight, or one past the
     /// newest done.
     fn committable(&self) -> Option<i64> {
-        self.in_flight.first().copied().or(self.next)
+        let done = self.in_flight.first().copied().or(self.next);
+        match (done, self.stuck) {
+            (Some(done), Some(stuck)) => Some(done.min(stuck)),
+            (done, stuck) => done.or(stuck),
+        }
     }
 }
 
@@ -68,6 +75,19 @@ impl CurrentMessage {
     pub(crate) fn position(&self) -> Option<(i32, i64)> {
         let ack = self.ack.lock().unwrap_or_else(|e| e.into_inner());
         ack.as_ref().map(|a| (a.partition, a.offset))
+    }
+}
+
+impl AckEntry {
+    /// The message's handling failed for good: its partition is never committed past it (it is
+    /// read again after a restart), and nothing waits for it any more.
+    pub(crate) fn fail(&self) {
+        let mut partitions = self.tracker.lock();
+        if let Some(p) = partitions.get_mut(&self.partition)
+            && p.epoch == self.epoch
+        {
+            p.stuck = Some(p.stuck.map_or(self.offset, |s| s.min(self.offset)));
+        }
     }
 }
 
@@ -151,6 +171,7 @@ impl Tracker {
         p.in_flight.clear();
         p.next = Some(offset);
         p.committed = None;
+        p.stuck = None;
     }
 
     /// The read position of each partition: one past the newest message received.
@@ -197,6 +218,24 @@ mod tests {
         assert_eq!(tracker.in_flight(), 1);
         drop(other_handler);
         assert_eq!(tracker.take_commits(false), [(3, 1)]);
+    }
+
+    #[test]
+    fn a_failed_message_is_never_committed_past_and_not_waited_for() {
+        let tracker = Arc::new(Tracker::default());
+        let a = tracker.received(0, 3);
+        let b = tracker.received(0, 4);
+        a.fail();
+        drop(a);
+        drop(b);
+        assert_eq!(tracker.in_flight(), 0);
+        assert_eq!(tracker.take_commits(false), [(0, 3)]);
+        drop(tracker.received(0, 5));
+        assert_eq!(tracker.take_commits(false), []);
+        // A seek starts the partition afresh.
+        tracker.reset(0, 3);
+        drop(tracker.received(0, 3));
+        assert_eq!(tracker.take_commits(false), [(0, 4)]);
     }
 
     #[test]
