@@ -614,7 +614,8 @@ impl<M: Marker> Checkpoint<M> {
     /// Records the dependent stream's marker and state (merged into the recorded state), gives
     /// every dependency without a checkpoint the current one, and checks each dependency for
     /// downtime: a dependency that is down pauses the dependent stream, runs the downtime
-    /// callback and is marked down. Returns the downtime while a dependency is down.
+    /// callback and is marked down. Returns the longest downtime of the dependencies this pulse
+    /// found down (`None` when it found none, even if one is still down from before).
     pub async fn check_pulse<K, V>(
         &self,
         marker: M,
@@ -669,9 +670,8 @@ impl<M: Marker> Checkpoint<M> {
                 downtime = downtime.max(Some(down));
             }
         }
-        let any_down = dependencies.iter().any(|d| d.is_down);
         self.publish(&inner);
-        Ok(if any_down { downtime } else { None })
+        Ok(downtime)
     }
 }
 

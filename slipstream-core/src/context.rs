@@ -151,12 +151,7 @@ impl<'a> BuildCx<'a> {
     pub(crate) fn failer(&self) -> std::sync::Arc<dyn Fn(Error) + Send + Sync> {
         let controls = std::sync::Arc::clone(&self.wiring.controls);
         let handler = self.info.name;
-        std::sync::Arc::new(move |error| {
-            if let Some(stats) = controls.monitor.handler(handler) {
-                stats.set_failed(&error);
-            }
-            controls.fail(error)
-        })
+        std::sync::Arc::new(move |error| controls.fail_handler(handler, error))
     }
 
     pub(crate) fn add_task(&mut self, future: BoxFuture<'static, Result<(), Error>>) {

@@ -107,7 +107,8 @@ pub enum Error {
         /// The modules that declare them.
         modules: [String; 2],
     },
-    /// A handler's task ended abnormally (it was cancelled or a sink panicked outside the handler).
+    /// A handler's task ended abnormally: a panic outside the handler and its sinks (in its
+    /// source's or a `pipe` stage's `poll_next`).
     #[error("the task of handler `{handler}` ended abnormally: {message}")]
     Task {
         /// The handler's name.

@@ -14,6 +14,7 @@ use crate::context::BuildCx;
 use crate::error::{BoxError, Error, panic_message};
 use crate::monitor::{ErrorKind, HandlerStats};
 use crate::registry::OnError;
+use crate::runtime::Controls;
 use crate::sink::{Chain, Sinks};
 
 /// The outputs of one call of a sync handler, sent to the sinks when it returns. Its buffer is
@@ -113,7 +114,8 @@ struct Runner {
     name: &'static str,
     sources: &'static [&'static str],
     policy: OnError,
-    failed: Arc<std::sync::atomic::AtomicBool>,
+    /// What the application does when this handler stops it.
+    controls: Arc<Controls>,
     /// The handler's state and counters, reported by the application.
     stats: Option<Arc<HandlerStats>>,
     /// The Kafka message being handled, when the handler reads a topic.
@@ -127,7 +129,7 @@ impl Runner {
             name: cx.info.name,
             sources: cx.info.sources,
             policy: cx.policy(),
-            failed: Arc::clone(&cx.wiring.controls.failed),
+            controls: Arc::clone(&cx.wiring.controls),
             stats: cx.wiring.controls.monitor.handler(cx.info.name),
             #[cfg(feature = "kafka")]
             current: cx.current.clone(),
@@ -271,7 +273,6 @@ where
     cx.add_task(Box::pin(async move {
         let mut source = std::pin::pin!(source);
         let mut budget = Budget::default();
-        let mut stopped = Ok(());
         if let Some(stats) = &runner.stats {
             stats.set_running();
         }
@@ -291,22 +292,16 @@ where
             if (outcome.is_some() || delivery.is_some())
                 && let Err(error) = runner.settle(outcome, delivery)
             {
-                // Before the source (and the messages it holds) is dropped: nothing handled
-                // after this failure may count as done.
-                runner
-                    .failed
-                    .store(true, std::sync::atomic::Ordering::SeqCst);
-                if let Some(stats) = &runner.stats {
-                    stats.set_failed(&error);
-                }
-                stopped = Err(error);
+                // At once, before the source (and the messages it holds) is dropped: nothing
+                // handled after this failure may count as done, and the other handlers stop
+                // while this one's sinks flush.
+                runner.controls.fail_handler(runner.name, error);
                 break;
             }
             budget.spend().await;
         }
         // The sinks are closed (flushed) even when the handler stops the application.
-        let closed = runner.finish(step.close()).await;
-        stopped.and(closed)
+        runner.finish(step.close()).await
     }));
 }
 

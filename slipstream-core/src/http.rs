@@ -141,8 +141,9 @@ async fn respond(request: &Request<Incoming>, controls: Arc<Controls>) -> Respon
         return response;
     }
     let path = path.to_owned();
-    // Reports look at topic consumers, which may block briefly (or close, when a report holds
-    // the last reference to one that has just finished).
+    // Only the metrics block (they ask brokers about topic partitions, and may hold the last
+    // reference to a consumer that has just finished, whose drop closes it); the other reports
+    // are cheap but go the same way.
     let answer = tokio::task::spawn_blocking(move || match path.as_str() {
         "/health" => {
             let health = controls.health();

@@ -16,6 +16,11 @@ use crate::shutdown::{Shutdown, ShutdownPoller};
 /// and nothing is lost; [`resume`](Self::resume) continues exactly where it stopped. Handles are
 /// cheap to clone and every clone controls the same switch.
 ///
+/// A shared source ([`Proxy`](crate::Proxy), [`Shared`](crate::Shared), a topic) read by several
+/// handlers keeps filling the bounded feed of a handler whose input is paused; once that feed
+/// is full, the shared source waits, and so do the other handlers reading it. Pause the shared
+/// source itself to stop them all.
+///
 /// ```
 /// use slipstream::PauseHandle;
 ///

@@ -105,6 +105,15 @@ impl Controls {
         self.shutdown.trigger();
     }
 
+    /// Stops the application with the error of the handler called `handler`, which is reported
+    /// as failed.
+    pub(crate) fn fail_handler(&self, handler: &str, error: Error) {
+        if let Some(stats) = self.monitor.handler(handler) {
+            stats.set_failed(&error);
+        }
+        self.fail(error);
+    }
+
     /// The application's health (it never blocks).
     pub(crate) fn health(&self) -> Health {
         let failure = lock(&self.failure).as_ref().map(ToString::to_string);
@@ -418,7 +427,10 @@ impl App {
     /// Starts the selected handlers and runs them until every finite source is drained and
     /// every output delivered, or until shutdown; then runs the exit hooks.
     ///
-    /// Returns the first error of a handler whose policy is `stop`, or of starting a handler.
+    /// Returns the first error that stopped the application: a handler whose policy is `stop`
+    /// failing, a handler that cannot start ([`Error::Build`], [`Error::UnknownHandler`],
+    /// [`Error::DuplicateHandler`]), a task ending abnormally ([`Error::Task`]), a topic that
+    /// cannot be read, or an admin server that cannot listen.
     pub async fn run(mut self) -> Result<(), Error> {
         if self.logging {
             init_logging();
@@ -565,13 +577,13 @@ impl App {
                     (name.clone(), Err(abnormal(name, error)))
                 }
             };
-            let stats = controls.monitor.handler(&name);
             match result {
-                Ok(()) => stats.iter().for_each(|s| s.set_finished()),
-                Err(error) => {
-                    stats.iter().for_each(|s| s.set_failed(&error));
-                    controls.fail(error);
+                Ok(()) => {
+                    if let Some(stats) = controls.monitor.handler(&name) {
+                        stats.set_finished();
+                    }
                 }
+                Err(error) => controls.fail_handler(&name, error),
             }
         }
         // Shared feeds, then work that finishes after the handlers (final commits).

@@ -263,7 +263,8 @@ impl Running {
     }
 
     /// Commits what handlers have finished every `interval`; once the stream has ended, waits
-    /// for the messages still in flight, commits a last time and closes the consumer.
+    /// for the messages still in flight and commits a last time; dropping its reference then
+    /// closes the consumer (leaving the group) unless a metrics report still holds one.
     pub(crate) async fn commit_loop(self: Arc<Self>, interval: Duration) {
         loop {
             tokio::select! {
@@ -283,7 +284,7 @@ impl Running {
         if left > 0 {
             tracing::warn!(topic = %self.topic, left, "closing with messages still in flight; they will be read again");
         }
-        // The final commit and closing the consumer (leaving the group) block.
+        // The final commit, and closing the consumer when this is the last reference, block.
         let running = self;
         let _ = tokio::task::spawn_blocking(move || {
             running.commit(CommitMode::Sync, true);
@@ -590,6 +591,12 @@ impl<K: 'static, V: 'static> State<K, V> {
                 .produce_raw(borrowed.key(), borrowed.payload(), headers)
                 .await
             {
+                Ok(()) if dead_letter.is_dry() => tracing::info!(
+                    topic,
+                    partition,
+                    offset,
+                    "dry run: the undecodable message would have gone to the dead-letter topic"
+                ),
                 Ok(()) => tracing::info!(
                     topic,
                     partition,

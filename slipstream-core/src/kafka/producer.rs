@@ -134,6 +134,11 @@ impl<K: 'static, V: 'static> Producer<K, V> {
             })
     }
 
+    /// Whether it only logs what it would produce.
+    pub(crate) fn is_dry(&self) -> bool {
+        self.producer.is_none()
+    }
+
     /// Produces raw bytes (a dead-lettered record), unless dry.
     pub(crate) async fn produce_raw(
         &self,
