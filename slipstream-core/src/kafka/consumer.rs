@@ -112,7 +112,8 @@ fn offsets(topic: &str, commits: &[(i32, i64)]) -> TopicPartitionList {
 /// A running consumer of one topic.
 pub(crate) struct Running {
     pub(crate) consumer: StreamConsumer<Context>,
-    pub(crate) topic: String,
+    /// Shared by every message read (no copy per message).
+    pub(crate) topic: Arc<str>,
     tracker: Arc<Tracker>,
     group: bool,
     /// The consumer group, when the topic is read in one.
@@ -207,7 +208,7 @@ impl Running {
         }
         Ok(Arc::new(Running {
             consumer,
-            topic: topic.to_owned(),
+            topic: topic.into(),
             tracker,
             group,
             group_id: conf.get("group.id").filter(|_| group).map(str::to_owned),
@@ -226,7 +227,7 @@ impl Running {
         self.consumer
             .seek(&self.topic, partition, Offset::Offset(offset), CALL_TIMEOUT)
             .map_err(|e| Error::Kafka {
-                topic: self.topic.clone(),
+                topic: self.topic.to_string(),
                 source: Box::new(e),
             })?;
         Ok(())
@@ -368,7 +369,7 @@ impl Running {
 
     /// The partition's high watermark as of the consumer's last fetch (no request is made).
     fn cached_high_watermark(&self, partition: i32) -> Option<i64> {
-        let topic = CString::new(self.topic.as_str()).ok()?;
+        let topic = CString::new(&*self.topic).ok()?;
         let (mut low, mut high) = (-1_i64, -1_i64);
         // SAFETY: the client handle lives as long as `self.consumer`; librdkafka only reads the
         // topic name and writes the two offsets, which outlive the call.
@@ -414,6 +415,8 @@ struct State<K, V> {
     at_end: HashSet<i32>,
     /// Stops the application when the consumer fails for good (for handlers' topics).
     fatal: Option<Arc<dyn Fn(Error) + Send + Sync>>,
+    /// The headers of every message without any (no allocation per message).
+    no_headers: Arc<[(String, Vec<u8>)]>,
 }
 
 /// The decoded messages of a running consumer. Pausing `pause` pauses the consumer's
@@ -442,6 +445,7 @@ where
         stop_at_end,
         at_end: HashSet::new(),
         fatal,
+        no_headers: Arc::from(Vec::new()),
     };
     futures::stream::unfold(state, |mut state| async move {
         let message = state.next().await?;
@@ -463,7 +467,9 @@ impl<K: 'static, V: 'static> State<K, V> {
             };
             match received {
                 Ok(borrowed) => {
-                    self.at_end.remove(&borrowed.partition());
+                    if self.stop_at_end {
+                        self.at_end.remove(&borrowed.partition());
+                    }
                     if let Some(message) = self.decode(&borrowed).await {
                         return Some(message);
                     }
@@ -478,12 +484,12 @@ impl<K: 'static, V: 'static> State<K, V> {
                 Err(error @ KafkaError::MessageConsumptionFatal(_)) => {
                     // The consumer cannot go on (fenced, say): it has no partitions any more,
                     // and the application stops rather than idle unhealthy.
-                    let topic = &self.running.topic;
+                    let topic: &str = &self.running.topic;
                     tracing::error!(topic, %error, "the consumer failed");
                     self.running.status.clear();
                     if let Some(fatal) = &self.fatal {
                         fatal(Error::Kafka {
-                            topic: topic.clone(),
+                            topic: topic.to_string(),
                             source: Box::new(error),
                         });
                     }
@@ -498,16 +504,8 @@ impl<K: 'static, V: 'static> State<K, V> {
     }
 
     fn all_at_end(&self) -> bool {
-        match self.running.consumer.assignment() {
-            Ok(list) => {
-                let assigned = list.elements_for_topic(&self.running.topic);
-                !assigned.is_empty()
-                    && assigned
-                        .iter()
-                        .all(|e| self.at_end.contains(&e.partition()))
-            }
-            Err(_) => false,
-        }
+        let assigned = self.running.assignment();
+        !assigned.is_empty() && assigned.iter().all(|p| self.at_end.contains(p))
     }
 
     fn apply_pause(&mut self) {
@@ -553,12 +551,12 @@ impl<K: 'static, V: 'static> State<K, V> {
                     })
                     .collect::<Arc<[_]>>()
             })
-            .unwrap_or_else(|| Arc::from(Vec::new()));
+            .unwrap_or_else(|| Arc::clone(&self.no_headers));
         match (key, value) {
             (Ok(key), Ok(value)) => Some(Message {
                 key,
                 value,
-                topic: self.running.topic.as_str().into(),
+                topic: Arc::clone(&self.running.topic),
                 partition,
                 offset,
                 timestamp: borrowed.timestamp().to_millis(),
@@ -582,7 +580,7 @@ impl<K: 'static, V: 'static> State<K, V> {
         headers: &[(String, Vec<u8>)],
         error: BoxError,
     ) {
-        let topic = &self.running.topic;
+        let topic: &str = &self.running.topic;
         let (partition, offset) = (borrowed.partition(), borrowed.offset());
         let count = self.undecodable.count.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::error!(topic, partition, offset, %error, count, "cannot decode a message; skipping it");
