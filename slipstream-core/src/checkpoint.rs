@@ -422,6 +422,30 @@ fn checkpoint_error(message: String) -> Error {
     Error::Checkpoint(message)
 }
 
+/// The cache keys a checkpoint's state is kept under (the original's): written by
+/// `Checkpoint::persist` callers, read back by [`load`].
+mod keys {
+    /// The dependent stream's state.
+    pub(super) fn state(checkpoint: &str) -> String {
+        format!("_{checkpoint}__state")
+    }
+
+    /// The dependent stream's marker.
+    pub(super) fn state_marker(checkpoint: &str) -> String {
+        format!("_{checkpoint}__state_marker")
+    }
+
+    /// A dependency's checkpoint state.
+    pub(super) fn dependency_state(checkpoint: &str, dependency: &str) -> String {
+        format!("_{checkpoint}_{dependency}_checkpoint_state")
+    }
+
+    /// A dependency's checkpoint marker.
+    pub(super) fn dependency_marker(checkpoint: &str, dependency: &str) -> String {
+        format!("_{checkpoint}_{dependency}_checkpoint_marker")
+    }
+}
+
 #[cfg(feature = "cache")]
 fn load<M: Marker>(
     cache: &crate::Cache<String, Value>,
@@ -433,18 +457,17 @@ fn load<M: Marker>(
         serde_json::from_value(value)
             .map_err(|e| checkpoint_error(format!("checkpoint `{name}` in the cache: {e}")))
     }
-    if let Some(state) = read(format!("_{name}__state"))? {
+    if let Some(state) = read(keys::state(name))? {
         inner.state = decode(name, state)?;
     }
-    if let Some(marker) = read(format!("_{name}__state_marker"))? {
+    if let Some(marker) = read(keys::state_marker(name))? {
         inner.state_marker = decode(name, marker)?;
     }
     for dependency in &mut inner.dependencies {
-        let key = format!("_{name}_{}_", dependency.name);
-        if let Some(state) = read(format!("{key}checkpoint_state"))? {
+        if let Some(state) = read(keys::dependency_state(name, &dependency.name))? {
             dependency.checkpoint_state = decode(name, state)?;
         }
-        if let Some(marker) = read(format!("{key}checkpoint_marker"))? {
+        if let Some(marker) = read(keys::dependency_marker(name, &dependency.name))? {
             dependency.checkpoint_marker = decode(name, marker)?;
         }
     }
@@ -528,9 +551,9 @@ impl<M: Marker> Checkpoint<M> {
         state: &State,
         marker: Option<M>,
     ) -> Result<(), Error> {
-        let key = format!("_{}_{}_", self.shared.name, dependency.name);
-        self.persist(format!("{key}checkpoint_state"), state)?;
-        self.persist(format!("{key}checkpoint_marker"), &marker)?;
+        let (name, dependency_name) = (&self.shared.name, &dependency.name);
+        self.persist(keys::dependency_state(name, dependency_name), state)?;
+        self.persist(keys::dependency_marker(name, dependency_name), &marker)?;
         dependency.checkpoint_state = Some(state.clone());
         dependency.checkpoint_marker = marker;
         Ok(())
@@ -631,11 +654,8 @@ impl<M: Marker> Checkpoint<M> {
             inner.state.insert(key.into(), value);
         }
         inner.state_marker = Some(marker.clone());
-        self.persist(format!("_{}__state", self.shared.name), &inner.state)?;
-        self.persist(
-            format!("_{}__state_marker", self.shared.name),
-            &inner.state_marker,
-        )?;
+        self.persist(keys::state(&self.shared.name), &inner.state)?;
+        self.persist(keys::state_marker(&self.shared.name), &inner.state_marker)?;
 
         let Inner {
             dependencies,

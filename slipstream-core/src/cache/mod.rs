@@ -72,7 +72,12 @@ fn db_error(path: &Path, error: rocksdb::Error) -> Error {
     let message = error.to_string();
     let kind = match error.kind() {
         rocksdb::ErrorKind::Corruption => CacheErrorKind::Corrupt,
-        _ if message.to_ascii_lowercase().contains("lock") => CacheErrorKind::Locked,
+        // RocksDB's messages for a LOCK file held by another process, or by this one.
+        _ if message.contains("While lock file")
+            || message.contains("lock hold by current process") =>
+        {
+            CacheErrorKind::Locked
+        }
         _ => CacheErrorKind::Io,
     };
     cache_error(path, kind, message)
@@ -140,7 +145,7 @@ impl CacheOptions {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        options.set_max_background_jobs(cpus);
+        // Also sets the number of background jobs.
         options.increase_parallelism(cpus);
         options.set_log_file_time_to_roll(30 * 60);
         options.set_keep_log_file_num(1);
