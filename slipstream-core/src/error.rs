@@ -126,6 +126,17 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// A Kafka error on `topic`.
+    #[cfg(feature = "kafka")]
+    pub(crate) fn kafka(topic: &str, source: impl Into<BoxError>) -> Self {
+        Error::Kafka {
+            topic: topic.to_owned(),
+            source: source.into(),
+        }
+    }
+}
+
 /// Turns a panic payload into its message.
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&'static str>() {

@@ -43,10 +43,7 @@ pub(crate) fn creation_error(topic: &str, error: KafkaError) -> Error {
             key,
             message,
         },
-        other => Error::Kafka {
-            topic: topic.to_owned(),
-            source: Box::new(other),
-        },
+        other => Error::kafka(topic, other),
     }
 }
 

@@ -167,10 +167,7 @@ impl Running {
         let consumer: StreamConsumer<Context> = client::client_config(&conf)
             .create_with_context(context)
             .map_err(|e| client::creation_error(topic, e))?;
-        let kafka_error = |e: KafkaError| Error::Kafka {
-            topic: topic.to_owned(),
-            source: Box::new(e),
-        };
+        let kafka_error = |e: KafkaError| Error::kafka(topic, e);
         if group && matches!(start, StartAt::Committed) {
             consumer.subscribe(&[topic]).map_err(kafka_error)?;
         } else {
@@ -184,10 +181,10 @@ impl Running {
                 .flat_map(|t| t.partitions().iter().map(|p| p.id()))
                 .collect();
             if partitions.is_empty() {
-                return Err(Error::Kafka {
-                    topic: topic.to_owned(),
-                    source: "the topic does not exist (or has no partitions)".into(),
-                });
+                return Err(Error::kafka(
+                    topic,
+                    "the topic does not exist (or has no partitions)",
+                ));
             }
             let mut list = TopicPartitionList::with_capacity(partitions.len());
             for partition in partitions {
@@ -226,10 +223,7 @@ impl Running {
         self.tracker.reset(partition, offset);
         self.consumer
             .seek(&self.topic, partition, Offset::Offset(offset), CALL_TIMEOUT)
-            .map_err(|e| Error::Kafka {
-                topic: self.topic.to_string(),
-                source: Box::new(e),
-            })?;
+            .map_err(|e| Error::kafka(&self.topic, e))?;
         Ok(())
     }
 
@@ -488,10 +482,7 @@ impl<K: 'static, V: 'static> State<K, V> {
                     tracing::error!(topic, %error, "the consumer failed");
                     self.running.status.clear();
                     if let Some(fatal) = &self.fatal {
-                        fatal(Error::Kafka {
-                            topic: topic.to_string(),
-                            source: Box::new(error),
-                        });
+                        fatal(Error::kafka(topic, error));
                     }
                     return None;
                 }

@@ -305,42 +305,35 @@ impl<K: 'static, V: 'static> Topic<K, V> {
     /// the one at `offset` (messages already fetched from other partitions may come first).
     /// Used to reprocess, for example by a checkpoint's recovery.
     pub fn seek(&self, partition: i32, offset: i64) -> Result<(), Error> {
-        let running = self
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .upgrade();
-        match running {
+        match self.running() {
             Some(running) => running.seek(partition, offset),
-            None => Err(Error::Kafka {
-                topic: self.name.clone(),
-                source: "the topic is not being consumed".into(),
-            }),
+            None => Err(Error::kafka(&self.name, "the topic is not being consumed")),
         }
     }
 
     /// The partitions currently assigned to this topic's running consumer (empty when it is not
     /// running or not assigned yet).
     pub fn assignment(&self) -> Vec<i32> {
-        let running = self
-            .running
+        self.running().map(|r| r.assignment()).unwrap_or_default()
+    }
+
+    /// The consumer reading the topic now, if any.
+    fn running(&self) -> Option<Arc<Running>> {
+        self.running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .upgrade();
-        running.map(|r| r.assignment()).unwrap_or_default()
+            .upgrade()
     }
 
     /// Creates the topic with `partitions` partitions (replication factor 1) if it does not
     /// exist yet. Brokers that create topics on first use do not need it.
     pub async fn create(&self, partitions: i32) -> Result<(), Error> {
-        let kafka = |source: Box<dyn std::error::Error + Send + Sync>| Error::Kafka {
-            topic: self.name.clone(),
-            source,
-        };
-        if self.effective_conf().get("bootstrap.servers") == Some(EMBEDDED) {
-            return embedded::create_topic(&self.name, partitions).map_err(|e| kafka(e.into()));
+        let effective = self.effective_conf();
+        if effective.get("bootstrap.servers") == Some(EMBEDDED) {
+            return embedded::create_topic(&self.name, partitions)
+                .map_err(|e| Error::kafka(&self.name, e));
         }
-        let conf = client::resolve(&self.name, &self.effective_conf())?;
+        let conf = client::resolve(&self.name, &effective)?;
         let admin: AdminClient<client::Logging> = client::client_config(&conf)
             .create_with_context(client::Logging)
             .map_err(|e| client::creation_error(&self.name, e))?;
@@ -348,12 +341,15 @@ impl<K: 'static, V: 'static> Topic<K, V> {
         let results = admin
             .create_topics([&topic], &AdminOptions::new())
             .await
-            .map_err(|e| kafka(Box::new(e)))?;
+            .map_err(|e| Error::kafka(&self.name, e))?;
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((_, code)) => {
-                    return Err(kafka(Box::new(rdkafka::error::KafkaError::AdminOp(code))));
+                    return Err(Error::kafka(
+                        &self.name,
+                        rdkafka::error::KafkaError::AdminOp(code),
+                    ));
                 }
             }
         }
@@ -448,12 +444,7 @@ where
             let fatal = Some(cx.failer());
             let (messages, committer) = self.consume(stop, cx.failed_flag(), fatal)?;
             cx.add_background(committer);
-            let running = self
-                .running
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .upgrade();
-            if let Some(running) = running {
+            if let Some(running) = self.running() {
                 cx.watch_consumer(&running);
             }
             // The consumer applies the topic's pause itself (pausing its assignment), so the

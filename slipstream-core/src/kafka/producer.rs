@@ -128,10 +128,7 @@ impl<K: 'static, V: 'static> Producer<K, V> {
             .send(record, QUEUE_TIMEOUT)
             .await
             .map(drop)
-            .map_err(|(error, _)| Error::Kafka {
-                topic: self.topic.to_string(),
-                source: Box::new(error),
-            })
+            .map_err(|(error, _)| Error::kafka(&self.topic, error))
     }
 
     /// Whether it only logs what it would produce.
@@ -265,10 +262,7 @@ impl<K: 'static, V: 'static> TopicSink<K, V> {
     }
 
     fn error(&self, error: KafkaError) -> BoxError {
-        Box::new(Error::Kafka {
-            topic: self.producer.topic.to_string(),
-            source: Box::new(error),
-        })
+        Box::new(Error::kafka(&self.producer.topic, error))
     }
 
     /// The outcome of one delivery: on failure the input message is marked failed, so its
