@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Waker};
 
 use tokio::sync::Notify;
 
@@ -78,6 +78,9 @@ impl std::fmt::Debug for Shutdown {
 pub(crate) struct ShutdownPoller {
     shutdown: Shutdown,
     waiting: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// The waker the waiting future last registered: polling it again with the same one would
+    /// only take the shutdown's lock (shared by every source) to change nothing.
+    registered: Option<Waker>,
 }
 
 impl ShutdownPoller {
@@ -85,6 +88,7 @@ impl ShutdownPoller {
         ShutdownPoller {
             shutdown,
             waiting: None,
+            registered: None,
         }
     }
 
@@ -98,11 +102,22 @@ impl ShutdownPoller {
         if self.shutdown.is_triggered() {
             return true;
         }
+        if self
+            .registered
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()))
+        {
+            return false;
+        }
         let shutdown = &self.shutdown;
         let waiting = self.waiting.get_or_insert_with(|| {
             let shutdown = shutdown.clone();
             Box::pin(async move { shutdown.wait().await })
         });
-        matches!(waiting.as_mut().poll(cx), Poll::Ready(()))
+        if waiting.as_mut().poll(cx).is_ready() {
+            return true;
+        }
+        self.registered = Some(cx.waker().clone());
+        false
     }
 }
