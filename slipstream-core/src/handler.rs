@@ -56,9 +56,21 @@ pub async fn emit<T, K: Chain<T>>(emitter: &Emitter<T, K>, item: T) {
     let mut state = emitter.state.lock().await;
     state.emitted += 1;
     if state.failure.is_none()
-        && let Err(error) = state.sinks.send(item).await
+        && let Err(error) = send_caught(&mut state.sinks, item).await
     {
         state.failure = Some(error);
+    }
+}
+
+/// Sends one output to every sink; a sink that panics is a sink failure (not the handler's).
+async fn send_caught<T, K: Chain<T>>(sinks: &mut Sinks<T, K>, item: T) -> Result<(), BoxError> {
+    // In an async block: a sink may do its work when `send` is called, before it is polled.
+    match AssertUnwindSafe(async { sinks.send(item).await })
+        .catch_unwind()
+        .await
+    {
+        Ok(sent) => sent,
+        Err(panic) => Err(panic_message(&*panic).into()),
     }
 }
 
@@ -222,21 +234,14 @@ impl<T: Send + 'static, K: Chain<T>> Delivery<T, K> {
                 delivery: None,
             };
         }
-        let (sinks, out) = (&mut self.sinks, &mut self.out);
-        let sent = AssertUnwindSafe(async {
-            for item in out.items.drain(..) {
-                sinks.send(item).await?;
+        let mut delivery = None;
+        for item in self.out.items.drain(..) {
+            if let Err(error) = send_caught(&mut self.sinks, item).await {
+                // The outputs after a failed one are dropped.
+                delivery = Some(Failure::Sink(error));
+                break;
             }
-            Ok::<(), BoxError>(())
-        })
-        .catch_unwind()
-        .await;
-        self.out.items.clear();
-        let delivery = match sent {
-            Ok(Ok(())) => None,
-            Ok(Err(error)) => Some(Failure::Sink(error)),
-            Err(panic) => Some(Failure::Sink(panic_message(&*panic).into())),
-        };
+        }
         Processed {
             outputs,
             outcome,

@@ -379,6 +379,37 @@ mod finished {
     }
 }
 
+mod sink_panics {
+    use super::*;
+
+    fn fragile_sink(n: u64) {
+        assert_ne!(n, 1, "the sink cannot take 1");
+    }
+
+    #[handle(source = stream::iter(0..3u64), sink = [fragile_sink])]
+    async fn generate(n: u64) {
+        emit!(n);
+    }
+
+    /// A sink panicking under an async generator is the sink's failure, not the handler's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_sink_counts_as_a_sink_failure() {
+        let app = app(module_path!()).metrics(true);
+        let handle = app.handle();
+        within(10, app.run()).await.unwrap();
+        let metrics = handle.metrics().await;
+        let errors = |kind: &str| {
+            sample(
+                &metrics,
+                "slipstream_handler_errors_total",
+                &format!("handler=\"generate\",kind=\"{kind}\""),
+            )
+        };
+        assert_eq!(errors("sink"), Some(1.0), "{metrics}");
+        assert_eq!(errors("panic"), Some(0.0), "{metrics}");
+    }
+}
+
 mod environment {
     use super::*;
 
