@@ -85,26 +85,43 @@ impl<K: 'static, V: 'static> Producer<K, V> {
         value: &V,
         headers: &[(String, Vec<u8>)],
     ) -> Result<(), Error> {
+        let encoded = self.encode(key, value)?;
+        let Some(producer) = &self.producer else {
+            self.log_dry(&encoded);
+            return Ok(());
+        };
+        self.send_raw(
+            producer,
+            encoded.key.as_deref(),
+            Some(&encoded.payload),
+            headers,
+        )
+        .await
+    }
+
+    /// Encodes a record's key and value with the topic's codecs.
+    fn encode(&self, key: Option<&K>, value: &V) -> Result<Encoded, Error> {
         let codec_error = |source| Error::Codec {
             topic: self.topic.to_string(),
             source,
         };
-        let key = key
-            .map(|k| self.key_codec.encode(k))
-            .transpose()
-            .map_err(codec_error)?;
-        let payload = self.value_codec.encode(value).map_err(codec_error)?;
-        let Some(producer) = &self.producer else {
-            tracing::info!(
-                topic = %self.topic,
-                key = key.as_deref().map(String::from_utf8_lossy).as_deref(),
-                value = %String::from_utf8_lossy(&payload),
-                "dry run: not producing"
-            );
-            return Ok(());
-        };
-        self.send_raw(producer, key.as_deref(), Some(&payload), headers)
-            .await
+        Ok(Encoded {
+            key: key
+                .map(|k| self.key_codec.encode(k))
+                .transpose()
+                .map_err(codec_error)?,
+            payload: self.value_codec.encode(value).map_err(codec_error)?,
+        })
+    }
+
+    /// Logs the record a dry producer does not produce.
+    fn log_dry(&self, encoded: &Encoded) {
+        tracing::info!(
+            topic = %self.topic,
+            key = encoded.key.as_deref().map(String::from_utf8_lossy).as_deref(),
+            value = %String::from_utf8_lossy(&encoded.payload),
+            "dry run: not producing"
+        );
     }
 
     async fn send_raw(
@@ -206,38 +223,20 @@ impl<K: 'static, V: 'static> TopicSink<K, V> {
         value: &V,
         headers: &[(String, Vec<u8>)],
     ) -> Result<(), BoxError> {
-        let topic = Arc::clone(&self.producer.topic);
-        let codec_error = |source| Error::Codec {
-            topic: topic.to_string(),
-            source,
-        };
-        let key = key
-            .map(|k| self.producer.key_codec.encode(k))
-            .transpose()
-            .map_err(codec_error)?;
-        let payload = self
-            .producer
-            .value_codec
-            .encode(value)
-            .map_err(codec_error)?;
+        let encoded = self.producer.encode(key, value)?;
         let Some(producer) = self.producer.producer.clone() else {
-            tracing::info!(
-                topic = %self.producer.topic,
-                key = key.as_deref().map(String::from_utf8_lossy).as_deref(),
-                value = %String::from_utf8_lossy(&payload),
-                "dry run: not producing"
-            );
+            self.producer.log_dry(&encoded);
             return Ok(());
         };
-        let headers = owned_headers(headers);
+        let topic = Arc::clone(&self.producer.topic);
+        let mut record = FutureRecord::<[u8], [u8]>::to(&topic).payload(&encoded.payload);
+        if let Some(key) = &encoded.key {
+            record = record.key(key);
+        }
+        if let Some(headers) = owned_headers(headers) {
+            record = record.headers(headers);
+        }
         loop {
-            let mut record = FutureRecord::<[u8], [u8]>::to(&self.producer.topic).payload(&payload);
-            if let Some(key) = &key {
-                record = record.key(key);
-            }
-            if let Some(headers) = &headers {
-                record = record.headers(headers.clone());
-            }
             match producer.send_result(record) {
                 Ok(delivery) => {
                     self.pending.push_back((delivery, self.current.get()));
@@ -245,7 +244,8 @@ impl<K: 'static, V: 'static> TopicSink<K, V> {
                 }
                 // The producer's queue is full: wait for the oldest record (or, with none of
                 // ours pending, a moment), then try again.
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
                     if self.pending.is_empty() {
                         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                     } else {
@@ -318,6 +318,12 @@ impl<K: 'static, V: 'static> TopicSink<K, V> {
         }
         first_error.and(self.producer.flush().await)
     }
+}
+
+/// A record's key and value, encoded.
+struct Encoded {
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
 }
 
 fn owned_headers(headers: &[(String, Vec<u8>)]) -> Option<OwnedHeaders> {
