@@ -27,7 +27,6 @@ pub(crate) use tracker::CurrentMessage;
 
 use self::consumer::{Running, Undecodable};
 use self::producer::Producer;
-use self::tracker::Ack;
 use crate::codec::{Codec, DefaultCodec, JsonCodec};
 use crate::conf::Conf;
 use crate::context::BuildCx;
@@ -457,7 +456,7 @@ where
         let current = cx.current_message();
         Ok(SourceStream::internal(TopicFeed {
             feed,
-            held: None,
+            holding: false,
             current,
         }))
     }
@@ -481,7 +480,8 @@ where
 /// so that its offset is not committed earlier.
 pub struct TopicFeed<K, V> {
     feed: Feed<Message<K, V>>,
-    held: Option<Ack>,
+    /// Whether `current` holds the ack of the message this feed delivered last.
+    holding: bool,
     current: Arc<CurrentMessage>,
 }
 
@@ -490,13 +490,19 @@ impl<K, V> Stream for TopicFeed<K, V> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message<K, V>>> {
         let this = &mut *self;
-        if this.held.take().is_some() {
-            this.current.set(None);
-        }
         let polled = Pin::new(&mut this.feed).poll_next(cx);
-        if let Poll::Ready(Some(message)) = &polled {
-            this.held.clone_from(&message.ack);
-            this.current.set(message.ack.clone());
+        // The handler asks for the next message: it is done with the last one, whose ack the
+        // next one replaces (one lock per message).
+        match &polled {
+            Poll::Ready(Some(message)) => {
+                this.current.set(message.ack.clone());
+                this.holding = message.ack.is_some();
+            }
+            _ if this.holding => {
+                this.current.set(None);
+                this.holding = false;
+            }
+            _ => {}
         }
         polled
     }
