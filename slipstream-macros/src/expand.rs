@@ -140,12 +140,7 @@ pub fn handle(args: Args, mut item: ItemFn) -> syn::Result<TokenStream> {
         0 => None,
         1 => match &sig.inputs[0] {
             FnArg::Typed(param) => Some(param.clone()),
-            FnArg::Receiver(r) => {
-                return Err(syn::Error::new_spanned(
-                    r,
-                    "`#[handle]` goes on a free function, not a method",
-                ));
-            }
+            FnArg::Receiver(_) => unreachable!("a receiver is rejected above"),
         },
         _ => {
             return Err(syn::Error::new_spanned(
