@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::error::{BoxError, Error};
 use crate::pause::{Pausable, PauseHandle};
+use crate::sync::lock;
 
 /// The dependent stream's state recorded by [`Checkpoint::check_pulse`] (for example partition
 /// → offset): whatever lets the application seek back and reprocess.
@@ -512,23 +513,17 @@ impl<M: Marker> Checkpoint<M> {
 
     /// The dependency called `name`, as it is now (`checkpoint["name"]` in the original).
     pub fn dependency(&self, name: &str) -> Option<DependencyView<M>> {
-        let views = self.shared.views.lock().unwrap_or_else(|e| e.into_inner());
+        let views = lock(&self.shared.views);
         views.1.iter().find(|d| d.name == name).cloned()
     }
 
     /// The dependent stream's latest state and marker.
     pub fn view(&self) -> CheckpointView<M> {
-        self.shared
-            .views
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .clone()
+        lock(&self.shared.views).0.clone()
     }
 
     fn publish(&self, inner: &Inner<M>) {
-        *self.shared.views.lock().unwrap_or_else(|e| e.into_inner()) =
-            views(&self.shared.name, inner);
+        *lock(&self.shared.views) = views(&self.shared.name, inner);
     }
 
     #[cfg(feature = "cache")]

@@ -26,6 +26,7 @@ mod runtime;
 mod shutdown;
 pub mod sink;
 pub mod source;
+mod sync;
 
 #[cfg(feature = "cache")]
 pub use cache::{

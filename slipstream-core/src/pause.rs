@@ -8,6 +8,7 @@ use std::task::{Context, Poll, Waker};
 use futures::Stream;
 
 use crate::shutdown::{Shutdown, ShutdownPoller};
+use crate::sync::lock;
 
 /// A switch that pauses and resumes a running source.
 ///
@@ -59,15 +60,14 @@ impl PauseHandle {
     /// Lets the source deliver items again.
     pub fn resume(&self) {
         self.inner.paused.store(false, Ordering::SeqCst);
-        let waiting =
-            std::mem::take(&mut *self.inner.waiting.lock().unwrap_or_else(|e| e.into_inner()));
+        let waiting = std::mem::take(&mut *lock(&self.inner.waiting));
         waiting.into_iter().for_each(Waker::wake);
         self.inner.changed.notify_one();
     }
 
     /// Wakes `waker` on the next resume.
     fn register(&self, waker: &Waker) {
-        let mut waiting = self.inner.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let mut waiting = lock(&self.inner.waiting);
         if !waiting.iter().any(|w| w.will_wake(waker)) {
             waiting.push(waker.clone());
         }

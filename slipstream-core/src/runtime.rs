@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use crate::shutdown::Shutdown;
 use futures::FutureExt;
@@ -16,6 +16,7 @@ use crate::error::{Error, panic_message};
 use crate::monitor::{HandlerStatus, Health, Monitor};
 use crate::pause::PauseHandle;
 use crate::registry::{HandlerInfo, OnError, handlers};
+use crate::sync::lock;
 
 /// Runs every handler registered with `#[handle]` until every finite source is drained and
 /// every output is delivered, or until Ctrl-C / SIGTERM.
@@ -73,10 +74,6 @@ pub fn on_shutdown(hook: impl FnOnce() + Send + 'static) {
 /// ```
 pub fn on_shutdown_async(hook: impl Future<Output = ()> + Send + 'static) {
     lock(&HOOKS).push(Hook::Async(hook.boxed()));
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What an [`AppHandle`] controls in a running application.

@@ -13,6 +13,7 @@ use crate::context::BuildCx;
 use crate::error::Error;
 use crate::hub::{Feed, Hub};
 use crate::pause::{Gate, Pausable, PauseHandle};
+use crate::sync::lock;
 
 /// A source stream, and whether it comes from outside the application.
 ///
@@ -191,10 +192,7 @@ impl<T: Clone + Send + 'static> SourceHandle for Shared<T> {
     fn subscribe(&'static self, cx: &mut BuildCx<'_>) -> Result<SourceStream<Feed<T>>, Error> {
         let key = self as *const Self as usize;
         let hub = cx.hub(key, || {
-            let stream = self
-                .stream
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
+            let stream = lock(&self.stream)
                 .take()
                 .unwrap_or_else(|| stream::empty().boxed());
             Hub::external(stream, self.pause.clone())

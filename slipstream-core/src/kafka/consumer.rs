@@ -28,6 +28,7 @@ use crate::conf::Conf;
 use crate::error::{BoxError, Error};
 use crate::monitor::{ConsumerProbe, ConsumerStatus, PartitionReport};
 use crate::pause::PauseHandle;
+use crate::sync::lock;
 
 /// How long the final commit waits for handlers still holding messages.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -325,7 +326,7 @@ impl Running {
             .min(COMMITTED_TIMEOUT);
         // Asked without holding the lock, so that concurrent reports do not queue up.
         let answer = (!timeout.is_zero()).then(|| self.consumer.committed(timeout));
-        let mut known = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut known = lock(&self.committed);
         match answer {
             // The broker's answer replaces what was known (offsets deleted, partitions gone).
             Some(Ok(list)) => {

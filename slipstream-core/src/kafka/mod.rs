@@ -36,6 +36,7 @@ use crate::pause::{Pausable, PauseHandle};
 use crate::registry::OnError;
 use crate::sink::SinkHandle;
 use crate::source::{SourceHandle, SourceStream};
+use crate::sync::lock;
 
 /// The work that commits a consumer's progress (see `Running::commit_loop`).
 type Committer = futures::future::BoxFuture<'static, ()>;
@@ -217,7 +218,7 @@ impl<K: 'static, V: 'static> Topic<K, V> {
     }
 
     fn producer(&self) -> Result<Producer<K, V>, Error> {
-        let mut slot = self.producer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = lock(&self.producer);
         if let Some(producer) = &*slot {
             return Ok(producer.clone());
         }
@@ -296,7 +297,7 @@ impl<K: 'static, V: 'static> Topic<K, V> {
             self.pause.clone(),
             failed,
         )?;
-        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&running);
+        *lock(&self.running) = Arc::downgrade(&running);
         Ok(running)
     }
 
@@ -318,10 +319,7 @@ impl<K: 'static, V: 'static> Topic<K, V> {
 
     /// The consumer reading the topic now, if any.
     fn running(&self) -> Option<Arc<Running>> {
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .upgrade()
+        lock(&self.running).upgrade()
     }
 
     /// Creates the topic with `partitions` partitions (replication factor 1) if it does not

@@ -8,6 +8,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::sync::lock;
+
 /// The offsets of one partition.
 #[derive(Debug, Default)]
 struct Partition {
@@ -64,16 +66,16 @@ pub(crate) struct CurrentMessage {
 
 impl CurrentMessage {
     pub(crate) fn set(&self, ack: Option<Ack>) {
-        *self.ack.lock().unwrap_or_else(|e| e.into_inner()) = ack;
+        *lock(&self.ack) = ack;
     }
 
     pub(crate) fn get(&self) -> Option<Ack> {
-        self.ack.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        lock(&self.ack).clone()
     }
 
     /// The partition and offset of the message being handled.
     pub(crate) fn position(&self) -> Option<(i32, i64)> {
-        let ack = self.ack.lock().unwrap_or_else(|e| e.into_inner());
+        let ack = lock(&self.ack);
         ack.as_ref().map(|a| (a.partition, a.offset))
     }
 }
@@ -104,7 +106,7 @@ impl Drop for AckEntry {
 
 impl Tracker {
     fn lock(&self) -> MutexGuard<'_, HashMap<i32, Partition>> {
-        self.partitions.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.partitions)
     }
 
     /// Records a received message; the returned ack completes it.

@@ -11,16 +11,13 @@ mod report;
 pub use report::{HandlerCounters, HandlerStatus, Health};
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use crate::error::Error;
 use crate::pause::PauseHandle;
 use crate::registry::{HandlerInfo, OnError};
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::sync::lock;
 
 /// Everything one run reports.
 #[derive(Default)]
