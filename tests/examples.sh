@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build -q --examples
+cargo build -q --workspace --examples
 dir="${CARGO_TARGET_DIR:-target}/debug/examples"
 failed=0
 

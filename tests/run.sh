@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite: set-up, formatting, lints, unit/integration/UI/doc tests, and a check
+# The whole test suite: set-up, formatting, lints, unit/integration/UI/doc tests (Kafka tests
+# against librdkafka's mock cluster, then again against a real broker), the docs, and a check
 # that every example prints what its header says. Run from anywhere: `bash tests/run.sh`.
+#
+# Every cargo command selects the whole workspace (`--workspace`) and builds targets that use
+# dev-dependencies, so Cargo resolves features the same way each time (build-time dependencies
+# included) and librdkafka and RocksDB are compiled once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,26 +13,42 @@ bash tests/setup.sh
 # The suite's applications choose their own admin server addresses.
 unset SLIPSTREAM_HTTP_ADDR
 
+# The test broker is built (once, then cached) while the rest of the suite runs.
+broker_log=$(mktemp)
+bash tests/broker.sh install >"$broker_log" 2>&1 &
+broker_install=$!
+broker_dir=$(mktemp -d)
+cleanup() {
+  kill "$broker_install" 2>/dev/null || true
+  bash tests/broker.sh stop "$broker_dir"
+  rm -rf "$broker_dir" "$broker_log"
+}
+trap cleanup EXIT
+
 echo "== cargo fmt --check"
 cargo fmt --all --check
 
 echo "== cargo clippy"
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 
 echo "== cargo test (Kafka tests against librdkafka's mock cluster)"
 cargo test --workspace
 
 echo "== Kafka tests against a real broker (tansu)"
-bash tests/broker.sh install
-broker_dir=$(mktemp -d)
-trap 'bash tests/broker.sh stop "$broker_dir"; rm -rf "$broker_dir"' EXIT
+if ! wait "$broker_install"; then
+  echo "the test broker could not be installed:" >&2
+  cat "$broker_log" >&2
+  exit 1
+fi
 broker=$(bash tests/broker.sh start "$broker_dir")
 echo "tansu listening on $broker"
-SLIPSTREAM_TEST_BROKER="$broker" cargo test -p slipstream-tests --test kafka
+SLIPSTREAM_TEST_BROKER="$broker" cargo test --workspace --test kafka
+bash tests/broker.sh stop "$broker_dir"
 
 echo "== docs"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p slipstream -p slipstream-core -p slipstream-macros
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features -p slipstream -p slipstream-core
+# With the examples, Cargo resolves features as for the tests (the test package turns every
+# feature on), so nothing is compiled again.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --lib --examples
 
 echo "== examples"
 bash tests/examples.sh

@@ -3,9 +3,10 @@
 # skipping whatever is already there. Safe to run again.
 set -euo pipefail
 
-# System packages the build needs: a C/C++ toolchain and make (librdkafka and RocksDB are built
-# from source; RocksDB's bindings need libclang).
-packages=(gcc g++ make libc6-dev pkg-config clang libclang-dev)
+# System packages the build needs: a C/C++ toolchain, make and cmake (librdkafka and RocksDB are
+# built from source; librdkafka's CMake build includes curl's headers; RocksDB's bindings need
+# libclang).
+packages=(gcc g++ make cmake libc6-dev pkg-config libcurl4-openssl-dev clang libclang-dev)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -319,11 +319,48 @@ struct Shared<M> {
     pause_dependent: bool,
     downtime_callback: Option<CallbackFn<M>>,
     recovery_callback: Option<CallbackFn<M>>,
-    #[cfg(feature = "cache")]
-    cache: Option<&'static crate::Cache<String, Value>>,
+    store: Option<&'static dyn CheckpointStore>,
     inner: tokio::sync::Mutex<Inner<M>>,
     /// The latest views, readable without waiting for an operation.
     views: Mutex<(CheckpointView<M>, Vec<DependencyView<M>>)>,
+}
+
+/// Where a [`Checkpoint`] persists its state ([`CheckpointBuilder::cache`]): a
+/// `Cache<String, serde_json::Value>` (with the `cache` feature), or your own store.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::Mutex;
+/// use serde_json::Value;
+/// use slipstream::CheckpointStore;
+///
+/// #[derive(Default)]
+/// struct Memory(Mutex<HashMap<String, Value>>);
+///
+/// impl CheckpointStore for Memory {
+///     fn load(&self, key: &str) -> slipstream::Result<Option<Value>> {
+///         Ok(self.0.lock().unwrap().get(key).cloned())
+///     }
+///     fn save(&self, key: &str, value: &Value) -> slipstream::Result<()> {
+///         self.0.lock().unwrap().insert(key.to_owned(), value.clone());
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait CheckpointStore: Send + Sync {
+    /// The value stored under `key`, if any.
+    fn load(&self, key: &str) -> Result<Option<Value>, Error>;
+    /// Stores `value` under `key` (durably, for a restart to find it).
+    fn save(&self, key: &str, value: &Value) -> Result<(), Error>;
+}
+
+impl<S: CheckpointStore, F: FnOnce() -> S + Send> CheckpointStore for std::sync::LazyLock<S, F> {
+    fn load(&self, key: &str) -> Result<Option<Value>, Error> {
+        (**self).load(key)
+    }
+    fn save(&self, key: &str, value: &Value) -> Result<(), Error> {
+        (**self).save(key, value)
+    }
 }
 
 /// A builder of [`Checkpoint`]s with callbacks and persistence.
@@ -334,8 +371,7 @@ pub struct CheckpointBuilder<M> {
     pause_dependent: bool,
     downtime_callback: Option<CallbackFn<M>>,
     recovery_callback: Option<CallbackFn<M>>,
-    #[cfg(feature = "cache")]
-    cache: Option<&'static crate::Cache<String, Value>>,
+    store: Option<&'static dyn CheckpointStore>,
 }
 
 fn callback<M: Marker, S>(hook: impl IntoHook<M, (), S>) -> CallbackFn<M> {
@@ -371,25 +407,22 @@ impl<M: Marker> CheckpointBuilder<M> {
         self
     }
 
-    /// Persists the checkpoint in `cache` (keys start with `_{name}_`): a restarted application
-    /// continues from the recorded state.
-    #[cfg(feature = "cache")]
-    pub fn cache(mut self, cache: &'static crate::Cache<String, Value>) -> Self {
-        self.cache = Some(cache);
+    /// Persists the checkpoint in `store`, typically a `Cache<String, serde_json::Value>` (keys
+    /// start with `_{name}_`): a restarted application continues from the recorded state.
+    pub fn cache(mut self, store: &'static impl CheckpointStore) -> Self {
+        self.store = Some(store);
         self
     }
 
     /// The checkpoint, with its persisted state loaded.
     pub fn build(self) -> Result<Checkpoint<M>, Error> {
-        #[cfg_attr(not(feature = "cache"), allow(unused_mut))]
         let mut inner = Inner {
             state: State::new(),
             state_marker: None,
             dependencies: self.dependencies,
         };
-        #[cfg(feature = "cache")]
-        if let Some(cache) = self.cache {
-            load(cache, &self.name, &mut inner)?;
+        if let Some(store) = self.store {
+            load(store, &self.name, &mut inner)?;
         }
         let views = views(&self.name, &inner);
         Ok(Checkpoint {
@@ -399,8 +432,7 @@ impl<M: Marker> CheckpointBuilder<M> {
                 pause_dependent: self.pause_dependent,
                 downtime_callback: self.downtime_callback,
                 recovery_callback: self.recovery_callback,
-                #[cfg(feature = "cache")]
-                cache: self.cache,
+                store: self.store,
                 inner: tokio::sync::Mutex::new(inner),
                 views: Mutex::new(views),
             }),
@@ -447,13 +479,12 @@ mod keys {
     }
 }
 
-#[cfg(feature = "cache")]
 fn load<M: Marker>(
-    cache: &crate::Cache<String, Value>,
+    store: &dyn CheckpointStore,
     name: &str,
     inner: &mut Inner<M>,
 ) -> Result<(), Error> {
-    let read = |key: String| -> Result<Option<Value>, Error> { cache.get(&key) };
+    let read = |key: String| -> Result<Option<Value>, Error> { store.load(&key) };
     fn decode<T: DeserializeOwned>(name: &str, value: Value) -> Result<T, Error> {
         serde_json::from_value(value)
             .map_err(|e| checkpoint_error(format!("checkpoint `{name}` in the cache: {e}")))
@@ -501,8 +532,7 @@ impl<M: Marker> Checkpoint<M> {
             pause_dependent: true,
             downtime_callback: None,
             recovery_callback: None,
-            #[cfg(feature = "cache")]
-            cache: None,
+            store: None,
         }
     }
 
@@ -526,17 +556,11 @@ impl<M: Marker> Checkpoint<M> {
         *lock(&self.shared.views) = views(&self.shared.name, inner);
     }
 
-    #[cfg(feature = "cache")]
     fn persist(&self, key: String, value: &impl Serialize) -> Result<(), Error> {
-        if let Some(cache) = self.shared.cache {
+        if let Some(store) = self.shared.store {
             let value = serde_json::to_value(value).map_err(|e| checkpoint_error(e.to_string()))?;
-            cache.put(&key, &value)?;
+            store.save(&key, &value)?;
         }
-        Ok(())
-    }
-
-    #[cfg(not(feature = "cache"))]
-    fn persist(&self, _key: String, _value: &impl Serialize) -> Result<(), Error> {
         Ok(())
     }
 

@@ -1,14 +1,16 @@
 //! The wiring of one run: what handlers set up when the application starts.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 
 use crate::shutdown::Shutdown;
 use futures::future::BoxFuture;
 
 use crate::error::Error;
 use crate::hub::{Hub, HubSlot};
+use crate::monitor::{ConsumerProbe, ConsumerStatus};
 use crate::registry::{HandlerInfo, OnError};
 use crate::runtime::Controls;
 
@@ -21,7 +23,7 @@ pub(crate) struct Task {
 /// Everything the handlers of one run set up before any of them starts: their tasks and the
 /// shared feeds (hubs) they subscribe to or write into.
 pub(crate) struct Wiring {
-    pub(crate) controls: std::sync::Arc<Controls>,
+    pub(crate) controls: Arc<Controls>,
     pub(crate) default_policy: OnError,
     hubs: HashMap<usize, Box<dyn HubSlot>>,
     hub_order: Vec<usize>,
@@ -31,7 +33,7 @@ pub(crate) struct Wiring {
 }
 
 impl Wiring {
-    pub(crate) fn new(controls: std::sync::Arc<Controls>, default_policy: OnError) -> Self {
+    pub(crate) fn new(controls: Arc<Controls>, default_policy: OnError) -> Self {
         Wiring {
             controls,
             default_policy,
@@ -55,6 +57,14 @@ impl Wiring {
     }
 }
 
+/// Where the item a handler is working on came from, for its failure logs: a source that reads
+/// from partitioned, offset-addressed input (a Kafka topic) registers one with
+/// `BuildCx::set_origin`.
+pub trait ItemOrigin: Send + Sync {
+    /// The current item's partition and offset, if the handler is working on one.
+    fn position(&self) -> Option<(i32, i64)>;
+}
+
 /// The context a handler is wired up in when the application starts.
 ///
 /// `#[handle]` passes it to every source and sink conversion ([`IntoSource`](crate::IntoSource),
@@ -63,9 +73,10 @@ impl Wiring {
 pub struct BuildCx<'a> {
     pub(crate) wiring: &'a mut Wiring,
     pub(crate) info: &'static HandlerInfo,
-    /// The Kafka message the handler is working on, shared by its topic sources and sinks.
-    #[cfg(feature = "kafka")]
-    pub(crate) current: Option<std::sync::Arc<crate::kafka::CurrentMessage>>,
+    /// Values shared by the handler's sources and sinks, one per type.
+    extensions: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    /// Where the item being handled came from.
+    pub(crate) origin: Option<Arc<dyn ItemOrigin>>,
 }
 
 impl<'a> BuildCx<'a> {
@@ -73,16 +84,28 @@ impl<'a> BuildCx<'a> {
         BuildCx {
             wiring,
             info,
-            #[cfg(feature = "kafka")]
-            current: None,
+            extensions: HashMap::new(),
+            origin: None,
         }
     }
 
-    /// The slot through which this handler's topic sources tell its topic sinks which message
-    /// is being handled.
-    #[cfg(feature = "kafka")]
-    pub(crate) fn current_message(&mut self) -> std::sync::Arc<crate::kafka::CurrentMessage> {
-        std::sync::Arc::clone(self.current.get_or_insert_with(Default::default))
+    /// The value of type `T` shared by this handler's sources and sinks, created on first use
+    /// (how a topic source tells the handler's topic sinks which message is being handled).
+    #[doc(hidden)]
+    pub fn shared<T: Default + Send + Sync + 'static>(&mut self) -> Arc<T> {
+        let value = self
+            .extensions
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(T::default()));
+        Arc::clone(value)
+            .downcast::<T>()
+            .expect("one type id always holds one type")
+    }
+
+    /// Tells the handler where each item it works on came from (for its failure logs).
+    #[doc(hidden)]
+    pub fn set_origin(&mut self, origin: Arc<dyn ItemOrigin>) {
+        self.origin = Some(origin);
     }
 
     /// The handler being wired up.
@@ -96,13 +119,15 @@ impl<'a> BuildCx<'a> {
     }
 
     /// The error policy of the handler being wired up.
-    pub(crate) fn policy(&self) -> OnError {
+    #[doc(hidden)]
+    pub fn policy(&self) -> OnError {
         self.info.on_error.unwrap_or(self.wiring.default_policy)
     }
 
     /// The hub keyed by `key` (the address of the static that owns it), created by `make` the
     /// first time a handler of this run touches it.
-    pub(crate) fn hub<T: Clone + Send + 'static>(
+    #[doc(hidden)]
+    pub fn hub<T: Clone + Send + 'static>(
         &mut self,
         key: usize,
         make: impl FnOnce() -> Hub<T>,
@@ -118,40 +143,36 @@ impl<'a> BuildCx<'a> {
     }
 
     /// Whether a handler of this run has touched the hub keyed by `key`.
-    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
-    pub(crate) fn has_hub(&self, key: usize) -> bool {
+    #[doc(hidden)]
+    pub fn has_hub(&self, key: usize) -> bool {
         self.wiring.hubs.contains_key(&key)
     }
 
     /// The flag set when the application stops on a failure.
-    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
-    pub(crate) fn failed_flag(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
-        std::sync::Arc::clone(&self.wiring.controls.failed)
+    #[doc(hidden)]
+    pub fn failed_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        Arc::clone(&self.wiring.controls.failed)
     }
 
-    /// Reports a topic consumer in the application's health and metrics while it runs.
-    #[cfg(feature = "kafka")]
-    pub(crate) fn watch_consumer(&self, running: &std::sync::Arc<crate::kafka::consumer::Running>) {
-        let probe: std::sync::Arc<dyn crate::monitor::ConsumerProbe> = running.clone();
-        self.wiring
-            .controls
-            .monitor
-            .add_consumer(running.status(), std::sync::Arc::downgrade(&probe));
+    /// Reports a consumer in the application's health and metrics while it runs.
+    #[doc(hidden)]
+    pub fn watch_consumer(&self, status: Arc<ConsumerStatus>, probe: Weak<dyn ConsumerProbe>) {
+        self.wiring.controls.monitor.add_consumer(status, probe);
     }
 
     /// Runs `work` alongside the handlers; the run ends once it has finished too.
-    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
-    pub(crate) fn add_background(&mut self, work: BoxFuture<'static, ()>) {
+    #[doc(hidden)]
+    pub fn add_background(&mut self, work: BoxFuture<'static, ()>) {
         self.wiring.background.push(work);
     }
 
     /// A function that stops the application with an error (for failures outside handlers);
     /// the handler being wired up is reported as failed with it.
-    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
-    pub(crate) fn failer(&self) -> std::sync::Arc<dyn Fn(Error) + Send + Sync> {
-        let controls = std::sync::Arc::clone(&self.wiring.controls);
+    #[doc(hidden)]
+    pub fn failer(&self) -> Arc<dyn Fn(Error) + Send + Sync> {
+        let controls = Arc::clone(&self.wiring.controls);
         let handler = self.info.name;
-        std::sync::Arc::new(move |error| controls.fail_handler(handler, error))
+        Arc::new(move |error| controls.fail_handler(handler, error))
     }
 
     pub(crate) fn add_task(&mut self, future: BoxFuture<'static, Result<(), Error>>) {

@@ -83,13 +83,12 @@ pub enum Error {
         source: BoxError,
     },
     /// A cache could not be opened, read or written.
-    #[cfg(feature = "cache")]
     #[error("cache `{}` {kind}: {message}", path.display())]
     Cache {
         /// The cache's directory.
         path: std::path::PathBuf,
         /// What went wrong.
-        kind: crate::cache::CacheErrorKind,
+        kind: CacheErrorKind,
         /// The details.
         message: String,
     },
@@ -128,12 +127,46 @@ pub enum Error {
 
 impl Error {
     /// A Kafka error on `topic`.
-    #[cfg(feature = "kafka")]
-    pub(crate) fn kafka(topic: &str, source: impl Into<BoxError>) -> Self {
+    #[doc(hidden)]
+    pub fn kafka(topic: &str, source: impl Into<BoxError>) -> Self {
         Error::Kafka {
             topic: topic.to_owned(),
             source: source.into(),
         }
+    }
+}
+
+/// What went wrong with a cache (see [`Error::Cache`]).
+///
+/// ```
+/// use slipstream::CacheErrorKind;
+///
+/// assert_eq!(CacheErrorKind::Locked.to_string(), "locked");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CacheErrorKind {
+    /// Another process (or another `Cache` in this one) holds the database open.
+    Locked,
+    /// The files in the directory are not a readable database.
+    Corrupt,
+    /// A stored value (or key) does not decode as the cache's type.
+    Decode,
+    /// A value could not be encoded.
+    Encode,
+    /// Reading or writing the database failed.
+    Io,
+}
+
+impl std::fmt::Display for CacheErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CacheErrorKind::Locked => "locked",
+            CacheErrorKind::Corrupt => "corrupt",
+            CacheErrorKind::Decode => "cannot decode",
+            CacheErrorKind::Encode => "cannot encode",
+            CacheErrorKind::Io => "I/O error",
+        })
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use futures::{FutureExt, Stream, StreamExt};
 
-use crate::context::BuildCx;
+use crate::context::{BuildCx, ItemOrigin};
 use crate::error::{BoxError, Error, panic_message};
 use crate::monitor::{ErrorKind, HandlerStats};
 use crate::registry::OnError;
@@ -130,9 +130,8 @@ struct Runner {
     controls: Arc<Controls>,
     /// The handler's state and counters, reported by the application.
     stats: Option<Arc<HandlerStats>>,
-    /// The Kafka message being handled, when the handler reads a topic.
-    #[cfg(feature = "kafka")]
-    current: Option<Arc<crate::kafka::CurrentMessage>>,
+    /// Where the item being handled came from, when its source says.
+    origin: Option<Arc<dyn ItemOrigin>>,
 }
 
 impl Runner {
@@ -143,8 +142,7 @@ impl Runner {
             policy: cx.policy(),
             controls: Arc::clone(&cx.wiring.controls),
             stats: cx.wiring.controls.monitor.handler(cx.info.name),
-            #[cfg(feature = "kafka")]
-            current: cx.current.clone(),
+            origin: cx.origin.clone(),
         }
     }
 
@@ -157,15 +155,12 @@ impl Runner {
             counters.error(failure.kind());
         }
         let source = self.sources.join(", ");
-        // Where the item came from, when it is a Kafka message.
-        #[cfg(feature = "kafka")]
+        // Where the item came from, when its source says (a Kafka message's partition and offset).
         let (partition, offset) = self
-            .current
+            .origin
             .as_ref()
             .and_then(|c| c.position())
             .map_or((None, None), |(p, o)| (Some(p), Some(o)));
-        #[cfg(not(feature = "kafka"))]
-        let (partition, offset): (Option<i32>, Option<i64>) = (None, None);
         match &failure {
             Failure::Handler(error) => {
                 tracing::error!(handler, source, partition, offset, error = %error, stop, "handler returned an error")

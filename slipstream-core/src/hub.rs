@@ -28,7 +28,7 @@ pub(crate) enum HubInput<T> {
 }
 
 /// One shared feed of a run.
-pub(crate) struct Hub<T> {
+pub struct Hub<T> {
     input: HubInput<T>,
     subscribers: Vec<mpsc::Sender<T>>,
     pause: PauseHandle,
@@ -36,7 +36,7 @@ pub(crate) struct Hub<T> {
 
 impl<T: Clone + Send + 'static> Hub<T> {
     /// A hub reading a stream that comes from outside the application.
-    pub(crate) fn external(stream: BoxStream<'static, T>, pause: PauseHandle) -> Self {
+    pub fn external(stream: BoxStream<'static, T>, pause: PauseHandle) -> Self {
         Hub {
             input: HubInput::External(stream),
             subscribers: Vec::new(),
@@ -45,7 +45,7 @@ impl<T: Clone + Send + 'static> Hub<T> {
     }
 
     /// A hub fed by handlers writing into it.
-    pub(crate) fn writers(pause: PauseHandle) -> Self {
+    pub fn writers(pause: PauseHandle) -> Self {
         let (tx, rx) = mpsc::channel(FEED_CAPACITY);
         Hub {
             input: HubInput::Writers { tx, rx },
@@ -55,14 +55,14 @@ impl<T: Clone + Send + 'static> Hub<T> {
     }
 
     /// A new reader of every item of this hub.
-    pub(crate) fn subscribe(&mut self) -> Feed<T> {
+    pub fn subscribe(&mut self) -> Feed<T> {
         let (tx, rx) = mpsc::channel(FEED_CAPACITY);
         self.subscribers.push(tx);
         Feed { rx }
     }
 
     /// A new writer into this hub (`None` for hubs that read an external stream).
-    pub(crate) fn writer(&mut self) -> Option<mpsc::Sender<T>> {
+    pub fn writer(&mut self) -> Option<mpsc::Sender<T>> {
         match &self.input {
             HubInput::Writers { tx, .. } => Some(tx.clone()),
             HubInput::External(_) => None,

@@ -4,20 +4,13 @@
 
 #![warn(missing_docs)]
 
-#[cfg(feature = "cache")]
-pub mod cache;
 pub mod checkpoint;
-mod codec;
-#[cfg(feature = "kafka")]
-mod conf;
 mod context;
 mod error;
 mod handler;
 #[cfg(feature = "http")]
 mod http;
 mod hub;
-#[cfg(feature = "kafka")]
-pub mod kafka;
 mod monitor;
 mod pause;
 mod proxy;
@@ -28,22 +21,13 @@ pub mod sink;
 pub mod source;
 mod sync;
 
-#[cfg(feature = "cache")]
-pub use cache::{
-    Batch, Cache, CacheErrorKind, CacheKey, CacheOptions, CacheSink, KeyLike, Snapshot,
-    Transaction, ValueLike,
-};
 pub use checkpoint::{
-    Checkpoint, CheckpointBuilder, CheckpointView, Dependency, DependencyView, Heartbeat, Marker,
+    Checkpoint, CheckpointBuilder, CheckpointStore, CheckpointView, Dependency, DependencyView,
+    Heartbeat, Marker,
 };
-pub use codec::{Codec, DefaultCodec, JsonCodec, Raw, Utf8};
-#[cfg(feature = "kafka")]
-pub use conf::Conf;
 pub use context::BuildCx;
-pub use error::{BoxError, Error, Result};
+pub use error::{BoxError, CacheErrorKind, Error, Result};
 pub use hub::Feed;
-#[cfg(feature = "kafka")]
-pub use kafka::{Message, StartAt, Topic, TopicSink};
 pub use monitor::{HandlerCounters, HandlerState, HandlerStatus, Health};
 pub use pause::{Pausable, PauseHandle};
 pub use proxy::{Proxy, ProxySink};
@@ -52,6 +36,17 @@ pub use runtime::{App, AppHandle, on_shutdown, on_shutdown_async, run};
 pub use shutdown::Shutdown;
 pub use sink::{IntoSink, Print, Sink, SinkHandle, print};
 pub use source::{IntoSource, Shared, SourceHandle, SourceStream, Timer, timer};
+
+/// What slipstream's component crates (`slipstream-kafka`, `slipstream-cache`) build on: the
+/// runtime's shared feeds and the consumer reports of the admin server. Not a public API: those
+/// crates are released together with this one.
+#[doc(hidden)]
+pub mod __component {
+    pub use crate::context::ItemOrigin;
+    pub use crate::hub::Hub;
+    pub use crate::monitor::{ConsumerProbe, ConsumerStatus, PartitionReport};
+    pub use crate::sync::lock;
+}
 
 /// What `#[handle]` expands to refers to these; not a public API.
 #[doc(hidden)]

@@ -74,8 +74,8 @@ impl PauseHandle {
     }
 
     /// Waits until the switch is flipped (for the one component that applies it itself).
-    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
-    pub(crate) async fn changed(&self) {
+    #[doc(hidden)]
+    pub async fn changed(&self) {
         self.inner.changed.notified().await;
     }
 

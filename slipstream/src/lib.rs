@@ -96,13 +96,33 @@
 //!
 //! ## Cargo features
 //!
-//! - `kafka` (default): [`Topic`], [`Conf`] and the codecs (librdkafka, built from source).
-//! - `cache` (default): [`Cache`] (RocksDB, built from source).
+//! - `kafka` (default): [`Topic`], [`Conf`] and the codecs (librdkafka, built from source), from
+//!   the `slipstream-kafka` crate; also reachable as [`slipstream::kafka`](mod@kafka).
+//! - `cache` (default): [`Cache`] (RocksDB, built from source), from the `slipstream-cache`
+//!   crate; also reachable as [`slipstream::cache`](mod@cache).
 //! - `http`: the admin server.
+//!
+//! Without `kafka` and `cache` (`default-features = false`), nothing is compiled from C or C++.
 
 #![warn(missing_docs)]
 
 pub use slipstream_core::*;
+
+/// Kafka topics (the `slipstream-kafka` crate).
+#[cfg(feature = "kafka")]
+pub use slipstream_kafka as kafka;
+#[cfg(feature = "kafka")]
+pub use slipstream_kafka::{
+    Codec, Conf, DefaultCodec, JsonCodec, Message, Raw, StartAt, Topic, TopicSink, Utf8,
+};
+
+/// The persistent cache (the `slipstream-cache` crate).
+#[cfg(feature = "cache")]
+pub use slipstream_cache as cache;
+#[cfg(feature = "cache")]
+pub use slipstream_cache::{
+    Batch, Cache, CacheKey, CacheOptions, CacheSink, KeyLike, Snapshot, Transaction, ValueLike,
+};
 
 /// Registers a function as a handler: the runtime feeds it every item of its sources and sends
 /// what it returns (or [`emit!`]s) to its sinks.
@@ -158,13 +178,13 @@ macro_rules! emit {
 pub mod prelude {
     pub use crate::emit;
     #[cfg(feature = "cache")]
-    pub use slipstream_core::Cache;
+    pub use slipstream_cache::Cache;
     pub use slipstream_core::{
         App, IntoSink, IntoSource, OnError, Pausable, Proxy, Shared, Sink, print, run, timer,
     };
     pub use slipstream_core::{Checkpoint, Dependency};
     #[cfg(feature = "kafka")]
-    pub use slipstream_core::{Conf, Message, StartAt, Topic};
+    pub use slipstream_kafka::{Conf, Message, StartAt, Topic};
     pub use slipstream_macros::handle;
 }
 

@@ -11,3 +11,4 @@ mod groups;
 mod killed;
 mod poison;
 mod round_trip;
+mod stream;

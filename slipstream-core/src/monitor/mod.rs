@@ -83,7 +83,6 @@ impl Monitor {
     }
 
     /// Starts watching a topic consumer.
-    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     pub(crate) fn add_consumer(&self, status: Arc<ConsumerStatus>, probe: Weak<dyn ConsumerProbe>) {
         let mut consumers = lock(&self.consumers);
         consumers.retain(|c| c.probe.strong_count() > 0);
@@ -110,15 +109,15 @@ impl Monitor {
 
 /// What health needs to know of a topic consumer, kept up to date by the consumer itself.
 #[derive(Debug)]
-pub(crate) struct ConsumerStatus {
+pub struct ConsumerStatus {
     topic: String,
     finished: AtomicBool,
     assigned: Mutex<std::collections::BTreeSet<i32>>,
 }
 
-#[cfg_attr(not(feature = "kafka"), allow(dead_code))]
 impl ConsumerStatus {
-    pub(crate) fn new(topic: &str) -> Self {
+    /// The status of a new consumer of `topic`, with no partitions yet.
+    pub fn new(topic: &str) -> Self {
         ConsumerStatus {
             topic: topic.to_owned(),
             finished: AtomicBool::new(false),
@@ -126,31 +125,33 @@ impl ConsumerStatus {
         }
     }
 
-    pub(crate) fn topic(&self) -> &str {
+    /// The topic it reads.
+    pub fn topic(&self) -> &str {
         &self.topic
     }
 
     /// Its stream has ended (the consumer is closing).
-    pub(crate) fn finish(&self) {
+    pub fn finish(&self) {
         self.finished.store(true, Ordering::SeqCst);
     }
 
-    pub(crate) fn is_finished(&self) -> bool {
+    /// Whether its stream has ended.
+    pub fn is_finished(&self) -> bool {
         self.finished.load(Ordering::SeqCst)
     }
 
     /// Partitions were assigned to it.
-    pub(crate) fn assign(&self, partitions: impl IntoIterator<Item = i32>) {
+    pub fn assign(&self, partitions: impl IntoIterator<Item = i32>) {
         lock(&self.assigned).extend(partitions);
     }
 
     /// It has no partitions any more (a failed rebalance, a fatal error).
-    pub(crate) fn clear(&self) {
+    pub fn clear(&self) {
         lock(&self.assigned).clear();
     }
 
     /// Partitions were taken from it.
-    pub(crate) fn revoke(&self, partitions: &[i32]) {
+    pub fn revoke(&self, partitions: &[i32]) {
         let mut assigned = lock(&self.assigned);
         for partition in partitions {
             assigned.remove(partition);
@@ -158,7 +159,7 @@ impl ConsumerStatus {
     }
 
     /// The partitions assigned to it, in order.
-    pub(crate) fn assignment(&self) -> Vec<i32> {
+    pub fn assignment(&self) -> Vec<i32> {
         lock(&self.assigned).iter().copied().collect()
     }
 }
@@ -373,7 +374,7 @@ impl Histogram {
 }
 
 /// What the metrics ask of a running topic consumer.
-pub(crate) trait ConsumerProbe: Send + Sync {
+pub trait ConsumerProbe: Send + Sync {
     /// The topic's name.
     fn topic(&self) -> &str;
     /// Its consumer group, when it reads in one (and commits).
@@ -384,20 +385,21 @@ pub(crate) trait ConsumerProbe: Send + Sync {
 
 /// One partition of a running consumer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct PartitionReport {
-    pub(crate) partition: i32,
+pub struct PartitionReport {
+    /// The partition.
+    pub partition: i32,
     /// The offset of the next message to read (one past the last received).
-    pub(crate) position: Option<i64>,
+    pub position: Option<i64>,
     /// The consumer group's committed offset, as the broker last told it.
-    pub(crate) committed: Option<i64>,
+    pub committed: Option<i64>,
     /// The partition's high watermark (the offset after its last message).
-    pub(crate) high_watermark: Option<i64>,
+    pub high_watermark: Option<i64>,
 }
 
 impl PartitionReport {
     /// Messages after the committed offset or, when the group has committed nothing for the
     /// partition (or without a group), after the read position.
-    pub(crate) fn lag(&self) -> Option<i64> {
+    pub fn lag(&self) -> Option<i64> {
         let high = self.high_watermark?;
         let done = self.committed.or(self.position)?;
         Some((high - done).max(0))

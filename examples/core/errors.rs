@@ -1,0 +1,57 @@
+//! Run with: cargo run --example errors
+//!
+//! A handler that returns `Err` or panics is logged (on standard error, with the handler's
+//! name) and the stream goes on with the next item. A handler with `on_error = "stop"` stops
+//! the application instead, and `run()` returns its error. Prints on standard output:
+//! ```text
+//! parsed 1
+//! parsed 3
+//! checked 1
+//! run() returned: handler `checked` failed: 7 is too large
+//! ```
+//! while standard error logs the failures of `parsed` (for "two" and the panic on "").
+
+use futures::StreamExt;
+use futures::stream::{self, Stream};
+use slipstream::prelude::*;
+use tokio::sync::Notify;
+
+/// Notified once `parsed` has handled every word (so that the output's order is fixed).
+static PARSED_ALL: Notify = Notify::const_new();
+
+fn words() -> impl Stream<Item = &'static str> {
+    // The handler asks for the item after "3" once it has printed "parsed 3".
+    let done = stream::once(async { PARSED_ALL.notify_one() }).filter_map(|()| async { None });
+    stream::iter(["1", "two", "", "3"]).chain(done)
+}
+
+/// Fails on "two" (and is logged), panics on "" (and is logged), goes on after both.
+#[handle(source = words(), sink = [print])]
+fn parsed(word: &'static str) -> Result<String, std::num::ParseIntError> {
+    if word.is_empty() {
+        panic!("an empty word");
+    }
+    Ok(format!("parsed {}", word.parse::<u32>()?))
+}
+
+fn numbers() -> impl Stream<Item = u32> {
+    stream::once(PARSED_ALL.notified())
+        .flat_map(|()| stream::iter([1, 7]))
+        .chain(stream::pending())
+}
+
+/// Starts once `parsed` is done; stops the whole application on its first error (its source
+/// would never end otherwise).
+#[handle(source = numbers(), sink = [print], on_error = "stop")]
+async fn checked(n: u32) -> anyhow::Result<String> {
+    anyhow::ensure!(n < 5, "{n} is too large");
+    Ok(format!("checked {n}"))
+}
+
+#[tokio::main]
+async fn main() {
+    match slipstream::run().await {
+        Ok(()) => println!("run() returned Ok"),
+        Err(error) => println!("run() returned: {error}"),
+    }
+}

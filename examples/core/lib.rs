@@ -1,0 +1,2 @@
+//! Examples of slipstream that build no C or C++; run one with `cargo run --example NAME` from the repository root.
+//! This library is empty: Cargo needs a target in every package.

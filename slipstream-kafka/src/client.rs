@@ -1,0 +1,100 @@
+//! Creating librdkafka clients from a [`Conf`]: logging through `tracing`, configuration errors
+//! that name the key and the topic, the embedded broker.
+
+use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
+
+use slipstream_core::Error;
+
+use crate::conf::Conf;
+use crate::embedded;
+
+/// The settings a client of `topic` uses: its effective conf, with the embedded broker started
+/// when asked for, and `bootstrap.servers` required.
+pub(crate) fn resolve(topic: &str, effective: &Conf) -> Result<Conf, Error> {
+    let mut conf = effective.clone();
+    conf.require_servers(topic)?;
+    if conf.get("bootstrap.servers") == Some(embedded::EMBEDDED) {
+        let servers = embedded::servers().map_err(|message| Error::Conf {
+            topic: topic.to_owned(),
+            key: "bootstrap.servers".to_owned(),
+            message: format!("cannot start the embedded broker: {message}"),
+        })?;
+        conf.insert("bootstrap.servers", servers);
+    }
+    Ok(conf)
+}
+
+/// Consumer group timings for the embedded broker, each unless set: its rebalances wait out the
+/// session timeout (librdkafka's default, 45 s), so a group restarted in the same process would
+/// wait that long for its partitions.
+pub(crate) const EMBEDDED_GROUP_TIMINGS: [(&str, &str); 2] = [
+    ("session.timeout.ms", "6000"),
+    ("heartbeat.interval.ms", "500"),
+];
+
+/// The settings a consumer of `topic` uses: [`resolve`]'s, with development-friendly group
+/// timings on the embedded broker.
+pub(crate) fn resolve_consumer(topic: &str, effective: &Conf) -> Result<Conf, Error> {
+    let mut conf = resolve(topic, effective)?;
+    if effective.get("bootstrap.servers") == Some(embedded::EMBEDDED) {
+        for (key, value) in EMBEDDED_GROUP_TIMINGS {
+            if conf.get(key).is_none() {
+                conf.insert(key, value);
+            }
+        }
+    }
+    Ok(conf)
+}
+
+/// librdkafka's configuration for `conf`.
+pub(crate) fn client_config(conf: &Conf) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    for (key, value) in conf.iter() {
+        config.set(key, value);
+    }
+    config
+}
+
+/// Maps an error creating a client to ours: configuration errors name the key.
+pub(crate) fn creation_error(topic: &str, error: KafkaError) -> Error {
+    match error {
+        KafkaError::ClientConfig(_, message, key, _) => Error::Conf {
+            topic: topic.to_owned(),
+            key,
+            message,
+        },
+        other => Error::kafka(topic, other),
+    }
+}
+
+/// Logs librdkafka's messages and errors through `tracing`.
+pub(crate) fn log(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", facility, "{message}"),
+        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(target: "librdkafka", facility, "{message}")
+        }
+        RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+    }
+}
+
+/// A client context that only logs.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Logging;
+
+impl ClientContext for Logging {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", %error, "{reason}");
+    }
+}

@@ -1,0 +1,608 @@
+//! Consuming a topic: one consumer per topic and run, its rebalance callbacks, the stream of
+//! decoded messages, and the task that commits what handlers have finished.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message as _};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::Notify;
+
+use super::StartAt;
+use super::client;
+use super::message::Message;
+use super::producer::Producer;
+use super::tracker::Tracker;
+use crate::codec::Codec;
+use crate::conf::Conf;
+use slipstream_core::__component::lock;
+use slipstream_core::__component::{ConsumerProbe, ConsumerStatus, PartitionReport};
+use slipstream_core::PauseHandle;
+use slipstream_core::{BoxError, Error};
+
+/// How long the final commit waits for handlers still holding messages.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a report waits for the committed offsets.
+const COMMITTED_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long blocking consumer calls may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The consumer's callbacks.
+pub(crate) struct Context {
+    topic: String,
+    tracker: Arc<Tracker>,
+    pause: PauseHandle,
+    group: bool,
+    failed: Arc<AtomicBool>,
+    /// The assignment and whether the stream has ended, as health reports them.
+    status: Arc<ConsumerStatus>,
+}
+
+impl ClientContext for Context {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        client::log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", topic = %self.topic, %error, "{reason}");
+    }
+}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(revoked) = rebalance {
+            let partitions: Vec<i32> = revoked
+                .elements_for_topic(&self.topic)
+                .iter()
+                .map(|e| e.partition())
+                .collect();
+            tracing::info!(topic = %self.topic, ?partitions, "partitions revoked");
+            self.status.revoke(&partitions);
+            let commits = self.tracker.revoke(&partitions);
+            if self.group && !commits.is_empty() && !self.failed.load(Ordering::SeqCst) {
+                let list = offsets(&self.topic, &commits);
+                if let Err(error) = consumer.commit(&list, CommitMode::Sync) {
+                    tracing::warn!(topic = %self.topic, %error, "commit on revocation failed");
+                }
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Error(error) = rebalance {
+            // rdkafka unassigns everything after a failed rebalance.
+            tracing::warn!(topic = %self.topic, %error, "rebalance failed");
+            self.status.clear();
+        }
+        if let Rebalance::Assign(assigned) = rebalance {
+            let partitions: Vec<i32> = assigned
+                .elements_for_topic(&self.topic)
+                .iter()
+                .map(|e| e.partition())
+                .collect();
+            tracing::info!(topic = %self.topic, ?partitions, "partitions assigned");
+            self.status.assign(partitions);
+            if self.pause.is_paused()
+                && let Err(error) = consumer.pause(assigned)
+            {
+                tracing::warn!(topic = %self.topic, %error, "cannot pause new partitions");
+            }
+        }
+    }
+}
+
+fn offsets(topic: &str, commits: &[(i32, i64)]) -> TopicPartitionList {
+    let mut list = TopicPartitionList::with_capacity(commits.len());
+    for &(partition, offset) in commits {
+        // Only fails for an invalid offset, which the tracker never produces.
+        let _ = list.add_partition_offset(topic, partition, Offset::Offset(offset));
+    }
+    list
+}
+
+/// A running consumer of one topic.
+pub(crate) struct Running {
+    pub(crate) consumer: StreamConsumer<Context>,
+    /// Shared by every message read (no copy per message).
+    pub(crate) topic: Arc<str>,
+    tracker: Arc<Tracker>,
+    group: bool,
+    /// The consumer group, when the topic is read in one.
+    group_id: Option<String>,
+    /// Set when the application stops on a failure: from then on nothing is committed, so that
+    /// messages dropped unhandled are read again after a restart.
+    failed: Arc<AtomicBool>,
+    status: Arc<ConsumerStatus>,
+    /// The committed offsets the broker last told, kept for when it does not answer.
+    committed: Mutex<HashMap<i32, i64>>,
+    wake: Notify,
+}
+
+impl Running {
+    /// Creates the consumer and subscribes it (or assigns it every partition, for explicit start
+    /// positions or without a group).
+    pub(crate) fn start(
+        topic: &str,
+        effective: &Conf,
+        start: &StartAt,
+        stop_at_end: bool,
+        pause: PauseHandle,
+        failed: Arc<AtomicBool>,
+    ) -> Result<Arc<Running>, Error> {
+        let mut conf = client::resolve_consumer(topic, effective)?;
+        // slipstream commits what handlers have finished; librdkafka must not commit on its own.
+        conf.insert("enable.auto.commit", "false");
+        conf.insert("enable.auto.offset.store", "false");
+        if stop_at_end {
+            conf.insert("enable.partition.eof", "true");
+        }
+        let group = conf.get("group.id").is_some_and(|g| !g.is_empty());
+        if !group {
+            // librdkafka's consumer needs a group even to be assigned partitions; this one is
+            // private to the process and nothing is committed for it.
+            conf.insert(
+                "group.id",
+                format!("slipstream-{topic}-{}", std::process::id()),
+            );
+        }
+        let tracker = Arc::new(Tracker::default());
+        let status = Arc::new(ConsumerStatus::new(topic));
+        let context = Context {
+            topic: topic.to_owned(),
+            tracker: Arc::clone(&tracker),
+            pause,
+            group,
+            failed: Arc::clone(&failed),
+            status: Arc::clone(&status),
+        };
+        let consumer: StreamConsumer<Context> = client::client_config(&conf)
+            .create_with_context(context)
+            .map_err(|e| client::creation_error(topic, e))?;
+        let kafka_error = |e: KafkaError| Error::kafka(topic, e);
+        if group && matches!(start, StartAt::Committed) {
+            consumer.subscribe(&[topic]).map_err(kafka_error)?;
+        } else {
+            let metadata = consumer
+                .fetch_metadata(Some(topic), CALL_TIMEOUT)
+                .map_err(kafka_error)?;
+            let partitions: Vec<i32> = metadata
+                .topics()
+                .iter()
+                .filter(|t| t.name() == topic)
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect();
+            if partitions.is_empty() {
+                return Err(Error::kafka(
+                    topic,
+                    "the topic does not exist (or has no partitions)",
+                ));
+            }
+            let mut list = TopicPartitionList::with_capacity(partitions.len());
+            for partition in partitions {
+                let offset = match start {
+                    StartAt::Committed => Offset::Stored,
+                    StartAt::Beginning => Offset::Beginning,
+                    StartAt::End => Offset::End,
+                    StartAt::Offsets(offsets) => offsets
+                        .iter()
+                        .find(|(p, _)| *p == partition)
+                        .map_or(Offset::Stored, |(_, o)| Offset::Offset(*o)),
+                };
+                list.add_partition_offset(topic, partition, offset)
+                    .map_err(kafka_error)?;
+            }
+            consumer.assign(&list).map_err(kafka_error)?;
+            status.assign(list.elements().iter().map(|e| e.partition()));
+        }
+        Ok(Arc::new(Running {
+            consumer,
+            topic: topic.into(),
+            tracker,
+            group,
+            group_id: conf.get("group.id").filter(|_| group).map(str::to_owned),
+            failed,
+            status,
+            committed: Mutex::default(),
+            wake: Notify::new(),
+        }))
+    }
+
+    /// Moves a partition's position: the next message read from it is at `offset`.
+    pub(crate) fn seek(&self, partition: i32, offset: i64) -> Result<(), Error> {
+        // Forget what is in flight first, so that a message at the new position is not taken
+        // for one from before the seek.
+        self.tracker.reset(partition, offset);
+        self.consumer
+            .seek(&self.topic, partition, Offset::Offset(offset), CALL_TIMEOUT)
+            .map_err(|e| Error::kafka(&self.topic, e))?;
+        Ok(())
+    }
+
+    /// The partitions assigned to this consumer, in order (as the rebalance callbacks left
+    /// them: no call into librdkafka).
+    pub(crate) fn assignment(&self) -> Vec<i32> {
+        self.status.assignment()
+    }
+
+    /// What health reports of this consumer.
+    pub(crate) fn status(&self) -> Arc<ConsumerStatus> {
+        Arc::clone(&self.status)
+    }
+
+    fn commit(&self, mode: CommitMode, all: bool) {
+        if !self.group || self.failed.load(Ordering::SeqCst) {
+            return;
+        }
+        let commits = self.tracker.take_commits(all);
+        if commits.is_empty() {
+            return;
+        }
+        tracing::debug!(topic = %self.topic, ?commits, "committing");
+        if let Err(error) = self.consumer.commit(&offsets(&self.topic, &commits), mode) {
+            tracing::warn!(topic = %self.topic, %error, "commit failed");
+        }
+    }
+
+    fn finish(&self) {
+        self.status.finish();
+        self.wake.notify_one();
+    }
+
+    /// Commits what handlers have finished every `interval`; once the stream has ended, waits
+    /// for the messages still in flight and commits a last time; dropping its reference then
+    /// closes the consumer (leaving the group) unless a metrics report still holds one.
+    pub(crate) async fn commit_loop(self: Arc<Self>, interval: Duration) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = self.wake.notified() => {}
+            }
+            self.commit(CommitMode::Async, false);
+            if self.status.is_finished() {
+                break;
+            }
+        }
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        while self.tracker.in_flight() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let left = self.tracker.in_flight();
+        if left > 0 {
+            tracing::warn!(topic = %self.topic, left, "closing with messages still in flight; they will be read again");
+        }
+        // The final commit, and closing the consumer when this is the last reference, block.
+        let running = self;
+        let _ = tokio::task::spawn_blocking(move || {
+            running.commit(CommitMode::Sync, true);
+            tracing::debug!(topic = %running.topic, "consumer closed");
+        })
+        .await;
+    }
+}
+
+impl ConsumerProbe for Running {
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    fn group(&self) -> Option<&str> {
+        self.group_id.as_deref()
+    }
+
+    fn partitions(&self, deadline: Instant) -> Vec<PartitionReport> {
+        let positions = self.tracker.positions();
+        let committed = self.committed(deadline);
+        self.assignment()
+            .into_iter()
+            .map(|partition| PartitionReport {
+                partition,
+                position: positions.get(&partition).copied(),
+                committed: committed.get(&partition).copied(),
+                high_watermark: self.high_watermark(partition, deadline),
+            })
+            .collect()
+    }
+}
+
+impl Running {
+    /// The group's committed offsets of the assigned partitions, as the broker has them, or as
+    /// it last told them when it does not answer before `deadline` (empty without a group).
+    fn committed(&self, deadline: Instant) -> HashMap<i32, i64> {
+        if !self.group {
+            return HashMap::new();
+        }
+        let timeout = deadline
+            .saturating_duration_since(Instant::now())
+            .min(COMMITTED_TIMEOUT);
+        // Asked without holding the lock, so that concurrent reports do not queue up.
+        let answer = (!timeout.is_zero()).then(|| self.consumer.committed(timeout));
+        let mut known = lock(&self.committed);
+        match answer {
+            // The broker's answer replaces what was known (offsets deleted, partitions gone).
+            Some(Ok(list)) => {
+                *known = list
+                    .elements_for_topic(&self.topic)
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(offset) => Some((e.partition(), offset)),
+                        _ => None,
+                    })
+                    .collect();
+            }
+            Some(Err(error)) => {
+                tracing::debug!(topic = %self.topic, %error, "cannot read the committed offsets")
+            }
+            None => {}
+        }
+        known.clone()
+    }
+
+    /// The partition's high watermark: asked of the broker until `deadline` (the consumer's
+    /// cached value stops moving while the partition is paused or its queue is full), else as
+    /// of the consumer's last fetch.
+    fn high_watermark(&self, partition: i32, deadline: Instant) -> Option<i64> {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        if !timeout.is_zero()
+            && let Ok((_, high)) = self
+                .consumer
+                .fetch_watermarks(&self.topic, partition, timeout)
+        {
+            return Some(high);
+        }
+        self.cached_high_watermark(partition)
+    }
+
+    /// The partition's high watermark as of the consumer's last fetch (no request is made).
+    fn cached_high_watermark(&self, partition: i32) -> Option<i64> {
+        let topic = CString::new(&*self.topic).ok()?;
+        let (mut low, mut high) = (-1_i64, -1_i64);
+        // SAFETY: the client handle lives as long as `self.consumer`; librdkafka only reads the
+        // topic name and writes the two offsets, which outlive the call.
+        let code = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                self.consumer.client().native_ptr(),
+                topic.as_ptr(),
+                partition,
+                &mut low,
+                &mut high,
+            )
+        };
+        (code == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+            .then_some(high)
+    }
+}
+
+/// What the consumer does with a message its codecs cannot read.
+pub(crate) struct Undecodable<K, V> {
+    pub(crate) count: Arc<AtomicU64>,
+    pub(crate) dead_letter: Option<Producer<K, V>>,
+    pub(crate) stop: Option<Arc<dyn Fn(Error) + Send + Sync>>,
+}
+
+/// Ends the stream's bookkeeping when it is dropped.
+struct Finish(Arc<Running>);
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
+}
+
+struct State<K, V> {
+    running: Arc<Running>,
+    _finish: Finish,
+    key_codec: Arc<dyn Codec<K>>,
+    value_codec: Arc<dyn Codec<V>>,
+    undecodable: Undecodable<K, V>,
+    pause: PauseHandle,
+    paused: bool,
+    stop_at_end: bool,
+    at_end: HashSet<i32>,
+    /// Stops the application when the consumer fails for good (for handlers' topics).
+    fatal: Option<Arc<dyn Fn(Error) + Send + Sync>>,
+    /// The headers of every message without any (no allocation per message).
+    no_headers: Arc<[(String, Vec<u8>)]>,
+}
+
+/// The decoded messages of a running consumer. Pausing `pause` pauses the consumer's
+/// assignment (it keeps polling, so it stays in its group).
+pub(crate) fn messages<K, V>(
+    running: Arc<Running>,
+    key_codec: Arc<dyn Codec<K>>,
+    value_codec: Arc<dyn Codec<V>>,
+    undecodable: Undecodable<K, V>,
+    pause: PauseHandle,
+    stop_at_end: bool,
+    fatal: Option<Arc<dyn Fn(Error) + Send + Sync>>,
+) -> impl Stream<Item = Message<K, V>> + Send + 'static
+where
+    K: Send + Sync + 'static,
+    V: Send + Sync + 'static,
+{
+    let state = State {
+        _finish: Finish(Arc::clone(&running)),
+        running,
+        key_codec,
+        value_codec,
+        undecodable,
+        pause,
+        paused: false,
+        stop_at_end,
+        at_end: HashSet::new(),
+        fatal,
+        no_headers: Arc::from(Vec::new()),
+    };
+    futures::stream::unfold(state, |mut state| async move {
+        let message = state.next().await?;
+        Some((message, state))
+    })
+}
+
+impl<K: 'static, V: 'static> State<K, V> {
+    /// The next decodable message; `None` at the end (every assigned partition at its end,
+    /// when asked to stop there).
+    async fn next(&mut self) -> Option<Message<K, V>> {
+        let running = Arc::clone(&self.running);
+        loop {
+            self.apply_pause();
+            let received = tokio::select! {
+                biased;
+                _ = self.pause.changed() => continue,
+                received = running.consumer.recv() => received,
+            };
+            match received {
+                Ok(borrowed) => {
+                    if self.stop_at_end {
+                        self.at_end.remove(&borrowed.partition());
+                    }
+                    if let Some(message) = self.decode(&borrowed).await {
+                        return Some(message);
+                    }
+                }
+                Err(KafkaError::PartitionEOF(partition)) => {
+                    self.at_end.insert(partition);
+                    if self.stop_at_end && self.all_at_end() {
+                        tracing::info!(topic = %self.running.topic, "every partition is at its end");
+                        return None;
+                    }
+                }
+                Err(error @ KafkaError::MessageConsumptionFatal(_)) => {
+                    // The consumer cannot go on (fenced, say): it has no partitions any more,
+                    // and the application stops rather than idle unhealthy.
+                    let topic: &str = &self.running.topic;
+                    tracing::error!(topic, %error, "the consumer failed");
+                    self.running.status.clear();
+                    if let Some(fatal) = &self.fatal {
+                        fatal(Error::kafka(topic, error));
+                    }
+                    return None;
+                }
+                Err(error) => {
+                    tracing::warn!(topic = %self.running.topic, %error, "consumer error");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn all_at_end(&self) -> bool {
+        let assigned = self.running.assignment();
+        !assigned.is_empty() && assigned.iter().all(|p| self.at_end.contains(p))
+    }
+
+    fn apply_pause(&mut self) {
+        let paused = self.pause.is_paused();
+        if paused == self.paused {
+            return;
+        }
+        let consumer = &self.running.consumer;
+        let result = consumer.assignment().and_then(|assigned| {
+            if paused {
+                consumer.pause(&assigned)
+            } else {
+                consumer.resume(&assigned)
+            }
+        });
+        match result {
+            Ok(()) => {
+                tracing::info!(topic = %self.running.topic, paused, "consumer {}", if paused { "paused" } else { "resumed" });
+                self.paused = paused;
+            }
+            Err(error) => {
+                tracing::warn!(topic = %self.running.topic, %error, "cannot pause or resume")
+            }
+        }
+    }
+
+    async fn decode(&mut self, borrowed: &BorrowedMessage<'_>) -> Option<Message<K, V>> {
+        let (partition, offset) = (borrowed.partition(), borrowed.offset());
+        let key = borrowed.key().map(|k| self.key_codec.decode(k)).transpose();
+        let value = self
+            .value_codec
+            .decode(borrowed.payload().unwrap_or_default());
+        let headers: Arc<[(String, Vec<u8>)]> = borrowed
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                        )
+                    })
+                    .collect::<Arc<[_]>>()
+            })
+            .unwrap_or_else(|| Arc::clone(&self.no_headers));
+        match (key, value) {
+            (Ok(key), Ok(value)) => Some(Message {
+                key,
+                value,
+                topic: Arc::clone(&self.running.topic),
+                partition,
+                offset,
+                timestamp: borrowed.timestamp().to_millis(),
+                headers,
+                ack: Some(self.running.tracker.received(partition, offset)),
+            }),
+            (Err(error), _) | (_, Err(error)) => {
+                self.undecodable(borrowed, &headers, error).await;
+                // Skipped (and committed past), unless it stops the application.
+                if self.undecodable.stop.is_none() {
+                    self.running.tracker.skipped(partition, offset);
+                }
+                None
+            }
+        }
+    }
+
+    async fn undecodable(
+        &self,
+        borrowed: &BorrowedMessage<'_>,
+        headers: &[(String, Vec<u8>)],
+        error: BoxError,
+    ) {
+        let topic: &str = &self.running.topic;
+        let (partition, offset) = (borrowed.partition(), borrowed.offset());
+        let count = self.undecodable.count.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::error!(topic, partition, offset, %error, count, "cannot decode a message; skipping it");
+        if let Some(dead_letter) = &self.undecodable.dead_letter {
+            match dead_letter
+                .produce_raw(borrowed.key(), borrowed.payload(), headers)
+                .await
+            {
+                Ok(()) if dead_letter.is_dry() => tracing::info!(
+                    topic,
+                    partition,
+                    offset,
+                    "dry run: the undecodable message would have gone to the dead-letter topic"
+                ),
+                Ok(()) => tracing::info!(
+                    topic,
+                    partition,
+                    offset,
+                    "forwarded the undecodable message to the dead-letter topic"
+                ),
+                Err(error) => {
+                    tracing::error!(topic, partition, offset, %error, "cannot dead-letter the undecodable message")
+                }
+            }
+        }
+        if let Some(stop) = &self.undecodable.stop {
+            stop(Error::Codec {
+                topic: format!("{topic} (partition {partition}, offset {offset})"),
+                source: error,
+            });
+        }
+    }
+}

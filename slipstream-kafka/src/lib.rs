@@ -1,0 +1,24 @@
+//! Kafka topics for [slipstream](https://docs.rs/slipstream): [`Topic`] as a handler source
+//! and sink, and on its own; its settings ([`Conf`]) and codecs ([`Codec`]).
+//!
+//! Applications usually reach these through the `kafka` feature of the `slipstream` crate
+//! (`slipstream::Topic`); depending on this crate directly gives the same types.
+
+#![warn(missing_docs)]
+
+mod client;
+mod codec;
+mod conf;
+mod consumer;
+mod embedded;
+mod message;
+mod producer;
+mod topic;
+mod tracker;
+
+pub use codec::{Codec, DefaultCodec, JsonCodec, Raw, Utf8};
+pub use conf::Conf;
+pub use embedded::EMBEDDED;
+pub use message::Message;
+pub use producer::TopicSink;
+pub use topic::{StartAt, Topic, TopicFeed, TopicStream};

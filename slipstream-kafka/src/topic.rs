@@ -1,0 +1,557 @@
+//! [`Topic`]: a handler source and sink, and usable on its own.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::types::RDKafkaErrorCode;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use slipstream_core::__component::{Hub, lock};
+use slipstream_core::{
+    BuildCx, Error, Feed, OnError, Pausable, PauseHandle, SinkHandle, SourceHandle, SourceStream,
+};
+
+use crate::client;
+use crate::codec::{Codec, DefaultCodec, JsonCodec};
+use crate::conf::Conf;
+use crate::consumer::{self, Running, Undecodable};
+use crate::embedded::{self, EMBEDDED};
+use crate::message::Message;
+use crate::producer::{Producer, TopicSink};
+use crate::tracker::CurrentMessage;
+
+/// The work that commits a consumer's progress (see `Running::commit_loop`).
+type Committer = futures::future::BoxFuture<'static, ()>;
+
+/// Where a topic's consumer starts reading.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum StartAt {
+    /// Where the consumer group left off; partitions without a committed offset start where
+    /// `auto.offset.reset` says (librdkafka's default: the end). The default.
+    #[default]
+    Committed,
+    /// The beginning of every partition.
+    Beginning,
+    /// The end of every partition (only new messages).
+    End,
+    /// These offsets, as `(partition, offset)`; other partitions start as with `Committed`.
+    Offsets(Vec<(i32, i64)>),
+}
+
+/// A Kafka topic: a source of [`Message`]s for handlers, a sink for `(key, value)` pairs (or
+/// values, or whole messages), and usable on its own with [`send`](Topic::send) and
+/// [`stream`](Topic::stream).
+///
+/// Settings come from [`Conf::set`] (the global defaults when the topic is created), the topic's
+/// own [`conf`](Topic::conf), and `SLIPSTREAM_*` environment variables, in increasing priority. A topic named by several
+/// handlers is read by one consumer and every message goes to each of them. Delivery is
+/// at-least-once: an offset is committed only after every handler reading the message, and all
+/// their sinks, have finished it and every earlier message of its partition.
+///
+/// ```no_run
+/// use std::sync::LazyLock;
+/// use slipstream::prelude::*;
+/// use slipstream::Message;
+///
+/// static EMOJI: LazyLock<Topic> = LazyLock::new(|| {
+///     Topic::new("emoji").conf([("group.id", "demo"), ("auto.offset.reset", "earliest")])
+/// });
+/// static NAMES: LazyLock<Topic> = LazyLock::new(|| Topic::new("names"));
+///
+/// #[handle(source = EMOJI, sink = [NAMES])]
+/// fn name(msg: Message<String, String>) -> (String, String) {
+///     (msg.value, msg.key.unwrap_or_default())
+/// }
+/// ```
+pub struct Topic<K = String, V = String> {
+    name: String,
+    /// The global defaults when the topic was created.
+    defaults: Conf,
+    conf: Conf,
+    key_codec: Arc<dyn Codec<K>>,
+    value_codec: Arc<dyn Codec<V>>,
+    dry: bool,
+    start: StartAt,
+    stop_at_end: bool,
+    dead_letter: Option<String>,
+    commit_interval: Duration,
+    pause: PauseHandle,
+    producer: Mutex<Option<Producer<K, V>>>,
+    running: Mutex<Weak<Running>>,
+    undecodable: Arc<AtomicU64>,
+}
+
+impl<K: DefaultCodec, V: DefaultCodec> Topic<K, V> {
+    /// A topic whose keys and values use their default codecs (UTF-8 for `String`, raw for
+    /// `Vec<u8>`, JSON for `serde_json::Value`).
+    pub fn new(name: impl Into<String>) -> Self {
+        Topic::with_codecs(name, K::default_codec(), V::default_codec())
+    }
+}
+
+impl<K: DefaultCodec, V: Serialize + DeserializeOwned + 'static> Topic<K, V> {
+    /// A topic whose values are JSON (any serde type).
+    pub fn json(name: impl Into<String>) -> Self {
+        Topic::with_codecs(name, K::default_codec(), Arc::new(JsonCodec::<V>::new()))
+    }
+}
+
+impl<K: 'static, V: 'static> Topic<K, V> {
+    /// A topic with the given codecs.
+    pub fn with_codecs(
+        name: impl Into<String>,
+        key_codec: Arc<dyn Codec<K>>,
+        value_codec: Arc<dyn Codec<V>>,
+    ) -> Self {
+        Topic {
+            name: name.into(),
+            defaults: Conf::global(),
+            conf: Conf::new(),
+            key_codec,
+            value_codec,
+            dry: false,
+            start: StartAt::Committed,
+            stop_at_end: false,
+            dead_letter: None,
+            commit_interval: Duration::from_millis(500),
+            pause: PauseHandle::new(),
+            producer: Mutex::new(None),
+            running: Mutex::new(Weak::new()),
+            undecodable: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Adds settings of this topic's clients (over the global [`Conf`]).
+    pub fn conf<I, S, T>(mut self, entries: I) -> Self
+    where
+        I: IntoIterator<Item = (S, T)>,
+        S: AsRef<str>,
+        T: ToString,
+    {
+        self.conf = self.conf.with(entries);
+        self
+    }
+
+    /// The codec of keys.
+    pub fn key_codec(mut self, codec: impl Codec<K>) -> Self {
+        self.key_codec = Arc::new(codec);
+        self
+    }
+
+    /// The codec of values.
+    pub fn value_codec(mut self, codec: impl Codec<V>) -> Self {
+        self.value_codec = Arc::new(codec);
+        self
+    }
+
+    /// Logs records instead of producing them.
+    pub fn dry(mut self, dry: bool) -> Self {
+        self.dry = dry;
+        self
+    }
+
+    /// Where the consumer starts (see [`StartAt`]). Explicit positions (anything but
+    /// `Committed`) assign every partition to this consumer instead of sharing them in a group.
+    pub fn start(mut self, start: StartAt) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Ends the topic as a source once every assigned partition has been read to its end (for
+    /// backfills and tests), so that `run()` can return.
+    pub fn stop_at_end(mut self, stop: bool) -> Self {
+        self.stop_at_end = stop;
+        self
+    }
+
+    /// Forwards messages that cannot be decoded, as they are, to the topic `name` (they are
+    /// still logged and counted).
+    pub fn dead_letter(mut self, name: impl Into<String>) -> Self {
+        self.dead_letter = Some(name.into());
+        self
+    }
+
+    /// How often finished offsets are committed while running (500 ms by default; offsets are
+    /// also committed on revocation and at shutdown).
+    pub fn commit_interval(mut self, interval: Duration) -> Self {
+        self.commit_interval = interval;
+        self
+    }
+
+    /// The topic's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The topic's own settings (without the global ones).
+    pub fn own_conf(&self) -> &Conf {
+        &self.conf
+    }
+
+    /// The settings its clients use: the global defaults as they were when the topic was
+    /// created, then the topic's own, then the environment.
+    pub fn effective_conf(&self) -> Conf {
+        self.defaults.effective(&self.conf)
+    }
+
+    /// How many messages could not be decoded so far.
+    pub fn undecodable(&self) -> u64 {
+        self.undecodable.load(Ordering::Relaxed)
+    }
+
+    fn producer(&self) -> Result<Producer<K, V>, Error> {
+        let mut slot = lock(&self.producer);
+        if let Some(producer) = &*slot {
+            return Ok(producer.clone());
+        }
+        let producer = Producer::new(
+            &self.name,
+            &self.effective_conf(),
+            self.dry,
+            Arc::clone(&self.key_codec),
+            Arc::clone(&self.value_codec),
+        )?;
+        *slot = Some(producer.clone());
+        Ok(producer)
+    }
+
+    /// Produces `(key, value)` and waits until the broker has it.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), slipstream::Error> {
+    /// let topic: slipstream::Topic = slipstream::Topic::new("emoji");
+    /// topic.send("trophy", "🏆").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send(&self, key: impl Into<K>, value: impl Into<V>) -> Result<(), Error> {
+        self.producer()?
+            .produce(Some(&key.into()), &value.into(), &[])
+            .await
+    }
+
+    /// Produces a value without a key.
+    pub async fn send_value(&self, value: impl Into<V>) -> Result<(), Error> {
+        self.producer()?.produce(None, &value.into(), &[]).await
+    }
+
+    /// Produces a record with headers.
+    pub async fn send_with_headers(
+        &self,
+        key: Option<K>,
+        value: V,
+        headers: &[(String, Vec<u8>)],
+    ) -> Result<(), Error> {
+        self.producer()?
+            .produce(key.as_ref(), &value, headers)
+            .await
+    }
+
+    fn undecodable_policy(
+        &self,
+        stop: Option<Arc<dyn Fn(Error) + Send + Sync>>,
+    ) -> Result<Undecodable<K, V>, Error> {
+        let dead_letter = match &self.dead_letter {
+            Some(name) => Some(Producer::new(
+                name,
+                &self.effective_conf(),
+                self.dry,
+                Arc::clone(&self.key_codec),
+                Arc::clone(&self.value_codec),
+            )?),
+            None => None,
+        };
+        Ok(Undecodable {
+            count: Arc::clone(&self.undecodable),
+            dead_letter,
+            stop,
+        })
+    }
+
+    fn start_consumer(
+        &self,
+        failed: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<Arc<Running>, Error> {
+        let running = Running::start(
+            &self.name,
+            &self.effective_conf(),
+            &self.start,
+            self.stop_at_end,
+            self.pause.clone(),
+            failed,
+        )?;
+        *lock(&self.running) = Arc::downgrade(&running);
+        Ok(running)
+    }
+
+    /// Moves the running consumer's position in `partition`: the next message read from it is
+    /// the one at `offset` (messages already fetched from other partitions may come first).
+    /// Used to reprocess, for example by a checkpoint's recovery.
+    pub fn seek(&self, partition: i32, offset: i64) -> Result<(), Error> {
+        match self.running() {
+            Some(running) => running.seek(partition, offset),
+            None => Err(Error::kafka(&self.name, "the topic is not being consumed")),
+        }
+    }
+
+    /// The partitions currently assigned to this topic's running consumer (empty when it is not
+    /// running or not assigned yet).
+    pub fn assignment(&self) -> Vec<i32> {
+        self.running().map(|r| r.assignment()).unwrap_or_default()
+    }
+
+    /// The consumer reading the topic now, if any.
+    fn running(&self) -> Option<Arc<Running>> {
+        lock(&self.running).upgrade()
+    }
+
+    /// Creates the topic with `partitions` partitions (replication factor 1) if it does not
+    /// exist yet. Brokers that create topics on first use do not need it.
+    pub async fn create(&self, partitions: i32) -> Result<(), Error> {
+        let effective = self.effective_conf();
+        if effective.get("bootstrap.servers") == Some(EMBEDDED) {
+            return embedded::create_topic(&self.name, partitions)
+                .map_err(|e| Error::kafka(&self.name, e));
+        }
+        let conf = client::resolve(&self.name, &effective)?;
+        let admin: AdminClient<client::Logging> = client::client_config(&conf)
+            .create_with_context(client::Logging)
+            .map_err(|e| client::creation_error(&self.name, e))?;
+        let topic = NewTopic::new(&self.name, partitions, TopicReplication::Fixed(1));
+        let results = admin
+            .create_topics([&topic], &AdminOptions::new())
+            .await
+            .map_err(|e| Error::kafka(&self.name, e))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code)) => {
+                    return Err(Error::kafka(
+                        &self.name,
+                        rdkafka::error::KafkaError::AdminOp(code),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<K, V> Topic<K, V>
+where
+    K: Send + Sync + 'static,
+    V: Send + Sync + 'static,
+{
+    /// Reads the topic directly, outside handlers: a stream of its messages. An offset is
+    /// committed once the message at it (and every earlier one) has been dropped. With
+    /// [`stop_at_end`](Topic::stop_at_end) the stream ends at the end of every partition; it
+    /// also ends (after logging the error) if the consumer fails for good.
+    ///
+    /// The consumer commits in the background; once the stream is dropped it commits a last
+    /// time and leaves its group. [`TopicStream::close`] ends the stream and waits for that, so
+    /// a consumer of the same group started next begins where this one stopped.
+    ///
+    /// ```no_run
+    /// use futures::StreamExt;
+    ///
+    /// # async fn demo() -> Result<(), slipstream::Error> {
+    /// let topic: slipstream::Topic = slipstream::Topic::new("emoji").stop_at_end(true);
+    /// let mut messages = topic.stream()?;
+    /// while let Some(msg) = messages.next().await {
+    ///     println!("{msg}");
+    /// }
+    /// messages.close().await; // committed, and out of the group
+    /// # Ok(()) }
+    /// ```
+    pub fn stream(&self) -> Result<TopicStream<K, V>, Error> {
+        let (messages, committer) = self.consume(None, Arc::default(), None)?;
+        let (done, closed) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            committer.await;
+            let _ = done.send(true);
+        });
+        Ok(TopicStream { messages, closed })
+    }
+
+    /// A new consumer: its decoded messages, and the work that commits what has been handled
+    /// (it ends after the stream does, with a last commit).
+    fn consume(
+        &self,
+        stop: Option<Arc<dyn Fn(Error) + Send + Sync>>,
+        failed: Arc<std::sync::atomic::AtomicBool>,
+        fatal: Option<Arc<dyn Fn(Error) + Send + Sync>>,
+    ) -> Result<(BoxStream<'static, Message<K, V>>, Committer), Error> {
+        let undecodable = self.undecodable_policy(stop)?;
+        let running = self.start_consumer(failed)?;
+        let committer = Box::pin(Arc::clone(&running).commit_loop(self.commit_interval));
+        let messages = consumer::messages(
+            running,
+            Arc::clone(&self.key_codec),
+            Arc::clone(&self.value_codec),
+            undecodable,
+            self.pause.clone(),
+            self.stop_at_end,
+            fatal,
+        );
+        Ok((messages.boxed(), committer))
+    }
+}
+
+impl<K, V> std::fmt::Debug for Topic<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Topic")
+            .field("name", &self.name)
+            .field("conf", &self.conf)
+            .field("dry", &self.dry)
+            .field("start", &self.start)
+            .field("stop_at_end", &self.stop_at_end)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V> Pausable for Topic<K, V> {
+    fn pause_handle(&self) -> PauseHandle {
+        self.pause.clone()
+    }
+}
+
+impl<K, V> SourceHandle for Topic<K, V>
+where
+    K: Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    type Item = Message<K, V>;
+    type Stream = TopicFeed<K, V>;
+
+    fn subscribe(
+        &'static self,
+        cx: &mut BuildCx<'_>,
+    ) -> Result<SourceStream<TopicFeed<K, V>>, Error> {
+        let key = self as *const Self as usize;
+        if !cx.has_hub(key) {
+            let stop = (cx.policy() == OnError::Stop).then(|| cx.failer());
+            let fatal = Some(cx.failer());
+            let (messages, committer) = self.consume(stop, cx.failed_flag(), fatal)?;
+            cx.add_background(committer);
+            if let Some(running) = self.running() {
+                let probe: Arc<dyn slipstream_core::__component::ConsumerProbe> = running.clone();
+                cx.watch_consumer(running.status(), Arc::downgrade(&probe));
+            }
+            // The consumer applies the topic's pause itself (pausing its assignment), so the
+            // hub's own switch is never flipped.
+            cx.hub(key, || Hub::external(messages, PauseHandle::new()));
+        }
+        let feed = cx
+            .hub::<Message<K, V>>(key, || unreachable!("created above"))
+            .subscribe();
+        let current = cx.shared::<CurrentMessage>();
+        cx.set_origin(current.clone());
+        Ok(SourceStream::internal(TopicFeed {
+            feed,
+            holding: false,
+            current,
+        }))
+    }
+}
+
+impl<K, V, T> SinkHandle<T> for Topic<K, V>
+where
+    K: Send + Sync + 'static,
+    V: Send + Sync + 'static,
+    TopicSink<K, V>: slipstream_core::Sink<T>,
+{
+    type Sink = TopicSink<K, V>;
+
+    fn writer(&'static self, cx: &mut BuildCx<'_>) -> Result<TopicSink<K, V>, Error> {
+        Ok(TopicSink::new(
+            self.producer()?,
+            cx.shared::<CurrentMessage>(),
+        ))
+    }
+}
+
+/// The messages of a topic read on its own ([`Topic::stream`]).
+pub struct TopicStream<K, V> {
+    messages: BoxStream<'static, Message<K, V>>,
+    /// Turns true once the consumer has committed a last time and closed.
+    closed: tokio::sync::watch::Receiver<bool>,
+}
+
+impl<K, V> TopicStream<K, V> {
+    /// Ends the stream and waits until its consumer has committed the offsets of the messages
+    /// handled (dropped) and left its group.
+    pub async fn close(self) {
+        let closed = self.closed();
+        drop(self);
+        closed.await;
+    }
+
+    /// Resolves once the stream has ended (or was dropped) and its consumer has committed a last
+    /// time and left its group: take it before dropping the stream to wait for that later.
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut closed = self.closed.clone();
+        async move {
+            // An error means the committing task is gone (its runtime shut down): nothing to
+            // wait for.
+            let _ = closed.wait_for(|done| *done).await;
+        }
+    }
+}
+
+impl<K, V> Stream for TopicStream<K, V> {
+    type Item = Message<K, V>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message<K, V>>> {
+        self.messages.poll_next_unpin(cx)
+    }
+}
+
+impl<K, V> std::fmt::Debug for TopicStream<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicStream").finish_non_exhaustive()
+    }
+}
+
+/// A handler's subscription to a topic. It holds on to the message it delivered last until the
+/// handler asks for the next one — by then the handler and all its sinks have finished with it —
+/// so that its offset is not committed earlier.
+pub struct TopicFeed<K, V> {
+    feed: Feed<Message<K, V>>,
+    /// Whether `current` holds the ack of the message this feed delivered last.
+    holding: bool,
+    current: Arc<CurrentMessage>,
+}
+
+impl<K, V> Stream for TopicFeed<K, V> {
+    type Item = Message<K, V>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message<K, V>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.feed).poll_next(cx);
+        // The handler asks for the next message: it is done with the last one, whose ack the
+        // next one replaces (one lock per message).
+        match &polled {
+            Poll::Ready(Some(message)) => {
+                this.current.set(message.ack.clone());
+                this.holding = message.ack.is_some();
+            }
+            _ if this.holding => {
+                this.current.set(None);
+                this.holding = false;
+            }
+            _ => {}
+        }
+        polled
+    }
+}
+
+impl<K, V> std::fmt::Debug for TopicFeed<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicFeed").finish_non_exhaustive()
+    }
+}
