@@ -28,11 +28,13 @@ trap cleanup EXIT
 echo "== cargo fmt --check"
 cargo fmt --all --check
 
-echo "== cargo clippy"
-cargo clippy --workspace --all-targets -- -D warnings
-
 echo "== cargo test (Kafka tests against librdkafka's mock cluster)"
 cargo test --workspace
+
+# After the tests, so that the log shows each C/C++ library compiled once ("Compiling") and
+# then only checked.
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
 
 echo "== Kafka tests against a real broker (tansu)"
 if ! wait "$broker_install"; then

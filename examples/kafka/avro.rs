@@ -1,8 +1,9 @@
 //! Run with: cargo run --example avro
 //!
 //! A custom codec: Avro with a schema (the `apache-avro` crate), as the seed's `AvroCodec`.
-//! Any type that implements `slipstream::Codec` can encode a topic's keys or values. Uses the
-//! embedded broker unless `SLIPSTREAM_BOOTSTRAP_SERVERS` is set. Prints:
+//! Any type that implements `Codec` (`slipstream::Codec` with the `kafka` feature) can encode a
+//! topic's keys or values. Uses the embedded broker unless `SLIPSTREAM_BOOTSTRAP_SERVERS` is
+//! set. Prints:
 //! ```text
 //! Emoji { name: "trophy", emoji: "🏆" }
 //! Emoji { name: "fish", emoji: "🐟" }

@@ -51,6 +51,19 @@ async fn the_app_recovers_when_the_broker_comes_back() {
         producer.send("k", format!("{i}")).await.unwrap();
     }
     until(30, || SEEN.len() == 20).await;
+    // Wait until those 20 are committed: taken down before that, the broker would rightly have
+    // them read again (at-least-once); this test checks that nothing is lost or repeated after.
+    let committed = format!("topic=\"{}\"", *NAME);
+    within(30, async {
+        while !handle.metrics().await.lines().any(|line| {
+            line.starts_with("slipstream_topic_partition_committed_offset{")
+                && line.contains(&committed)
+                && line.ends_with(" 20")
+        }) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
 
     cluster().send(Command::Down); // the broker goes down
     let sending = tokio::spawn(async move {
