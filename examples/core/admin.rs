@@ -1,8 +1,8 @@
 //! Run with: cargo run --example admin
 //!
 //! The built-in admin server (cargo feature `http`) beside a small pipeline: a timer makes a
-//! number every 100 ms, `check` rejects the multiples of 7 (logged and counted as errors; the
-//! pipeline goes on) and prints the others:
+//! number every 100 ms, `check` rejects the multiples of 7 (`on_error = "skip"`: logged,
+//! counted as errors, and the pipeline goes on) and prints the others:
 //! ```text
 //! accepted 1
 //! accepted 2
@@ -40,7 +40,7 @@ fn count() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-#[handle(source = NUMBERS, sink = [print])]
+#[handle(source = NUMBERS, sink = [print], on_error = "skip")]
 fn check(n: u64) -> anyhow::Result<String> {
     anyhow::ensure!(!n.is_multiple_of(7), "{n} is a multiple of 7");
     Ok(format!("accepted {n}"))

@@ -1,15 +1,18 @@
 //! Run with: cargo run --example errors
 //!
-//! A handler that returns `Err` or panics is logged (on standard error, with the handler's
-//! name) and the stream goes on with the next item. A handler with `on_error = "stop"` stops
-//! the application instead, and `run()` returns its error. Prints on standard output:
+//! No failed item is lost silently. A handler with `on_error = "skip"` logs (on standard error,
+//! with the handler's name) and counts an item it returns `Err` or panics on, and goes on with
+//! the next item. By default (`stop`) a failure stops the application before the item is
+//! acknowledged, and `run()` returns its error; `retry = N` tries the item again first. Prints
+//! on standard output:
 //! ```text
 //! parsed 1
 //! parsed 3
 //! checked 1
 //! run() returned: handler `checked` failed: 7 is too large
 //! ```
-//! while standard error logs the failures of `parsed` (for "two" and the panic on "").
+//! while standard error logs the failures of `parsed` (for "two" and the panic on "") and the
+//! two retries of `checked` on 7.
 
 use futures::StreamExt;
 use futures::stream::{self, Stream};
@@ -26,7 +29,7 @@ fn words() -> impl Stream<Item = &'static str> {
 }
 
 /// Fails on "two" (and is logged), panics on "" (and is logged), goes on after both.
-#[handle(source = words(), sink = [print])]
+#[handle(source = words(), sink = [print], on_error = "skip")]
 fn parsed(word: &'static str) -> Result<String, std::num::ParseIntError> {
     if word.is_empty() {
         panic!("an empty word");
@@ -40,9 +43,9 @@ fn numbers() -> impl Stream<Item = u32> {
         .chain(stream::pending())
 }
 
-/// Starts once `parsed` is done; stops the whole application on its first error (its source
-/// would never end otherwise).
-#[handle(source = numbers(), sink = [print], on_error = "stop")]
+/// Starts once `parsed` is done; tries a failing item twice more, then stops the whole
+/// application (the default policy; its source would never end otherwise).
+#[handle(source = numbers(), sink = [print], retry = 2, backoff_ms = 10)]
 async fn checked(n: u32) -> anyhow::Result<String> {
     anyhow::ensure!(n < 5, "{n} is too large");
     Ok(format!("checked {n}"))

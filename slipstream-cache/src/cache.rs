@@ -16,12 +16,11 @@ use rocksdb::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::mpsc;
 
-use slipstream_core::__component::Hub;
+use slipstream_core::__component::{Hub, Outside, lock};
 use slipstream_core::{
     BoxError, BuildCx, CacheErrorKind, Error, Feed, Pausable, PauseHandle, Sink, SinkHandle,
-    SourceHandle, SourceStream,
+    SourceHandle, SourceStream, Writer,
 };
 
 pub use iter::{Items, Iter, Keys, KeysOf, PairsOf, Project, Snapshot, Values, ValuesOf};
@@ -163,6 +162,7 @@ impl CacheOptions {
             family: None,
             pause: PauseHandle::new(),
             updates: std::sync::OnceLock::new(),
+            outside: std::sync::Mutex::new(None),
             _types: PhantomData,
         })
     }
@@ -205,6 +205,8 @@ pub struct Cache<K, V> {
     pause: PauseHandle,
     /// Updates for readers outside handlers ([`Cache::updates`]), once one asks.
     updates: std::sync::OnceLock<tokio::sync::broadcast::Sender<(K, V)>>,
+    /// Publishes into the running update feed from outside handlers ([`Cache::send`]).
+    outside: std::sync::Mutex<Option<Outside<(K, V)>>>,
     _types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -273,6 +275,7 @@ impl<K, V> Cache<K, V> {
             family: Some(name.to_owned()),
             pause: PauseHandle::new(),
             updates: std::sync::OnceLock::new(),
+            outside: std::sync::Mutex::new(None),
             _types: PhantomData,
         })
     }
@@ -465,9 +468,15 @@ where
     K: Clone + Send + 'static,
     V: Clone + Send + 'static,
 {
+    fn key(&'static self) -> usize {
+        self as *const Self as usize
+    }
+
+    /// The cache's update hub in this run, created by the first handler that names it.
     fn hub<'cx>(&'static self, cx: &'cx mut BuildCx<'_>) -> &'cx mut Hub<(K, V)> {
-        let key = self as *const Self as usize;
-        cx.hub(key, || Hub::writers(self.pause.clone()))
+        let hub = cx.hub(self.key(), || Hub::writers(self.pause.clone()));
+        *lock(&self.outside) = hub.outside();
+        hub
     }
 }
 
@@ -508,6 +517,42 @@ where
     }
 }
 
+impl<K, V> Cache<K, V>
+where
+    K: CacheKey + Clone + Send + Sync + 'static,
+    V: Serialize + Clone + Send + Sync + 'static,
+{
+    /// Stores `(key, value)` and publishes it, from outside handlers (an HTTP endpoint, say),
+    /// like the original's `await cache(key, value)`: to the handlers reading the cache's
+    /// update feed in the running application (waiting for room) and to [`updates`](Cache::updates)
+    /// readers. What a sink of a handler does, for code that is not a handler.
+    ///
+    /// ```no_run
+    /// # async fn demo(cache: &'static slipstream::Cache<String, String>) -> Result<(), slipstream::Error> {
+    /// cache.send("trophy".to_owned(), "🏆".to_owned()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send(&self, key: K, value: V) -> Result<(), Error> {
+        self.put(&key, &value)?;
+        self.publish_update(&key, &value);
+        let outside = lock(&self.outside).clone();
+        if let Some(outside) = outside {
+            // A feed that has ended (the application stopped) has nobody left to tell.
+            let _ = outside.send((key, value)).await;
+        }
+        Ok(())
+    }
+
+    /// Tells [`updates`](Cache::updates) readers, if any.
+    fn publish_update(&self, key: &K, value: &V) {
+        if let Some(readers) = self.updates.get()
+            && readers.receiver_count() > 0
+        {
+            let _ = readers.send((key.clone(), value.clone()));
+        }
+    }
+}
+
 impl<K, V> SourceHandle for Cache<K, V>
 where
     K: Clone + Send + Sync + 'static,
@@ -517,7 +562,9 @@ where
     type Stream = Feed<(K, V)>;
 
     fn subscribe(&'static self, cx: &mut BuildCx<'_>) -> Result<SourceStream<Feed<(K, V)>>, Error> {
-        Ok(SourceStream::internal(self.hub(cx).subscribe()))
+        self.hub(cx);
+        let feed = cx.subscribe(self.key(), || unreachable!("created above"));
+        Ok(SourceStream::internal(feed))
     }
 }
 
@@ -529,7 +576,10 @@ where
     type Sink = CacheSink<K, V>;
 
     fn writer(&'static self, cx: &mut BuildCx<'_>) -> Result<CacheSink<K, V>, Error> {
-        let feed = self.hub(cx).writer().expect("a cache's hub takes writers");
+        self.hub(cx);
+        let feed = cx
+            .writer(self.key(), || unreachable!("created above"))
+            .expect("a cache's hub takes writers");
         Ok(CacheSink { cache: self, feed })
     }
 }
@@ -538,7 +588,7 @@ where
 /// cache's update feed.
 pub struct CacheSink<K: 'static, V: 'static> {
     cache: &'static Cache<K, V>,
-    feed: mpsc::Sender<(K, V)>,
+    feed: Writer<(K, V)>,
 }
 
 impl<K, V> std::fmt::Debug for CacheSink<K, V> {
@@ -556,11 +606,7 @@ where
 {
     async fn send(&mut self, (key, value): (K, V)) -> Result<(), BoxError> {
         self.cache.put(&key, &value)?;
-        if let Some(readers) = self.cache.updates.get()
-            && readers.receiver_count() > 0
-        {
-            let _ = readers.send((key.clone(), value.clone()));
-        }
+        self.cache.publish_update(&key, &value);
         self.feed
             .send((key, value))
             .await

@@ -1,6 +1,6 @@
 //! The wiring of one run: what handlers set up when the application starts.
 
-use std::any::{Any, TypeId};
+use std::any::Any;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -8,10 +8,11 @@ use std::sync::{Arc, Weak};
 use crate::shutdown::Shutdown;
 use futures::future::BoxFuture;
 
+use crate::ack::AckScope;
 use crate::error::Error;
-use crate::hub::{Hub, HubSlot};
+use crate::hub::{Feed, Hub, HubSlot, Writer};
 use crate::monitor::{ConsumerProbe, ConsumerStatus};
-use crate::registry::{HandlerInfo, OnError};
+use crate::registry::{HandlerInfo, OnError, Retry};
 use crate::runtime::Controls;
 
 /// A handler's task, ready to be spawned.
@@ -25,6 +26,7 @@ pub(crate) struct Task {
 pub(crate) struct Wiring {
     pub(crate) controls: Arc<Controls>,
     pub(crate) default_policy: OnError,
+    pub(crate) default_retry: Retry,
     hubs: HashMap<usize, Box<dyn HubSlot>>,
     hub_order: Vec<usize>,
     pub(crate) tasks: Vec<Task>,
@@ -33,10 +35,15 @@ pub(crate) struct Wiring {
 }
 
 impl Wiring {
-    pub(crate) fn new(controls: Arc<Controls>, default_policy: OnError) -> Self {
+    pub(crate) fn new(
+        controls: Arc<Controls>,
+        default_policy: OnError,
+        default_retry: Retry,
+    ) -> Self {
         Wiring {
             controls,
             default_policy,
+            default_retry,
             hubs: HashMap::new(),
             hub_order: Vec::new(),
             tasks: Vec::new(),
@@ -47,22 +54,13 @@ impl Wiring {
     /// The pumps of every hub, in the order the hubs were first used; consumes the hubs so that
     /// no writer handle is left behind.
     pub(crate) fn take_pumps(&mut self) -> Vec<BoxFuture<'static, ()>> {
-        let shutdown = self.controls.shutdown.clone();
         let mut hubs = std::mem::take(&mut self.hubs);
         self.hub_order
             .drain(..)
             .filter_map(|key| hubs.remove(&key))
-            .map(|hub| hub.start(&shutdown))
+            .map(|hub| hub.start())
             .collect()
     }
-}
-
-/// Where the item a handler is working on came from, for its failure logs: a source that reads
-/// from partitioned, offset-addressed input (a Kafka topic) registers one with
-/// `BuildCx::set_origin`.
-pub trait ItemOrigin: Send + Sync {
-    /// The current item's partition and offset, if the handler is working on one.
-    fn position(&self) -> Option<(i32, i64)>;
 }
 
 /// The context a handler is wired up in when the application starts.
@@ -73,10 +71,8 @@ pub trait ItemOrigin: Send + Sync {
 pub struct BuildCx<'a> {
     pub(crate) wiring: &'a mut Wiring,
     pub(crate) info: &'static HandlerInfo,
-    /// Values shared by the handler's sources and sinks, one per type.
-    extensions: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
-    /// Where the item being handled came from.
-    pub(crate) origin: Option<Arc<dyn ItemOrigin>>,
+    /// The handler's acknowledgements, once a source or sink asked for them.
+    pub(crate) acks: Option<Arc<AckScope>>,
 }
 
 impl<'a> BuildCx<'a> {
@@ -84,28 +80,17 @@ impl<'a> BuildCx<'a> {
         BuildCx {
             wiring,
             info,
-            extensions: HashMap::new(),
-            origin: None,
+            acks: None,
         }
     }
 
-    /// The value of type `T` shared by this handler's sources and sinks, created on first use
-    /// (how a topic source tells the handler's topic sinks which message is being handled).
+    /// The acknowledgements of the handler being wired up: a source that yields items with
+    /// an [`Ack`](crate::Ack) hands each one in as it yields the item, and a sink that is
+    /// still delivering an output after the handler has moved on takes a holder of the current
+    /// one. Asking for it makes the handler track acknowledgements.
     #[doc(hidden)]
-    pub fn shared<T: Default + Send + Sync + 'static>(&mut self) -> Arc<T> {
-        let value = self
-            .extensions
-            .entry(TypeId::of::<T>())
-            .or_insert_with(|| Arc::new(T::default()));
-        Arc::clone(value)
-            .downcast::<T>()
-            .expect("one type id always holds one type")
-    }
-
-    /// Tells the handler where each item it works on came from (for its failure logs).
-    #[doc(hidden)]
-    pub fn set_origin(&mut self, origin: Arc<dyn ItemOrigin>) {
-        self.origin = Some(origin);
+    pub fn acks(&mut self) -> Arc<AckScope> {
+        Arc::clone(self.acks.get_or_insert_with(Arc::default))
     }
 
     /// The handler being wired up.
@@ -124,6 +109,11 @@ impl<'a> BuildCx<'a> {
         self.info.on_error.unwrap_or(self.wiring.default_policy)
     }
 
+    /// The retry setting of the handler being wired up.
+    pub(crate) fn retry(&self) -> Retry {
+        self.info.retry.unwrap_or(self.wiring.default_retry)
+    }
+
     /// The hub keyed by `key` (the address of the static that owns it), created by `make` the
     /// first time a handler of this run touches it.
     #[doc(hidden)]
@@ -135,11 +125,37 @@ impl<'a> BuildCx<'a> {
         let wiring = &mut *self.wiring;
         let slot = wiring.hubs.entry(key).or_insert_with(|| {
             wiring.hub_order.push(key);
-            Box::new(make())
+            let mut hub = make();
+            hub.set_shutdown(&wiring.controls.shutdown);
+            Box::new(hub)
         });
         let any: &mut dyn Any = slot.as_any();
         any.downcast_mut::<Hub<T>>()
             .expect("one static always holds one item type")
+    }
+
+    /// A subscription of the handler being wired up to the hub keyed by `key` (created by
+    /// `make` if no handler of this run has touched it yet).
+    #[doc(hidden)]
+    pub fn subscribe<T: Clone + Send + 'static>(
+        &mut self,
+        key: usize,
+        make: impl FnOnce() -> Hub<T>,
+    ) -> Feed<T> {
+        let acks = Some(self.acks());
+        self.hub(key, make).subscribe(acks)
+    }
+
+    /// A writer of the handler being wired up into the hub keyed by `key` (created by `make`
+    /// if needed); `None` if that hub reads an external stream.
+    #[doc(hidden)]
+    pub fn writer<T: Clone + Send + 'static>(
+        &mut self,
+        key: usize,
+        make: impl FnOnce() -> Hub<T>,
+    ) -> Option<Writer<T>> {
+        let acks = Some(self.acks());
+        self.hub(key, make).writer(acks)
     }
 
     /// Whether a handler of this run has touched the hub keyed by `key`.

@@ -115,6 +115,10 @@ pub enum Error {
         /// What happened.
         message: String,
     },
+    /// A value was published into a feed (a [`Proxy`](crate::Proxy) from outside handlers) that
+    /// no running handler reads: the application is not running, or the feed has ended.
+    #[error("{0} is not read by a running application")]
+    NotRunning(&'static str),
     /// The admin server could not listen on its address (`App::http`, `SLIPSTREAM_HTTP_ADDR`).
     #[error("cannot start the admin server on `{addr}`: {source}")]
     Http {

@@ -10,10 +10,11 @@ use std::time::Instant;
 
 use futures::{FutureExt, Stream, StreamExt};
 
-use crate::context::{BuildCx, ItemOrigin};
+use crate::ack::{AckScope, Begin, DeadLetter};
+use crate::context::BuildCx;
 use crate::error::{BoxError, Error, panic_message};
 use crate::monitor::{ErrorKind, HandlerStats};
-use crate::registry::OnError;
+use crate::registry::{OnError, Retry};
 use crate::runtime::Controls;
 use crate::sink::{Chain, Sinks};
 
@@ -101,6 +102,16 @@ enum Failure {
     Sink(BoxError),
 }
 
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Handler(error) => write!(f, "{error}"),
+            Failure::Panic(message) => write!(f, "panicked: {message}"),
+            Failure::Sink(error) => write!(f, "a sink failed: {error}"),
+        }
+    }
+}
+
 impl Failure {
     fn kind(&self) -> ErrorKind {
         match self {
@@ -126,12 +137,13 @@ struct Runner {
     name: &'static str,
     sources: &'static [&'static str],
     policy: OnError,
+    retry: Retry,
     /// What the application does when this handler stops it.
     controls: Arc<Controls>,
     /// The handler's state and counters, reported by the application.
     stats: Option<Arc<HandlerStats>>,
-    /// Where the item being handled came from, when its source says.
-    origin: Option<Arc<dyn ItemOrigin>>,
+    /// The acknowledgements of the items it handles, when its sources or sinks use them.
+    acks: Option<Arc<AckScope>>,
 }
 
 impl Runner {
@@ -140,42 +152,82 @@ impl Runner {
             name: cx.info.name,
             sources: cx.info.sources,
             policy: cx.policy(),
+            retry: cx.retry(),
             controls: Arc::clone(&cx.wiring.controls),
             stats: cx.wiring.controls.monitor.handler(cx.info.name),
-            origin: cx.origin.clone(),
+            acks: cx.acks.clone(),
         }
     }
 
-    /// Applies the error policy: logs and goes on, or returns the error that stops the app.
+    /// Logs and counts one failure; `action` says what follows it.
     #[cold]
-    fn fail(&self, failure: Failure) -> Result<(), Error> {
+    fn report(&self, failure: &Failure, action: &str) {
         let handler = self.name;
-        let stop = self.policy == OnError::Stop;
         if let Some(counters) = self.stats.as_ref().and_then(|s| s.counters()) {
             counters.error(failure.kind());
         }
         let source = self.sources.join(", ");
         // Where the item came from, when its source says (a Kafka message's partition and offset).
-        let (partition, offset) = self
-            .origin
-            .as_ref()
-            .and_then(|c| c.position())
-            .map_or((None, None), |(p, o)| (Some(p), Some(o)));
-        match &failure {
+        let item = self.acks.as_ref().and_then(|a| a.describe());
+        let item = item.as_deref();
+        match failure {
             Failure::Handler(error) => {
-                tracing::error!(handler, source, partition, offset, error = %error, stop, "handler returned an error")
+                tracing::error!(handler, source, item, error = %error, action, "handler returned an error")
             }
             Failure::Panic(message) => {
-                tracing::error!(handler, source, partition, offset, panic = %message, stop, "handler panicked")
+                tracing::error!(handler, source, item, panic = %message, action, "handler panicked")
             }
             Failure::Sink(error) => {
-                tracing::error!(handler, source, partition, offset, error = %error, stop, "a sink failed")
+                tracing::error!(handler, source, item, error = %error, action, "a sink failed")
             }
         }
-        if !stop {
-            return Ok(());
+    }
+
+    /// Applies the error policy to a failed item: acknowledges it and goes on (`skip`, or
+    /// `dead_letter` once the source has forwarded it), or fails it and returns the error that
+    /// stops the application.
+    #[cold]
+    async fn fail(&self, failure: Failure) -> Result<(), Error> {
+        match self.policy {
+            OnError::Skip => {
+                self.report(&failure, "skipped");
+                self.end(true);
+                return Ok(());
+            }
+            OnError::DeadLetter(destination) => {
+                self.report(&failure, "dead-lettered");
+                let error = failure.to_string();
+                let letter = DeadLetter {
+                    destination,
+                    handler: self.name,
+                    error: &error,
+                };
+                let forward = self.acks.as_ref().and_then(|a| a.dead_letter(&letter));
+                let refused = match forward {
+                    Some(forward) => match forward.await {
+                        Ok(()) => {
+                            tracing::info!(
+                                handler = self.name,
+                                destination,
+                                "forwarded the failed item to the dead-letter destination"
+                            );
+                            self.end(true);
+                            return Ok(());
+                        }
+                        Err(error) => {
+                            format!("cannot forward the failed item to `{destination}`: {error}")
+                        }
+                    },
+                    None => format!(
+                        "the failed item has no source record to forward to `{destination}`"
+                    ),
+                };
+                tracing::error!(handler = self.name, destination, "{refused}; stopping");
+            }
+            OnError::Stop => self.report(&failure, "stopping"),
         }
-        let handler = Cow::Borrowed(handler);
+        self.end(false);
+        let handler = Cow::Borrowed(self.name);
         Err(match failure {
             Failure::Handler(source) => Error::Handler { handler, source },
             Failure::Panic(message) => Error::Panic { handler, message },
@@ -183,24 +235,47 @@ impl Runner {
         })
     }
 
+    /// Ends the current item's acknowledgement.
+    #[inline]
+    fn end(&self, ok: bool) {
+        if let Some(acks) = &self.acks {
+            acks.end(ok);
+        }
+    }
+
     /// Applies the policy to the handler's outcome and then to the delivery of its outputs.
     #[cold]
-    fn settle(&self, handler: Option<Failure>, delivery: Option<Failure>) -> Result<(), Error> {
-        if let Some(failure) = handler {
-            self.fail(failure)?;
+    async fn settle(
+        &self,
+        handler: Option<Failure>,
+        delivery: Option<Failure>,
+    ) -> Result<(), Error> {
+        // One item, one policy decision: a handler failure takes precedence.
+        match handler.or(delivery) {
+            Some(failure) => self.fail(failure).await,
+            None => {
+                self.end(true);
+                Ok(())
+            }
         }
-        if let Some(failure) = delivery {
-            self.fail(failure)?;
-        }
-        Ok(())
     }
 
     /// Applies the policy to closing the sinks once the source is drained.
     async fn finish(&self, close: impl Future<Output = Result<(), BoxError>>) -> Result<(), Error> {
-        match AssertUnwindSafe(close).catch_unwind().await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => self.fail(Failure::Sink(error)),
-            Err(panic) => self.fail(Failure::Sink(panic_message(&*panic).into())),
+        let failure = match AssertUnwindSafe(close).catch_unwind().await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => Failure::Sink(error),
+            Err(panic) => Failure::Sink(panic_message(&*panic).into()),
+        };
+        self.fail(failure).await
+    }
+
+    /// Waits before retry number `attempt`; false if the application is shutting down.
+    async fn backoff(&self, attempt: u32) -> bool {
+        let shutdown = self.controls.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(self.retry.wait(attempt)) => true,
+            _ = shutdown.wait() => false,
         }
     }
 }
@@ -262,14 +337,22 @@ trait Step<In>: Send + 'static {
     fn close(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send;
 }
 
-/// The loop every handler runs: read an item, process it, apply the error policy.
-fn drive<S, St>(cx: &mut BuildCx<'_>, source: S, mut step: St)
+/// The loop every handler runs: read an item, process it (retrying it if asked), apply the
+/// error policy, end the item's acknowledgement.
+fn drive<S, St>(cx: &mut BuildCx<'_>, source: S, mut step: St, cloner: Cloner<S::Item>)
 where
     S: Stream + Send + 'static,
     S::Item: Send,
     St: Step<S::Item>,
 {
     let runner = Runner::new(cx);
+    let retry = (runner.retry.attempts > 0).then_some(cloner).flatten();
+    if runner.retry.attempts > 0 && retry.is_none() {
+        tracing::warn!(
+            handler = runner.name,
+            "the handler's input is not `Clone`: it cannot be retried"
+        );
+    }
     cx.add_task(Box::pin(async move {
         let mut source = std::pin::pin!(source);
         let mut budget = Budget::default();
@@ -280,25 +363,50 @@ where
         // the loop.
         let counters = runner.stats.as_ref().and_then(|s| s.counters());
         while let Some(item) = source.next().await {
+            if let Some(acks) = &runner.acks
+                && acks.begin() == Begin::Withdrawn
+            {
+                // Its source took it back (a revoked partition, a seek): not handled here.
+                continue;
+            }
             let started = counters.map(|_| Instant::now());
+            let spare = retry.map(|clone| clone(&item));
             let Processed {
                 outputs,
-                outcome,
-                delivery,
+                mut outcome,
+                mut delivery,
             } = step.process(item).await;
             if let (Some(counters), Some(started)) = (counters, started) {
                 counters.record(outputs, started.elapsed());
             }
-            if (outcome.is_some() || delivery.is_some())
-                && let Err(error) = runner.settle(outcome, delivery)
-            {
-                // At once, before the source (and the messages it holds) is dropped: nothing
+            if let (Some(clone), Some(mut spare)) = (retry, spare) {
+                let mut attempt = 0;
+                while (outcome.is_some() || delivery.is_some()) && attempt < runner.retry.attempts {
+                    attempt += 1;
+                    if let Some(failure) = outcome.as_ref().or(delivery.as_ref()) {
+                        runner.report(failure, "retrying");
+                    }
+                    if !runner.backoff(attempt).await {
+                        break;
+                    }
+                    let next = clone(&spare);
+                    let again = step.process(std::mem::replace(&mut spare, next)).await;
+                    (outcome, delivery) = (again.outcome, again.delivery);
+                }
+            }
+            if outcome.is_none() && delivery.is_none() {
+                runner.end(true);
+            } else if let Err(error) = runner.settle(outcome, delivery).await {
+                // At once, before the source (and the items it holds) is dropped: nothing
                 // handled after this failure may count as done, and the other handlers stop
                 // while this one's sinks flush.
                 runner.controls.fail_handler(runner.name, error);
                 break;
             }
             budget.spend().await;
+        }
+        if let Some(acks) = &runner.acks {
+            acks.drain();
         }
         // The sinks are closed (flushed) even when the handler stops the application.
         runner.finish(step.close()).await
@@ -394,8 +502,13 @@ where
 
 /// Runs a sync handler: `handler` gets each item and queues its outputs.
 #[doc(hidden)]
-pub fn drive_sync<S, T, K, F>(cx: &mut BuildCx<'_>, source: S, sinks: Sinks<T, K>, handler: F)
-where
+pub fn drive_sync<S, T, K, F>(
+    cx: &mut BuildCx<'_>,
+    source: S,
+    sinks: Sinks<T, K>,
+    handler: F,
+    cloner: Cloner<S::Item>,
+) where
     S: Stream + Send + 'static,
     S::Item: Send,
     T: Send + 'static,
@@ -403,13 +516,18 @@ where
     F: FnMut(S::Item, &mut Outbox<T>) -> Result<(), BoxError> + Send + 'static,
 {
     let delivery = Delivery::new(sinks);
-    drive(cx, source, SyncStep { handler, delivery });
+    drive(cx, source, SyncStep { handler, delivery }, cloner);
 }
 
 /// Runs an async handler that returns at most one output per item.
 #[doc(hidden)]
-pub fn drive_async<S, T, K, F, Fut>(cx: &mut BuildCx<'_>, source: S, sinks: Sinks<T, K>, handler: F)
-where
+pub fn drive_async<S, T, K, F, Fut>(
+    cx: &mut BuildCx<'_>,
+    source: S,
+    sinks: Sinks<T, K>,
+    handler: F,
+    cloner: Cloner<S::Item>,
+) where
     S: Stream + Send + 'static,
     S::Item: Send,
     T: Send + 'static,
@@ -418,7 +536,7 @@ where
     Fut: Future<Output = Result<Option<T>, BoxError>> + Send,
 {
     let delivery = Delivery::new(sinks);
-    drive(cx, source, AsyncStep { handler, delivery });
+    drive(cx, source, AsyncStep { handler, delivery }, cloner);
 }
 
 /// Runs an async generator-style handler: `handler` gets each item and an [`Emitter`].
@@ -428,6 +546,7 @@ pub fn drive_async_gen<S, T, K, F, Fut>(
     source: S,
     sinks: Sinks<T, K>,
     handler: F,
+    cloner: Cloner<S::Item>,
 ) where
     S: Stream + Send + 'static,
     S::Item: Send,
@@ -441,7 +560,45 @@ pub fn drive_async_gen<S, T, K, F, Fut>(
         failure: None,
         emitted: 0,
     }));
-    drive(cx, source, AsyncGenStep { handler, state });
+    drive(cx, source, AsyncGenStep { handler, state }, cloner);
+}
+
+/// How to clone a handler's input for a retry, when it can be cloned.
+#[doc(hidden)]
+pub type Cloner<T> = Option<fn(&T) -> T>;
+
+/// Finds out whether a handler's input can be cloned (for retries): `#[handle]` calls
+/// `(&clone_probe(&source)).cloner()`, which resolves to [`CanClone`] when the item type is
+/// `Clone` and to [`CannotClone`] otherwise.
+#[doc(hidden)]
+pub struct CloneProbe<T>(std::marker::PhantomData<fn() -> T>);
+
+/// The probe for the items of `source`.
+#[doc(hidden)]
+pub fn clone_probe<S: Stream>(_source: &S) -> CloneProbe<S::Item> {
+    CloneProbe(std::marker::PhantomData)
+}
+
+#[doc(hidden)]
+pub trait CanClone<T> {
+    fn cloner(&self) -> Cloner<T>;
+}
+
+impl<T: Clone> CanClone<T> for CloneProbe<T> {
+    fn cloner(&self) -> Cloner<T> {
+        Some(T::clone)
+    }
+}
+
+#[doc(hidden)]
+pub trait CannotClone<T> {
+    fn cloner(&self) -> Cloner<T>;
+}
+
+impl<T> CannotClone<T> for &CloneProbe<T> {
+    fn cloner(&self) -> Cloner<T> {
+        None
+    }
 }
 
 /// Converts a handler's error into the boxed error the runtime logs or returns.

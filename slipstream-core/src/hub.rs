@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::shutdown::Shutdown;
@@ -10,37 +11,62 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::mpsc;
 
+use crate::ack::{Ack, AckScope};
 use crate::pause::{Gate, PauseHandle};
 
 /// How many items may wait between a hub and each of its subscribers, and between writers and
 /// a hub. Bounded, so a slow handler slows its siblings instead of growing a queue.
 pub(crate) const FEED_CAPACITY: usize = 128;
 
+/// An item on its way through a hub, with its acknowledgement when its source gave it one.
+pub(crate) type Envelope<T> = (T, Option<Ack>);
+
 /// Where a hub's items come from.
 pub(crate) enum HubInput<T> {
     /// A stream from outside the application (it stops when the application shuts down).
-    External(BoxStream<'static, T>),
+    External(BoxStream<'static, Envelope<T>>),
     /// Handlers writing into it (a proxy, a cache); it ends when every writer has finished.
     Writers {
-        tx: mpsc::Sender<T>,
-        rx: mpsc::Receiver<T>,
+        tx: mpsc::Sender<Envelope<T>>,
+        rx: mpsc::Receiver<Envelope<T>>,
     },
 }
 
 /// One shared feed of a run.
 pub struct Hub<T> {
     input: HubInput<T>,
-    subscribers: Vec<mpsc::Sender<T>>,
+    subscribers: Vec<mpsc::Sender<Envelope<T>>>,
+    /// Pauses the hub's readers (and, unless the source applies it itself, the hub's input).
     pause: PauseHandle,
+    /// Whether the hub's own reading of its input obeys `pause`.
+    pump_paused: bool,
+    /// How many handlers write into it.
+    writers_made: usize,
+    shutdown: Shutdown,
 }
 
 impl<T: Clone + Send + 'static> Hub<T> {
-    /// A hub reading a stream that comes from outside the application.
+    /// A hub reading a stream that comes from outside the application, whose items have no
+    /// acknowledgement.
     pub fn external(stream: BoxStream<'static, T>, pause: PauseHandle) -> Self {
+        Self::external_acked(stream.map(|item| (item, None)).boxed(), pause, true)
+    }
+
+    /// A hub reading a stream of items with their acknowledgements. While `pause` is paused
+    /// no item reaches a subscriber; `pump_paused` says whether the hub also stops reading its
+    /// input then (false for a source that applies the pause itself).
+    pub fn external_acked(
+        stream: BoxStream<'static, (T, Option<Ack>)>,
+        pause: PauseHandle,
+        pump_paused: bool,
+    ) -> Self {
         Hub {
             input: HubInput::External(stream),
             subscribers: Vec::new(),
             pause,
+            pump_paused,
+            writers_made: 0,
+            shutdown: Shutdown::new(),
         }
     }
 
@@ -51,29 +77,61 @@ impl<T: Clone + Send + 'static> Hub<T> {
             input: HubInput::Writers { tx, rx },
             subscribers: Vec::new(),
             pause,
+            pump_paused: true,
+            writers_made: 0,
+            shutdown: Shutdown::new(),
         }
     }
 
-    /// A new reader of every item of this hub.
-    pub fn subscribe(&mut self) -> Feed<T> {
+    /// A new reader of every item of this hub, for a handler whose acknowledgements are kept
+    /// in `acks`. Once the hub's pause switch is flipped, nothing more reaches it until resume.
+    pub(crate) fn subscribe(&mut self, acks: Option<Arc<AckScope>>) -> Feed<T> {
         let (tx, rx) = mpsc::channel(FEED_CAPACITY);
         self.subscribers.push(tx);
-        Feed { rx }
+        Feed {
+            rx: Gate::new(
+                Receiver(rx),
+                self.pause.clone(),
+                self.shutdown.clone(),
+                false,
+            ),
+            acks,
+        }
     }
 
-    /// A new writer into this hub (`None` for hubs that read an external stream).
-    pub fn writer(&mut self) -> Option<mpsc::Sender<T>> {
+    /// A new writer into this hub (`None` for hubs that read an external stream); what it
+    /// sends carries the acknowledgement current in `acks`.
+    pub(crate) fn writer(&mut self, acks: Option<Arc<AckScope>>) -> Option<Writer<T>> {
         match &self.input {
-            HubInput::Writers { tx, .. } => Some(tx.clone()),
+            HubInput::Writers { tx, .. } => {
+                self.writers_made += 1;
+                Some(Writer {
+                    tx: tx.clone(),
+                    acks,
+                })
+            }
             HubInput::External(_) => None,
         }
+    }
+
+    /// A handle for publishing into this hub from outside handlers while it runs (it does not
+    /// keep the hub's feed open). `None` for hubs that read an external stream.
+    pub fn outside(&self) -> Option<Outside<T>> {
+        match &self.input {
+            HubInput::Writers { tx, .. } => Some(Outside(tx.downgrade())),
+            HubInput::External(_) => None,
+        }
+    }
+
+    pub(crate) fn set_shutdown(&mut self, shutdown: &Shutdown) {
+        self.shutdown = shutdown.clone();
     }
 }
 
 /// The type-erased side of a hub the runtime starts.
 pub(crate) trait HubSlot: Send {
     fn as_any(&mut self) -> &mut dyn Any;
-    fn start(self: Box<Self>, shutdown: &Shutdown) -> BoxFuture<'static, ()>;
+    fn start(self: Box<Self>) -> BoxFuture<'static, ()>;
 }
 
 impl<T: Clone + Send + 'static> HubSlot for Hub<T> {
@@ -81,49 +139,76 @@ impl<T: Clone + Send + 'static> HubSlot for Hub<T> {
         self
     }
 
-    fn start(self: Box<Self>, shutdown: &Shutdown) -> BoxFuture<'static, ()> {
+    fn start(self: Box<Self>) -> BoxFuture<'static, ()> {
         let Hub {
             input,
             subscribers,
             pause,
+            pump_paused,
+            writers_made,
+            shutdown,
         } = *self;
+        let pause = if pump_paused {
+            pause
+        } else {
+            PauseHandle::new()
+        };
         match input {
-            HubInput::External(stream) => pump(
-                Gate::new(stream, pause, shutdown.clone(), true),
-                subscribers,
-            )
-            .boxed(),
+            HubInput::External(stream) => {
+                pump(Gate::new(stream, pause, shutdown, true), subscribers).boxed()
+            }
             // Dropping `tx` here leaves the writers' handles as the only senders: the feed
-            // ends when the last writer finishes.
+            // ends when the last writer finishes. A hub no handler writes into is fed from
+            // outside handlers: it stays open until shutdown.
             HubInput::Writers { tx, rx } => {
-                drop(tx);
-                pump(
-                    Gate::new(Feed { rx }, pause, shutdown.clone(), false),
+                let fed = pump(
+                    Gate::new(Receiver(rx), pause, shutdown.clone(), false),
                     subscribers,
-                )
-                .boxed()
+                );
+                if writers_made > 0 {
+                    drop(tx);
+                    fed.boxed()
+                } else {
+                    async move {
+                        let hold = async move {
+                            shutdown.wait().await;
+                            drop(tx);
+                        };
+                        futures::join!(fed, hold);
+                    }
+                    .boxed()
+                }
             }
         }
     }
 }
 
 /// Sends every item to every subscriber, in order, waiting for room in each (back-pressure).
+/// Each subscriber gets its own holder of the item's acknowledgement.
 async fn pump<T: Clone + Send>(
-    stream: impl Stream<Item = T> + Send,
-    mut subs: Vec<mpsc::Sender<T>>,
+    stream: impl Stream<Item = Envelope<T>> + Send,
+    mut subs: Vec<mpsc::Sender<Envelope<T>>>,
 ) {
     let mut stream = std::pin::pin!(stream);
-    while let Some(item) = stream.next().await {
+    // A hub no handler reads (a cache only written to) is done with an item at once; one whose
+    // readers have all stopped drops it unhandled.
+    let unread = subs.is_empty();
+    while let Some((item, ack)) = stream.next().await {
         let Some((last, rest)) = subs.split_last() else {
+            if let Some(ack) = ack
+                && unread
+            {
+                ack.done();
+            }
             continue;
         };
         let mut gone = Vec::new();
         for (i, sub) in rest.iter().enumerate() {
-            if sub.send(item.clone()).await.is_err() {
+            if sub.send((item.clone(), ack.clone())).await.is_err() {
                 gone.push(i);
             }
         }
-        if last.send(item).await.is_err() {
+        if last.send((item, ack)).await.is_err() {
             gone.push(subs.len() - 1);
         }
         // A subscriber whose handler stopped no longer receives; the others go on.
@@ -133,21 +218,98 @@ async fn pump<T: Clone + Send>(
     }
 }
 
-/// A subscriber's side of a hub: a stream of every item of the hub.
+/// The receiving end of a hub's channel, as a stream.
+pub(crate) struct Receiver<T>(mpsc::Receiver<T>);
+
+impl<T> Stream for Receiver<T> {
+    type Item = T;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// A subscriber's side of a hub: a stream of every item of the hub. Each item's
+/// acknowledgement goes to the handler's scope as the item is yielded.
 pub struct Feed<T> {
-    rx: mpsc::Receiver<T>,
+    rx: Gate<Receiver<Envelope<T>>>,
+    acks: Option<Arc<AckScope>>,
 }
 
 impl<T> Stream for Feed<T> {
     type Item = T;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        self.rx.poll_recv(cx)
+        let this = &mut *self;
+        match Pin::new(&mut this.rx).poll_next(cx) {
+            Poll::Ready(Some((item, ack))) => {
+                if let Some(ack) = ack {
+                    match &this.acks {
+                        Some(scope) => scope.hand_in(ack),
+                        // Read outside a handler: taking it is handling it.
+                        None => ack.done(),
+                    }
+                }
+                Poll::Ready(Some(item))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
 impl<T> std::fmt::Debug for Feed<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Feed").finish_non_exhaustive()
+    }
+}
+
+/// Publishes into a hub from outside handlers, while the hub runs.
+pub struct Outside<T>(mpsc::WeakSender<Envelope<T>>);
+
+impl<T> Outside<T> {
+    /// Sends `item` into the hub, waiting for room; `Err` (with the item) when the hub's feed
+    /// has ended.
+    pub async fn send(&self, item: T) -> Result<(), T> {
+        match self.0.upgrade() {
+            Some(tx) => tx.send((item, None)).await.map_err(|e| e.0.0),
+            None => Err(item),
+        }
+    }
+}
+
+impl<T> Clone for Outside<T> {
+    fn clone(&self) -> Self {
+        Outside(self.0.clone())
+    }
+}
+
+/// A writer into a hub: what a handler sends through it carries the acknowledgement of the
+/// item the handler is working on, so that item is done only once the hub's readers are.
+pub struct Writer<T> {
+    tx: mpsc::Sender<Envelope<T>>,
+    acks: Option<Arc<AckScope>>,
+}
+
+impl<T> Writer<T> {
+    /// Sends `item` into the hub, waiting for room; `Err` once the hub has stopped reading.
+    pub async fn send(&self, item: T) -> Result<(), T> {
+        let ack = self.acks.as_ref().and_then(|scope| scope.current());
+        self.tx.send((item, ack)).await.map_err(|e| e.0.0)
+    }
+}
+
+impl<T> Clone for Writer<T> {
+    fn clone(&self) -> Self {
+        Writer {
+            tx: self.tx.clone(),
+            acks: self.acks.clone(),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Writer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").finish_non_exhaustive()
     }
 }

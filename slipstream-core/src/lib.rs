@@ -4,6 +4,7 @@
 
 #![warn(missing_docs)]
 
+mod ack;
 pub mod checkpoint;
 mod context;
 mod error;
@@ -21,29 +22,30 @@ pub mod sink;
 pub mod source;
 mod sync;
 
+pub use ack::{Ack, Acknowledge, DeadLetter};
 pub use checkpoint::{
     Checkpoint, CheckpointBuilder, CheckpointStore, CheckpointView, Dependency, DependencyView,
     Heartbeat, Marker,
 };
 pub use context::BuildCx;
 pub use error::{BoxError, CacheErrorKind, Error, Result};
-pub use hub::Feed;
+pub use hub::{Feed, Writer};
 pub use monitor::{HandlerCounters, HandlerState, HandlerStatus, Health};
 pub use pause::{Pausable, PauseHandle};
 pub use proxy::{Proxy, ProxySink};
-pub use registry::{HandlerInfo, OnError, handlers};
+pub use registry::{HandlerInfo, OnError, Retry, handlers};
 pub use runtime::{App, AppHandle, on_shutdown, on_shutdown_async, run};
 pub use shutdown::Shutdown;
 pub use sink::{IntoSink, Print, Sink, SinkHandle, print};
-pub use source::{IntoSource, Shared, SourceHandle, SourceStream, Timer, timer};
+pub use source::{Acked, IntoSource, Shared, SourceHandle, SourceStream, Timer, acked, timer};
 
 /// What slipstream's component crates (`slipstream-kafka`, `slipstream-cache`) build on: the
 /// runtime's shared feeds and the consumer reports of the admin server. Not a public API: those
 /// crates are released together with this one.
 #[doc(hidden)]
 pub mod __component {
-    pub use crate::context::ItemOrigin;
-    pub use crate::hub::Hub;
+    pub use crate::ack::AckScope;
+    pub use crate::hub::{Hub, Outside};
     pub use crate::monitor::{ConsumerProbe, ConsumerStatus, PartitionReport};
     pub use crate::sync::lock;
 }
@@ -53,11 +55,54 @@ pub mod __component {
 pub mod __private {
     pub use crate::context::BuildCx;
     pub use crate::handler::{
-        Emitter, GenReturn, Outbox, drive_async, drive_async_gen, drive_sync, emit, handler_error,
-        returning,
+        CanClone, CannotClone, Emitter, GenReturn, Outbox, clone_probe, drive_async,
+        drive_async_gen, drive_sync, emit, handler_error, returning,
     };
     pub use crate::registry::HandlerInfo;
     pub use crate::sink::Sinks;
     pub use crate::source::{boxed, merge, pipe, source};
     pub use inventory;
+}
+
+#[cfg(test)]
+mod layering {
+    /// The runtime knows no component: Kafka, the cache and checkpoints reach it only through
+    /// its traits (sources, sinks, acknowledgements), as a third party's would.
+    #[test]
+    fn the_runtime_modules_name_no_component() {
+        let runtime = [
+            ("handler", include_str!("handler.rs")),
+            ("context", include_str!("context.rs")),
+            ("runtime", include_str!("runtime.rs")),
+            ("source", include_str!("source.rs")),
+            ("sink", include_str!("sink.rs")),
+            ("hub", include_str!("hub.rs")),
+            ("pause", include_str!("pause.rs")),
+            ("registry", include_str!("registry.rs")),
+            ("shutdown", include_str!("shutdown.rs")),
+            ("ack", include_str!("ack.rs")),
+        ];
+        for (module, text) in runtime {
+            for (n, line) in text.lines().enumerate() {
+                let code = line.trim_start();
+                if code.starts_with("//") {
+                    continue;
+                }
+                for component in [
+                    "kafka",
+                    "cache",
+                    "checkpoint",
+                    "Kafka",
+                    "Cache",
+                    "Checkpoint",
+                ] {
+                    assert!(
+                        !code.contains(component),
+                        "{module}.rs:{}: names `{component}`: {line}",
+                        n + 1
+                    );
+                }
+            }
+        }
+    }
 }

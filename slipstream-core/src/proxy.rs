@@ -2,21 +2,22 @@
 
 use std::marker::PhantomData;
 
-use tokio::sync::mpsc;
-
 use crate::context::BuildCx;
 use crate::error::{BoxError, Error};
-use crate::hub::{Feed, Hub};
+use crate::hub::{Feed, Hub, Outside, Writer};
 use crate::pause::{Pausable, PauseHandle};
 use crate::sink::{Sink, SinkHandle};
 use crate::source::{SourceHandle, SourceStream};
+use crate::sync::lock;
+use std::sync::Mutex;
 
 /// A channel between handlers: handlers that name it as a sink write into it, and every handler
 /// that names it as a source receives every value written (a clone each).
 ///
 /// Declare it once as a static and name it by its path in `sink = [..]` and `source = ..`.
 /// Its feed ends when every handler writing into it has finished, so a finite pipeline through
-/// proxies still lets `run()` return.
+/// proxies still lets `run()` return; a proxy no handler writes into is fed from outside
+/// handlers ([`send`](Proxy::send)) and stays open until shutdown.
 ///
 /// ```
 /// use std::sync::LazyLock;
@@ -37,6 +38,8 @@ use crate::source::{SourceHandle, SourceStream};
 /// ```
 pub struct Proxy<T> {
     pause: PauseHandle,
+    /// Publishes into the running feed from outside handlers.
+    outside: Mutex<Option<Outside<T>>>,
     _item: PhantomData<fn(T) -> T>,
 }
 
@@ -45,13 +48,55 @@ impl<T: Clone + Send + 'static> Proxy<T> {
     pub fn new() -> Self {
         Proxy {
             pause: PauseHandle::new(),
+            outside: Mutex::new(None),
             _item: PhantomData,
         }
     }
 
+    fn key(&'static self) -> usize {
+        self as *const Self as usize
+    }
+
+    /// The proxy's hub in this run, created by the first handler that names it.
     fn hub<'cx>(&'static self, cx: &'cx mut BuildCx<'_>) -> &'cx mut Hub<T> {
-        let key = self as *const Self as usize;
-        cx.hub(key, || Hub::writers(self.pause.clone()))
+        let hub = cx.hub(self.key(), || Hub::writers(self.pause.clone()));
+        *lock(&self.outside) = hub.outside();
+        hub
+    }
+
+    /// Sends `value` to every handler reading the proxy, from outside handlers (an HTTP
+    /// endpoint feeding the pipeline, say), like the original's `await proxy(value)`; waits
+    /// for room (back-pressure).
+    ///
+    /// The running application's feed takes it while it runs: until shutdown when no handler
+    /// writes into the proxy, until its last writer finishes otherwise. Fails with
+    /// [`Error::NotRunning`] when no running handler reads the proxy.
+    ///
+    /// ```no_run
+    /// use std::sync::LazyLock;
+    /// use slipstream::prelude::*;
+    ///
+    /// static ORDERS: LazyLock<Proxy<String>> = LazyLock::new(Proxy::new);
+    ///
+    /// #[handle(source = ORDERS, sink = [print])]
+    /// fn order(id: String) -> String {
+    ///     format!("order {id}")
+    /// }
+    ///
+    /// # async fn endpoint() -> Result<(), slipstream::Error> {
+    /// // In an HTTP handler, while `run()` runs:
+    /// ORDERS.send("42".to_owned()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send(&self, value: T) -> Result<(), Error> {
+        let outside = lock(&self.outside).clone();
+        match outside {
+            Some(outside) => outside
+                .send(value)
+                .await
+                .map_err(|_| Error::NotRunning("the proxy")),
+            None => Err(Error::NotRunning("the proxy")),
+        }
     }
 }
 
@@ -80,7 +125,9 @@ impl<T: Clone + Send + 'static> SourceHandle for Proxy<T> {
     type Stream = Feed<T>;
 
     fn subscribe(&'static self, cx: &mut BuildCx<'_>) -> Result<SourceStream<Feed<T>>, Error> {
-        Ok(SourceStream::internal(self.hub(cx).subscribe()))
+        self.hub(cx);
+        let feed = cx.subscribe(self.key(), || unreachable!("created above"));
+        Ok(SourceStream::internal(feed))
     }
 }
 
@@ -88,15 +135,20 @@ impl<T: Clone + Send + 'static> SinkHandle<T> for Proxy<T> {
     type Sink = ProxySink<T>;
 
     fn writer(&'static self, cx: &mut BuildCx<'_>) -> Result<ProxySink<T>, Error> {
-        let tx = self.hub(cx).writer().expect("a proxy's hub takes writers");
+        self.hub(cx);
+        let tx = cx
+            .writer(self.key(), || unreachable!("created above"))
+            .expect("a proxy's hub takes writers");
         Ok(ProxySink { tx })
     }
 }
 
-/// A handler's writer into a [`Proxy`].
+/// A handler's writer into a [`Proxy`]. What it sends carries the acknowledgement of the
+/// item the handler is working on: that item is done only once the proxy's readers are done
+/// with what was made from it.
 #[derive(Debug)]
 pub struct ProxySink<T> {
-    tx: mpsc::Sender<T>,
+    tx: Writer<T>,
 }
 
 impl<T: Send + 'static> Sink<T> for ProxySink<T> {

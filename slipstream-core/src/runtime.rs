@@ -15,7 +15,7 @@ use crate::context::{BuildCx, Wiring};
 use crate::error::{Error, panic_message};
 use crate::monitor::{HandlerStatus, Health, Monitor};
 use crate::pause::PauseHandle;
-use crate::registry::{HandlerInfo, OnError, handlers};
+use crate::registry::{HandlerInfo, OnError, Retry, handlers};
 use crate::sync::lock;
 
 /// Runs every handler registered with `#[handle]` until every finite source is drained and
@@ -265,7 +265,7 @@ impl std::fmt::Debug for AppHandle {
 /// #[tokio::main]
 /// async fn main() -> anyhow::Result<()> {
 ///     App::new()
-///         .on_error(OnError::Stop)          // stop on the first handler failure
+///         .on_error(OnError::Skip)          // log, count and skip failed items
 ///         .on_shutdown(|| println!("bye"))  // this app's own exit hook
 ///         .run()
 ///         .await?;
@@ -276,6 +276,7 @@ pub struct App {
     controls: Arc<Controls>,
     filter: Filter,
     policy: OnError,
+    retry: Retry,
     signals: bool,
     logging: bool,
     hooks: Vec<Hook>,
@@ -297,7 +298,7 @@ impl Default for App {
 
 impl App {
     /// An application running every registered handler, stopping on Ctrl-C / SIGTERM,
-    /// continuing after handler failures, and logging to standard error (unless a `tracing`
+    /// stopping on the first item a handler fails (see [`OnError`]), and logging to standard error (unless a `tracing`
     /// subscriber is already installed; `RUST_LOG` sets the level, `info` by default).
     pub fn new() -> Self {
         App {
@@ -311,7 +312,8 @@ impl App {
                 http: tokio::sync::watch::Sender::new(crate::http::Listening::Unknown),
             }),
             filter: Filter::All,
-            policy: OnError::Continue,
+            policy: OnError::Stop,
+            retry: Retry::NONE,
             signals: true,
             logging: true,
             hooks: Vec::new(),
@@ -339,6 +341,12 @@ impl App {
     /// The error policy of every handler that does not set its own `on_error`.
     pub fn on_error(mut self, policy: OnError) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// The retry setting of every handler that does not set its own `retry` (none by default).
+    pub fn retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
         self
     }
 
@@ -524,7 +532,7 @@ impl App {
         }
         // Only now: health must not see a started run without its handlers.
         controls.monitor.start();
-        let mut wiring = Wiring::new(Arc::clone(&controls), self.policy);
+        let mut wiring = Wiring::new(Arc::clone(&controls), self.policy, self.retry);
         for info in &selected {
             let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 (info.build)(&mut BuildCx::new(&mut wiring, info))

@@ -1,7 +1,7 @@
 //! Sources: what feeds handlers.
 
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use futures::stream::{self, BoxStream, SelectAll};
 use futures::{Stream, StreamExt};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
+use crate::ack::{Ack, AckScope};
 use crate::context::BuildCx;
 use crate::error::Error;
 use crate::hub::{Feed, Hub};
@@ -86,6 +87,8 @@ pub mod markers {
     pub enum Stream {}
     /// A shared handle.
     pub enum Handle {}
+    /// A stream of items with their acknowledgements.
+    pub enum Acked {}
 }
 
 impl<S> IntoSource<markers::Stream> for S
@@ -191,14 +194,97 @@ impl<T: Clone + Send + 'static> SourceHandle for Shared<T> {
 
     fn subscribe(&'static self, cx: &mut BuildCx<'_>) -> Result<SourceStream<Feed<T>>, Error> {
         let key = self as *const Self as usize;
-        let hub = cx.hub(key, || {
+        let feed = cx.subscribe(key, || {
             let stream = lock(&self.stream)
                 .take()
                 .unwrap_or_else(|| stream::empty().boxed());
             Hub::external(stream, self.pause.clone())
         });
         // The hub reads the stream and stops at shutdown; each subscription ends with it.
-        Ok(SourceStream::internal(hub.subscribe()))
+        Ok(SourceStream::internal(feed))
+    }
+}
+
+/// A source whose items each come with an [`Ack`]: the way a custom source (a queue, a file
+/// tail) learns when each item is done. Every handler the item reaches — directly, or through
+/// proxies and pipes downstream — and all their sinks take part; the ack's
+/// [`Acknowledge::done`](crate::Acknowledge::done) runs once all of them have finished, and
+/// [`failed`](crate::Acknowledge::failed) if any failed it.
+///
+/// ```
+/// use futures::stream;
+/// use slipstream::prelude::*;
+/// use slipstream::{Ack, Acknowledge, acked};
+///
+/// struct Line(u32);
+///
+/// impl Acknowledge for Line {
+///     fn done(&self) { println!("line {} done", self.0) }
+///     fn failed(&self) { println!("line {} failed", self.0) }
+/// }
+///
+/// fn lines() -> impl futures::Stream<Item = (String, Ack)> {
+///     stream::iter((1..=2).map(|n| (format!("line {n}"), Ack::new(Line(n)))))
+/// }
+///
+/// #[handle(source = acked(lines()), sink = [print])]
+/// fn shout(line: String) -> String {
+///     line.to_uppercase()
+/// }
+/// ```
+pub fn acked<T, S>(stream: S) -> Acked<S>
+where
+    S: Stream<Item = (T, Ack)> + Send + 'static,
+{
+    Acked { stream }
+}
+
+/// The source [`acked`] returns.
+#[derive(Debug)]
+pub struct Acked<S> {
+    stream: S,
+}
+
+impl<T, S> IntoSource<markers::Acked> for Acked<S>
+where
+    S: Stream<Item = (T, Ack)> + Send + 'static,
+    T: Send + 'static,
+{
+    type Item = T;
+    type Stream = HandIn<S>;
+
+    fn into_source(self, cx: &mut BuildCx<'_>) -> Result<SourceStream<HandIn<S>>, Error> {
+        Ok(SourceStream::external(HandIn {
+            stream: Box::pin(self.stream),
+            acks: cx.acks(),
+        }))
+    }
+}
+
+/// An [`acked`] source as a handler reads it: each item's ack goes to the handler's scope.
+pub struct HandIn<S> {
+    stream: Pin<Box<S>>,
+    acks: Arc<AckScope>,
+}
+
+impl<T, S: Stream<Item = (T, Ack)>> Stream for HandIn<S> {
+    type Item = T;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        match self.stream.as_mut().poll_next(cx) {
+            Poll::Ready(Some((item, ack))) => {
+                self.acks.hand_in(ack);
+                Poll::Ready(Some(item))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for HandIn<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandIn").finish_non_exhaustive()
     }
 }
 

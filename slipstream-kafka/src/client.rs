@@ -98,3 +98,5 @@ impl ClientContext for Logging {
         tracing::warn!(target: "librdkafka", %error, "{reason}");
     }
 }
+
+impl rdkafka::consumer::ConsumerContext for Logging {}

@@ -32,6 +32,68 @@ pub trait Codec<T>: Send + Sync + 'static {
     fn encode(&self, value: &T) -> Result<Vec<u8>, BoxError>;
     /// The value these bytes hold; an error for bytes this codec cannot read.
     fn decode(&self, bytes: &[u8]) -> Result<T, BoxError>;
+
+    /// The payload of `value` as produced: `None` for a null payload (a tombstone). Every value
+    /// has bytes unless the codec says otherwise ([`Nullable`]).
+    fn encode_nullable(&self, value: &T) -> Result<Option<Vec<u8>>, BoxError> {
+        self.encode(value).map(Some)
+    }
+
+    /// The value of a payload as consumed; `None` is a null payload (a tombstone), read as
+    /// empty bytes unless the codec says otherwise ([`Nullable`]).
+    fn decode_nullable(&self, bytes: Option<&[u8]>) -> Result<T, BoxError> {
+        self.decode(bytes.unwrap_or_default())
+    }
+}
+
+/// Null payloads (tombstones) as `None`: the codec of `Option<T>` values, around the codec of
+/// `T`. `Topic<String, Option<String>>` uses it by default; for other codecs, wrap them
+/// (`Nullable::new(JsonCodec::<T>::new())`). A tombstone tells a compacted topic to delete
+/// its key.
+///
+/// ```
+/// use slipstream::{Codec, Nullable, Utf8};
+///
+/// let codec = Nullable::new(Utf8);
+/// assert_eq!(codec.encode_nullable(&None).unwrap(), None);
+/// assert_eq!(codec.decode_nullable(None).unwrap(), None);
+/// assert_eq!(codec.decode_nullable(Some(b"")).unwrap(), Some(String::new()));
+/// ```
+pub struct Nullable<T>(std::sync::Arc<dyn Codec<T>>);
+
+impl<T: 'static> Nullable<T> {
+    /// `codec` for the values that are not null.
+    pub fn new(codec: impl Codec<T>) -> Self {
+        Nullable(std::sync::Arc::new(codec))
+    }
+}
+
+impl<T> std::fmt::Debug for Nullable<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Nullable")
+    }
+}
+
+impl<T: 'static> Codec<Option<T>> for Nullable<T> {
+    /// A key, or a value inside a payload that is not null: `None` has no bytes.
+    fn encode(&self, value: &Option<T>) -> Result<Vec<u8>, BoxError> {
+        match value {
+            Some(value) => self.0.encode(value),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<Option<T>, BoxError> {
+        self.0.decode(bytes).map(Some)
+    }
+
+    fn encode_nullable(&self, value: &Option<T>) -> Result<Option<Vec<u8>>, BoxError> {
+        value.as_ref().map(|v| self.0.encode(v)).transpose()
+    }
+
+    fn decode_nullable(&self, bytes: Option<&[u8]>) -> Result<Option<T>, BoxError> {
+        bytes.map(|b| self.0.decode(b)).transpose()
+    }
 }
 
 /// UTF-8 text: the default codec of `String` keys and values.
@@ -125,8 +187,8 @@ impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for JsonCodec<T> {
     }
 }
 
-/// Types with a codec chosen when none is given: `String` (UTF-8), `Vec<u8>` (raw) and
-/// `serde_json::Value` (JSON).
+/// Types with a codec chosen when none is given: `String` (UTF-8), `Vec<u8>` (raw),
+/// `serde_json::Value` (JSON), and `Option`s of them (a null payload, a tombstone, is `None`).
 pub trait DefaultCodec: Sized + 'static {
     /// The codec.
     fn default_codec() -> std::sync::Arc<dyn Codec<Self>>;
@@ -147,5 +209,11 @@ impl DefaultCodec for Vec<u8> {
 impl DefaultCodec for serde_json::Value {
     fn default_codec() -> std::sync::Arc<dyn Codec<Self>> {
         std::sync::Arc::new(JsonCodec::new())
+    }
+}
+
+impl<T: DefaultCodec> DefaultCodec for Option<T> {
+    fn default_codec() -> std::sync::Arc<dyn Codec<Self>> {
+        std::sync::Arc::new(Nullable(T::default_codec()))
     }
 }

@@ -21,14 +21,13 @@ use tokio::sync::Notify;
 use super::StartAt;
 use super::client;
 use super::message::Message;
-use super::producer::Producer;
 use super::tracker::Tracker;
 use crate::codec::Codec;
 use crate::conf::Conf;
+use crate::dead_letter::{DeadLetters, Raw, Reason};
 use slipstream_core::__component::lock;
 use slipstream_core::__component::{ConsumerProbe, ConsumerStatus, PartitionReport};
-use slipstream_core::PauseHandle;
-use slipstream_core::{BoxError, Error};
+use slipstream_core::{Ack, BoxError, Error, PauseHandle};
 
 /// How long the final commit waits for handlers still holding messages.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,6 +58,26 @@ impl ClientContext for Context {
 }
 
 impl ConsumerContext for Context {
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
+        if let Err(error) = result {
+            // Taken again on the next occasion (a commit refused during a rebalance, say).
+            let failed: Vec<(i32, i64)> = offsets
+                .elements_for_topic(&self.topic)
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(offset) => Some((e.partition(), offset)),
+                    _ => None,
+                })
+                .collect();
+            tracing::warn!(topic = %self.topic, %error, ?failed, "commit failed; it will be retried");
+            self.tracker.uncommitted(&failed);
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(revoked) = rebalance {
             let partitions: Vec<i32> = revoked
@@ -125,6 +144,9 @@ pub(crate) struct Running {
     status: Arc<ConsumerStatus>,
     /// The committed offsets the broker last told, kept for when it does not answer.
     committed: Mutex<HashMap<i32, i64>>,
+    /// The highest high watermark seen per partition, against which an end-of-partition report
+    /// is checked (a restarted broker may report a partition's end early).
+    high_seen: Mutex<HashMap<i32, i64>>,
     wake: Notify,
 }
 
@@ -138,6 +160,7 @@ impl Running {
         stop_at_end: bool,
         pause: PauseHandle,
         failed: Arc<AtomicBool>,
+        letters: Arc<DeadLetters>,
     ) -> Result<Arc<Running>, Error> {
         let mut conf = client::resolve_consumer(topic, effective)?;
         // slipstream commits what handlers have finished; librdkafka must not commit on its own.
@@ -155,7 +178,7 @@ impl Running {
                 format!("slipstream-{topic}-{}", std::process::id()),
             );
         }
-        let tracker = Arc::new(Tracker::default());
+        let tracker = Arc::new(Tracker::new(topic, Some(letters)));
         let status = Arc::new(ConsumerStatus::new(topic));
         let context = Context {
             topic: topic.to_owned(),
@@ -213,6 +236,7 @@ impl Running {
             failed,
             status,
             committed: Mutex::default(),
+            high_seen: Mutex::default(),
             wake: Notify::new(),
         }))
     }
@@ -221,10 +245,12 @@ impl Running {
     pub(crate) fn seek(&self, partition: i32, offset: i64) -> Result<(), Error> {
         // Forget what is in flight first, so that a message at the new position is not taken
         // for one from before the seek.
-        self.tracker.reset(partition, offset);
+        // The consumer discards what it fetched before the seek; the tracker then withdraws
+        // what was delivered before it (and a message taken from the consumer meanwhile).
         self.consumer
             .seek(&self.topic, partition, Offset::Offset(offset), CALL_TIMEOUT)
             .map_err(|e| Error::kafka(&self.topic, e))?;
+        self.tracker.reset(partition, offset);
         Ok(())
     }
 
@@ -249,7 +275,56 @@ impl Running {
         }
         tracing::debug!(topic = %self.topic, ?commits, "committing");
         if let Err(error) = self.consumer.commit(&offsets(&self.topic, &commits), mode) {
-            tracing::warn!(topic = %self.topic, %error, "commit failed");
+            tracing::warn!(topic = %self.topic, %error, "commit failed; it will be retried");
+            self.tracker.uncommitted(&commits);
+        }
+    }
+
+    /// Records the high watermarks of the assigned partitions as of the last fetch.
+    fn note_high_watermarks(&self) {
+        for partition in self.assignment() {
+            if let Some(high) = self.cached_high_watermark(partition) {
+                self.note_high(partition, high);
+            }
+        }
+    }
+
+    fn note_high(&self, partition: i32, high: i64) {
+        let mut seen = lock(&self.high_seen);
+        let entry = seen.entry(partition).or_insert(high);
+        *entry = (*entry).max(high);
+    }
+
+    /// Whether `partition` is really at its end: its read position is at the highest high
+    /// watermark the broker has given (asked again now).
+    fn at_end(&self, partition: i32) -> bool {
+        if let Ok((_, high)) =
+            self.consumer
+                .fetch_watermarks(&self.topic, partition, Duration::from_secs(2))
+        {
+            self.note_high(partition, high);
+        }
+        let Some(high) = lock(&self.high_seen).get(&partition).copied() else {
+            return true;
+        };
+        let position = self
+            .consumer
+            .position()
+            .ok()
+            .and_then(|list| {
+                list.find_partition(&self.topic, partition)
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(offset) => Some(offset),
+                        _ => None,
+                    })
+            })
+            .or_else(|| self.tracker.positions().get(&partition).copied());
+        match position {
+            Some(position) if position < high => {
+                tracing::warn!(topic = %self.topic, partition, position, high_watermark = high, "the broker reported the end of a partition before its high watermark; reading on");
+                false
+            }
+            _ => true,
         }
     }
 
@@ -268,6 +343,7 @@ impl Running {
                 _ = self.wake.notified() => {}
             }
             self.commit(CommitMode::Async, false);
+            self.note_high_watermarks();
             if self.status.is_finished() {
                 break;
             }
@@ -382,11 +458,22 @@ impl Running {
     }
 }
 
-/// What the consumer does with a message its codecs cannot read.
-pub(crate) struct Undecodable<K, V> {
+/// What the consumer does with a message its codecs cannot read (after logging and counting
+/// it).
+pub(crate) enum OnUndecodable {
+    /// Skip it (it is committed past).
+    Skip,
+    /// Stop the application: it is never committed past and nothing after it is delivered.
+    Stop(Arc<dyn Fn(Error) + Send + Sync>),
+    /// Forward it to this topic, then skip it.
+    DeadLetter(String),
+}
+
+/// Messages that cannot be decoded: how many, and what to do with them.
+pub(crate) struct Undecodable {
     pub(crate) count: Arc<AtomicU64>,
-    pub(crate) dead_letter: Option<Producer<K, V>>,
-    pub(crate) stop: Option<Arc<dyn Fn(Error) + Send + Sync>>,
+    pub(crate) policy: OnUndecodable,
+    pub(crate) letters: Arc<DeadLetters>,
 }
 
 /// Ends the stream's bookkeeping when it is dropped.
@@ -403,7 +490,7 @@ struct State<K, V> {
     _finish: Finish,
     key_codec: Arc<dyn Codec<K>>,
     value_codec: Arc<dyn Codec<V>>,
-    undecodable: Undecodable<K, V>,
+    undecodable: Undecodable,
     pause: PauseHandle,
     paused: bool,
     stop_at_end: bool,
@@ -420,11 +507,11 @@ pub(crate) fn messages<K, V>(
     running: Arc<Running>,
     key_codec: Arc<dyn Codec<K>>,
     value_codec: Arc<dyn Codec<V>>,
-    undecodable: Undecodable<K, V>,
+    undecodable: Undecodable,
     pause: PauseHandle,
     stop_at_end: bool,
     fatal: Option<Arc<dyn Fn(Error) + Send + Sync>>,
-) -> impl Stream<Item = Message<K, V>> + Send + 'static
+) -> impl Stream<Item = (Message<K, V>, Ack)> + Send + 'static
 where
     K: Send + Sync + 'static,
     V: Send + Sync + 'static,
@@ -449,12 +536,14 @@ where
 }
 
 impl<K: 'static, V: 'static> State<K, V> {
-    /// The next decodable message; `None` at the end (every assigned partition at its end,
-    /// when asked to stop there).
-    async fn next(&mut self) -> Option<Message<K, V>> {
+    /// The next decodable message and its acknowledgement; `None` at the end (every assigned
+    /// partition at its end, when asked to stop there), or after an undecodable message that
+    /// stops the application.
+    async fn next(&mut self) -> Option<(Message<K, V>, Ack)> {
         let running = Arc::clone(&self.running);
         loop {
             self.apply_pause();
+            let generation = running.tracker.generation();
             let received = tokio::select! {
                 biased;
                 _ = self.pause.changed() => continue,
@@ -462,14 +551,26 @@ impl<K: 'static, V: 'static> State<K, V> {
             };
             match received {
                 Ok(borrowed) => {
+                    if running.tracker.predates_reset(
+                        borrowed.partition(),
+                        borrowed.offset(),
+                        generation,
+                    ) {
+                        continue;
+                    }
                     if self.stop_at_end {
                         self.at_end.remove(&borrowed.partition());
                     }
-                    if let Some(message) = self.decode(&borrowed).await {
-                        return Some(message);
+                    match self.decode(&borrowed).await {
+                        Decoded::Message(message, ack) => return Some((message, ack)),
+                        Decoded::Skipped => {}
+                        Decoded::Stop => return None,
                     }
                 }
                 Err(KafkaError::PartitionEOF(partition)) => {
+                    if !running.at_end(partition) {
+                        continue;
+                    }
                     self.at_end.insert(partition);
                     if self.stop_at_end && self.all_at_end() {
                         tracing::info!(topic = %self.running.topic, "every partition is at its end");
@@ -524,12 +625,10 @@ impl<K: 'static, V: 'static> State<K, V> {
         }
     }
 
-    async fn decode(&mut self, borrowed: &BorrowedMessage<'_>) -> Option<Message<K, V>> {
+    async fn decode(&mut self, borrowed: &BorrowedMessage<'_>) -> Decoded<K, V> {
         let (partition, offset) = (borrowed.partition(), borrowed.offset());
         let key = borrowed.key().map(|k| self.key_codec.decode(k)).transpose();
-        let value = self
-            .value_codec
-            .decode(borrowed.payload().unwrap_or_default());
+        let value = self.value_codec.decode_nullable(borrowed.payload());
         let headers: Arc<[(String, Vec<u8>)]> = borrowed
             .headers()
             .map(|headers| {
@@ -545,24 +644,21 @@ impl<K: 'static, V: 'static> State<K, V> {
             })
             .unwrap_or_else(|| Arc::clone(&self.no_headers));
         match (key, value) {
-            (Ok(key), Ok(value)) => Some(Message {
-                key,
-                value,
-                topic: Arc::clone(&self.running.topic),
-                partition,
-                offset,
-                timestamp: borrowed.timestamp().to_millis(),
-                headers,
-                ack: Some(self.running.tracker.received(partition, offset)),
-            }),
-            (Err(error), _) | (_, Err(error)) => {
-                self.undecodable(borrowed, &headers, error).await;
-                // Skipped (and committed past), unless it stops the application.
-                if self.undecodable.stop.is_none() {
-                    self.running.tracker.skipped(partition, offset);
-                }
-                None
+            (Ok(key), Ok(value)) => {
+                let message = Message {
+                    key,
+                    value,
+                    topic: Arc::clone(&self.running.topic),
+                    partition,
+                    offset,
+                    timestamp: borrowed.timestamp().to_millis(),
+                    headers,
+                    done: None,
+                };
+                let ack = self.running.tracker.received(partition, offset);
+                Decoded::Message(message, ack)
             }
+            (Err(error), _) | (_, Err(error)) => self.undecodable(borrowed, &headers, error).await,
         }
     }
 
@@ -571,38 +667,67 @@ impl<K: 'static, V: 'static> State<K, V> {
         borrowed: &BorrowedMessage<'_>,
         headers: &[(String, Vec<u8>)],
         error: BoxError,
-    ) {
+    ) -> Decoded<K, V> {
         let topic: &str = &self.running.topic;
+        let tracker = &self.running.tracker;
         let (partition, offset) = (borrowed.partition(), borrowed.offset());
         let count = self.undecodable.count.fetch_add(1, Ordering::Relaxed) + 1;
-        tracing::error!(topic, partition, offset, %error, count, "cannot decode a message; skipping it");
-        if let Some(dead_letter) = &self.undecodable.dead_letter {
-            match dead_letter
-                .produce_raw(borrowed.key(), borrowed.payload(), headers)
-                .await
-            {
-                Ok(()) if dead_letter.is_dry() => tracing::info!(
-                    topic,
+        match &self.undecodable.policy {
+            OnUndecodable::Skip => {
+                tracing::error!(topic, partition, offset, %error, count, "cannot decode a message; skipping it");
+                tracker.skipped(partition, offset);
+                Decoded::Skipped
+            }
+            OnUndecodable::Stop(stop) => {
+                tracing::error!(topic, partition, offset, %error, count, "cannot decode a message; stopping");
+                tracker.refused(partition, offset);
+                stop(Error::Codec {
+                    topic: format!("{topic} (partition {partition}, offset {offset})"),
+                    source: error,
+                });
+                Decoded::Stop
+            }
+            OnUndecodable::DeadLetter(destination) => {
+                tracing::error!(topic, partition, offset, %error, count, destination, "cannot decode a message; forwarding it to the dead-letter topic");
+                let record = Raw {
+                    key: borrowed.key().map(<[u8]>::to_vec),
+                    payload: borrowed.payload().map(<[u8]>::to_vec),
+                    headers: headers.to_vec(),
+                };
+                let error = error.to_string();
+                let reason = Reason {
+                    handler: None,
+                    error: &error,
                     partition,
                     offset,
-                    "dry run: the undecodable message would have gone to the dead-letter topic"
-                ),
-                Ok(()) => tracing::info!(
-                    topic,
-                    partition,
-                    offset,
-                    "forwarded the undecodable message to the dead-letter topic"
-                ),
-                Err(error) => {
-                    tracing::error!(topic, partition, offset, %error, "cannot dead-letter the undecodable message")
+                };
+                match self
+                    .undecodable
+                    .letters
+                    .send(destination, &record, &reason)
+                    .await
+                {
+                    Ok(()) => {
+                        tracker.skipped(partition, offset);
+                        Decoded::Skipped
+                    }
+                    Err(error) => {
+                        // Not forwarded: never committed past (read again after a restart).
+                        tracing::error!(topic, partition, offset, %error, "cannot forward the undecodable message to its dead-letter topic");
+                        tracker.refused(partition, offset);
+                        Decoded::Skipped
+                    }
                 }
             }
         }
-        if let Some(stop) = &self.undecodable.stop {
-            stop(Error::Codec {
-                topic: format!("{topic} (partition {partition}, offset {offset})"),
-                source: error,
-            });
-        }
     }
+}
+
+/// What reading one record came to.
+// Not boxed: one allocation per message would cost more than moving it.
+#[allow(clippy::large_enum_variant)]
+enum Decoded<K, V> {
+    Message(Message<K, V>, Ack),
+    Skipped,
+    Stop,
 }

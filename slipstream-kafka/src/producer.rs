@@ -13,10 +13,11 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer a
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::client::{self, Logging};
-use super::message::Message;
-use super::tracker::{Ack, CurrentMessage};
+use super::message::{Message, Record};
 use crate::codec::Codec;
 use crate::conf::Conf;
+use slipstream_core::__component::AckScope;
+use slipstream_core::Ack;
 use slipstream_core::Sink;
 use slipstream_core::{BoxError, Error};
 
@@ -84,19 +85,19 @@ impl<K: 'static, V: 'static> Producer<K, V> {
         key: Option<&K>,
         value: &V,
         headers: &[(String, Vec<u8>)],
+        placement: Placement,
     ) -> Result<(), Error> {
         let encoded = self.encode(key, value)?;
         let Some(producer) = &self.producer else {
             self.log_dry(&encoded);
             return Ok(());
         };
-        self.send_raw(
-            producer,
-            encoded.key.as_deref(),
-            Some(&encoded.payload),
-            headers,
-        )
-        .await
+        let record = placement.apply(encoded.record(&self.topic, headers));
+        producer
+            .send(record, QUEUE_TIMEOUT)
+            .await
+            .map(drop)
+            .map_err(|(error, _)| Error::kafka(&self.topic, error))
     }
 
     /// Encodes a record's key and value with the topic's codecs.
@@ -110,7 +111,10 @@ impl<K: 'static, V: 'static> Producer<K, V> {
                 .map(|k| self.key_codec.encode(k))
                 .transpose()
                 .map_err(codec_error)?,
-            payload: self.value_codec.encode(value).map_err(codec_error)?,
+            payload: self
+                .value_codec
+                .encode_nullable(value)
+                .map_err(codec_error)?,
         })
     }
 
@@ -119,7 +123,7 @@ impl<K: 'static, V: 'static> Producer<K, V> {
         tracing::info!(
             topic = %self.topic,
             key = encoded.key.as_deref().map(String::from_utf8_lossy).as_deref(),
-            value = %String::from_utf8_lossy(&encoded.payload),
+            value = encoded.payload.as_deref().map(String::from_utf8_lossy).as_deref(),
             "dry run: not producing"
         );
     }
@@ -146,11 +150,6 @@ impl<K: 'static, V: 'static> Producer<K, V> {
             .await
             .map(drop)
             .map_err(|(error, _)| Error::kafka(&self.topic, error))
-    }
-
-    /// Whether it only logs what it would produce.
-    pub(crate) fn is_dry(&self) -> bool {
-        self.producer.is_none()
     }
 
     /// Produces raw bytes (a dead-lettered record), unless dry.
@@ -184,23 +183,27 @@ const MAX_PENDING: usize = 10_000;
 /// alone (no key), or whole [`Message`]s (forwarded with their key and headers).
 ///
 /// Records are pipelined: `send` hands a record to the producer and returns, so that the handler
-/// can go on while the broker acknowledges it (at most 10,000 records wait at a time). When the
-/// handler's input is a topic, each pending record keeps the input message it came from
-/// unfinished, so the input offset is committed only after the broker has acknowledged every
-/// record produced from it. A record the broker rejects is a sink error for the handler's
-/// policy: with `stop` nothing more is committed (the input is read again after a restart).
-/// Closing the sink waits for every acknowledgement.
+/// can go on while the broker acknowledges it (at most 10,000 records wait at a time). Each
+/// pending record holds the acknowledgement of the input item it was made from, so a Kafka
+/// input's offset is committed only after the broker has acknowledged every record produced
+/// from it. A record the producer refuses (at once, such as one over the size limit, or later,
+/// in the broker's answer) or that cannot be encoded is a sink error for the handler's policy;
+/// unless the policy is `skip`, the input it was made from is never acknowledged (it is read
+/// again after a restart). Closing the sink waits for every acknowledgement.
 pub struct TopicSink<K, V> {
     producer: Producer<K, V>,
-    current: Arc<CurrentMessage>,
+    acks: Arc<AckScope>,
+    /// Whether a refused record's input counts as handled (the `skip` policy).
+    skip: bool,
     pending: VecDeque<(DeliveryFuture, Option<Ack>)>,
 }
 
 impl<K, V> TopicSink<K, V> {
-    pub(crate) fn new(producer: Producer<K, V>, current: Arc<CurrentMessage>) -> Self {
+    pub(crate) fn new(producer: Producer<K, V>, acks: Arc<AckScope>, skip: bool) -> Self {
         TopicSink {
             producer,
-            current,
+            acks,
+            skip,
             pending: VecDeque::new(),
         }
     }
@@ -222,24 +225,21 @@ impl<K: 'static, V: 'static> TopicSink<K, V> {
         key: Option<&K>,
         value: &V,
         headers: &[(String, Vec<u8>)],
+        placement: Placement,
     ) -> Result<(), BoxError> {
+        // A record that is not produced fails the sink; the loop then applies the policy to
+        // the item being handled (its acknowledgement is still the current one).
         let encoded = self.producer.encode(key, value)?;
         let Some(producer) = self.producer.producer.clone() else {
             self.producer.log_dry(&encoded);
             return Ok(());
         };
         let topic = Arc::clone(&self.producer.topic);
-        let mut record = FutureRecord::<[u8], [u8]>::to(&topic).payload(&encoded.payload);
-        if let Some(key) = &encoded.key {
-            record = record.key(key);
-        }
-        if let Some(headers) = owned_headers(headers) {
-            record = record.headers(headers);
-        }
+        let mut record = placement.apply(encoded.record(&topic, headers));
         loop {
             match producer.send_result(record) {
                 Ok(delivery) => {
-                    self.pending.push_back((delivery, self.current.get()));
+                    self.pending.push_back((delivery, self.acks.current()));
                     break;
                 }
                 // The producer's queue is full: wait for the oldest record (or, with none of
@@ -265,20 +265,25 @@ impl<K: 'static, V: 'static> TopicSink<K, V> {
         Box::new(Error::kafka(&self.producer.topic, error))
     }
 
-    /// The outcome of one delivery: on failure the input message is marked failed, so its
-    /// offset is never committed past.
+    /// The outcome of one delivery: on failure the input item's acknowledgement fails (unless
+    /// the handler skips failures), so a Kafka input is never committed past.
     fn settled(
         &self,
         outcome: Result<OwnedDeliveryResult, Canceled>,
         ack: Option<Ack>,
     ) -> Result<(), BoxError> {
         let error = match outcome {
-            Ok(Ok(_)) => return Ok(()),
+            Ok(Ok(_)) => {
+                if let Some(ack) = ack {
+                    ack.done();
+                }
+                return Ok(());
+            }
             Ok(Err((error, _))) => self.error(error),
             Err(Canceled) => self.error(KafkaError::Canceled),
         };
-        if let Some(ack) = &ack {
-            ack.fail();
+        if let Some(ack) = ack {
+            if self.skip { ack.done() } else { ack.fail() }
         }
         Err(error)
     }
@@ -320,10 +325,50 @@ impl<K: 'static, V: 'static> TopicSink<K, V> {
     }
 }
 
-/// A record's key and value, encoded.
+/// A record's key and value, encoded (a `None` payload is a tombstone).
 struct Encoded {
     key: Option<Vec<u8>>,
-    payload: Vec<u8>,
+    payload: Option<Vec<u8>>,
+}
+
+impl Encoded {
+    /// The record to produce to `topic`.
+    fn record<'a>(
+        &'a self,
+        topic: &'a str,
+        headers: &[(String, Vec<u8>)],
+    ) -> FutureRecord<'a, [u8], [u8]> {
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic);
+        if let Some(key) = &self.key {
+            record = record.key(key);
+        }
+        if let Some(payload) = &self.payload {
+            record = record.payload(payload);
+        }
+        if let Some(headers) = owned_headers(headers) {
+            record = record.headers(headers);
+        }
+        record
+    }
+}
+
+/// Where a record goes and when it happened, when the producer is told.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Placement {
+    pub(crate) partition: Option<i32>,
+    pub(crate) timestamp: Option<i64>,
+}
+
+impl Placement {
+    fn apply<'a>(self, mut record: FutureRecord<'a, [u8], [u8]>) -> FutureRecord<'a, [u8], [u8]> {
+        if let Some(partition) = self.partition {
+            record = record.partition(partition);
+        }
+        if let Some(timestamp) = self.timestamp {
+            record = record.timestamp(timestamp);
+        }
+        record
+    }
 }
 
 fn owned_headers(headers: &[(String, Vec<u8>)]) -> Option<OwnedHeaders> {
@@ -342,7 +387,8 @@ fn owned_headers(headers: &[(String, Vec<u8>)]) -> Option<OwnedHeaders> {
 
 impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Sink<(K, V)> for TopicSink<K, V> {
     async fn send(&mut self, (key, value): (K, V)) -> Result<(), BoxError> {
-        self.enqueue(Some(&key), &value, &[]).await
+        self.enqueue(Some(&key), &value, &[], Placement::default())
+            .await
     }
 
     async fn close(&mut self) -> Result<(), BoxError> {
@@ -352,7 +398,7 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Sink<(K, V)> for TopicS
 
 impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Sink<V> for TopicSink<K, V> {
     async fn send(&mut self, value: V) -> Result<(), BoxError> {
-        self.enqueue(None, &value, &[]).await
+        self.enqueue(None, &value, &[], Placement::default()).await
     }
 
     async fn close(&mut self) -> Result<(), BoxError> {
@@ -368,7 +414,28 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Sink<Message<K, V>> for
             headers,
             ..
         } = message;
-        self.enqueue(key.as_ref(), &value, &headers).await
+        self.enqueue(key.as_ref(), &value, &headers, Placement::default())
+            .await
+    }
+
+    async fn close(&mut self) -> Result<(), BoxError> {
+        self.settle_all().await
+    }
+}
+
+impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Sink<Record<K, V>> for TopicSink<K, V> {
+    async fn send(&mut self, record: Record<K, V>) -> Result<(), BoxError> {
+        let placement = Placement {
+            partition: record.partition,
+            timestamp: record.timestamp,
+        };
+        self.enqueue(
+            record.key.as_ref(),
+            &record.value,
+            &record.headers,
+            placement,
+        )
+        .await
     }
 
     async fn close(&mut self) -> Result<(), BoxError> {

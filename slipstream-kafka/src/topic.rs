@@ -14,20 +14,24 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use slipstream_core::__component::{Hub, lock};
 use slipstream_core::{
-    BuildCx, Error, Feed, OnError, Pausable, PauseHandle, SinkHandle, SourceHandle, SourceStream,
+    Ack, BuildCx, Error, Feed, OnError, Pausable, PauseHandle, SinkHandle, SourceHandle,
+    SourceStream,
 };
 
 use crate::client;
 use crate::codec::{Codec, DefaultCodec, JsonCodec};
 use crate::conf::Conf;
-use crate::consumer::{self, Running, Undecodable};
+use crate::consumer::{self, OnUndecodable, Running, Undecodable};
+use crate::dead_letter::DeadLetters;
 use crate::embedded::{self, EMBEDDED};
-use crate::message::Message;
-use crate::producer::{Producer, TopicSink};
-use crate::tracker::CurrentMessage;
+use crate::message::{DoneOnDrop, Message, Record};
+use crate::producer::{Placement, Producer, TopicSink};
 
 /// The work that commits a consumer's progress (see `Running::commit_loop`).
 type Committer = futures::future::BoxFuture<'static, ()>;
+
+/// A consumer's decoded messages, each with its acknowledgement.
+type Acked<K, V> = BoxStream<'static, (Message<K, V>, Ack)>;
 
 /// Where a topic's consumer starts reading.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -171,7 +175,11 @@ impl<K: 'static, V: 'static> Topic<K, V> {
     }
 
     /// Forwards messages that cannot be decoded, as they are, to the topic `name` (they are
-    /// still logged and counted).
+    /// still logged and counted), whatever the error policy of the handlers reading the topic.
+    /// Without it, an undecodable message follows the policy of the first handler reading the
+    /// topic: `stop` (the default) stops the application before anything after it is handled,
+    /// `skip` skips it, `dead_letter` forwards it there. Forwarded records carry the headers
+    /// `slipstream.error`, `slipstream.topic`, `slipstream.partition` and `slipstream.offset`.
     pub fn dead_letter(mut self, name: impl Into<String>) -> Self {
         self.dead_letter = Some(name.into());
         self
@@ -231,13 +239,15 @@ impl<K: 'static, V: 'static> Topic<K, V> {
     /// ```
     pub async fn send(&self, key: impl Into<K>, value: impl Into<V>) -> Result<(), Error> {
         self.producer()?
-            .produce(Some(&key.into()), &value.into(), &[])
+            .produce(Some(&key.into()), &value.into(), &[], Placement::default())
             .await
     }
 
     /// Produces a value without a key.
     pub async fn send_value(&self, value: impl Into<V>) -> Result<(), Error> {
-        self.producer()?.produce(None, &value.into(), &[]).await
+        self.producer()?
+            .produce(None, &value.into(), &[], Placement::default())
+            .await
     }
 
     /// Produces a record with headers.
@@ -248,34 +258,51 @@ impl<K: 'static, V: 'static> Topic<K, V> {
         headers: &[(String, Vec<u8>)],
     ) -> Result<(), Error> {
         self.producer()?
-            .produce(key.as_ref(), &value, headers)
+            .produce(key.as_ref(), &value, headers, Placement::default())
             .await
     }
 
-    fn undecodable_policy(
-        &self,
-        stop: Option<Arc<dyn Fn(Error) + Send + Sync>>,
-    ) -> Result<Undecodable<K, V>, Error> {
-        let dead_letter = match &self.dead_letter {
-            Some(name) => Some(Producer::new(
-                name,
-                &self.effective_conf(),
-                self.dry,
-                Arc::clone(&self.key_codec),
-                Arc::clone(&self.value_codec),
-            )?),
-            None => None,
+    /// Produces a [`Record`] (its key, partition, timestamp and headers as it says) and waits
+    /// until the broker has it.
+    pub async fn send_record(&self, record: Record<K, V>) -> Result<(), Error> {
+        let placement = Placement {
+            partition: record.partition,
+            timestamp: record.timestamp,
         };
-        Ok(Undecodable {
+        self.producer()?
+            .produce(
+                record.key.as_ref(),
+                &record.value,
+                &record.headers,
+                placement,
+            )
+            .await
+    }
+
+    fn dead_letters(&self) -> Arc<DeadLetters> {
+        Arc::new(DeadLetters::new(
+            &self.name,
+            self.effective_conf(),
+            self.dry,
+        ))
+    }
+
+    fn undecodable_policy(&self, policy: OnUndecodable, letters: Arc<DeadLetters>) -> Undecodable {
+        let policy = match &self.dead_letter {
+            Some(name) => OnUndecodable::DeadLetter(name.clone()),
+            None => policy,
+        };
+        Undecodable {
             count: Arc::clone(&self.undecodable),
-            dead_letter,
-            stop,
-        })
+            policy,
+            letters,
+        }
     }
 
     fn start_consumer(
         &self,
         failed: Arc<std::sync::atomic::AtomicBool>,
+        letters: Arc<DeadLetters>,
     ) -> Result<Arc<Running>, Error> {
         let running = Running::start(
             &self.name,
@@ -284,6 +311,7 @@ impl<K: 'static, V: 'static> Topic<K, V> {
             self.stop_at_end,
             self.pause.clone(),
             failed,
+            letters,
         )?;
         *lock(&self.running) = Arc::downgrade(&running);
         Ok(running)
@@ -369,7 +397,13 @@ where
     /// # Ok(()) }
     /// ```
     pub fn stream(&self) -> Result<TopicStream<K, V>, Error> {
-        let (messages, committer) = self.consume(None, Arc::default(), None)?;
+        let (messages, committer) = self.consume(OnUndecodable::Skip, Arc::default(), None)?;
+        let messages = messages
+            .map(|(mut message, ack)| {
+                message.done = Some(Arc::new(DoneOnDrop(Some(ack))));
+                message
+            })
+            .boxed();
         let (done, closed) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             committer.await;
@@ -382,12 +416,13 @@ where
     /// (it ends after the stream does, with a last commit).
     fn consume(
         &self,
-        stop: Option<Arc<dyn Fn(Error) + Send + Sync>>,
+        policy: OnUndecodable,
         failed: Arc<std::sync::atomic::AtomicBool>,
         fatal: Option<Arc<dyn Fn(Error) + Send + Sync>>,
-    ) -> Result<(BoxStream<'static, Message<K, V>>, Committer), Error> {
-        let undecodable = self.undecodable_policy(stop)?;
-        let running = self.start_consumer(failed)?;
+    ) -> Result<(Acked<K, V>, Committer), Error> {
+        let letters = self.dead_letters();
+        let undecodable = self.undecodable_policy(policy, Arc::clone(&letters));
+        let running = self.start_consumer(failed, letters)?;
         let committer = Box::pin(Arc::clone(&running).commit_loop(self.commit_interval));
         let messages = consumer::messages(
             running,
@@ -426,36 +461,35 @@ where
     V: Clone + Send + Sync + 'static,
 {
     type Item = Message<K, V>;
-    type Stream = TopicFeed<K, V>;
+    type Stream = Feed<Message<K, V>>;
 
     fn subscribe(
         &'static self,
         cx: &mut BuildCx<'_>,
-    ) -> Result<SourceStream<TopicFeed<K, V>>, Error> {
+    ) -> Result<SourceStream<Feed<Message<K, V>>>, Error> {
         let key = self as *const Self as usize;
         if !cx.has_hub(key) {
-            let stop = (cx.policy() == OnError::Stop).then(|| cx.failer());
+            let policy = match cx.policy() {
+                OnError::Stop => OnUndecodable::Stop(cx.failer()),
+                OnError::Skip => OnUndecodable::Skip,
+                OnError::DeadLetter(name) => OnUndecodable::DeadLetter(name.to_owned()),
+            };
             let fatal = Some(cx.failer());
-            let (messages, committer) = self.consume(stop, cx.failed_flag(), fatal)?;
+            let (messages, committer) = self.consume(policy, cx.failed_flag(), fatal)?;
             cx.add_background(committer);
             if let Some(running) = self.running() {
                 let probe: Arc<dyn slipstream_core::__component::ConsumerProbe> = running.clone();
                 cx.watch_consumer(running.status(), Arc::downgrade(&probe));
             }
-            // The consumer applies the topic's pause itself (pausing its assignment), so the
-            // hub's own switch is never flipped.
-            cx.hub(key, || Hub::external(messages, PauseHandle::new()));
+            // The consumer applies the topic's pause itself (pausing its assignment, so that
+            // it stays in its group); the hub holds back what was read before the pause.
+            let messages = messages.map(|(message, ack)| (message, Some(ack))).boxed();
+            cx.hub(key, || {
+                Hub::external_acked(messages, self.pause.clone(), false)
+            });
         }
-        let feed = cx
-            .hub::<Message<K, V>>(key, || unreachable!("created above"))
-            .subscribe();
-        let current = cx.shared::<CurrentMessage>();
-        cx.set_origin(current.clone());
-        Ok(SourceStream::internal(TopicFeed {
-            feed,
-            holding: false,
-            current,
-        }))
+        let feed = cx.subscribe::<Message<K, V>>(key, || unreachable!("created above"));
+        Ok(SourceStream::internal(feed))
     }
 }
 
@@ -468,10 +502,8 @@ where
     type Sink = TopicSink<K, V>;
 
     fn writer(&'static self, cx: &mut BuildCx<'_>) -> Result<TopicSink<K, V>, Error> {
-        Ok(TopicSink::new(
-            self.producer()?,
-            cx.shared::<CurrentMessage>(),
-        ))
+        let skip = cx.policy() == OnError::Skip;
+        Ok(TopicSink::new(self.producer()?, cx.acks(), skip))
     }
 }
 
@@ -514,44 +546,5 @@ impl<K, V> Stream for TopicStream<K, V> {
 impl<K, V> std::fmt::Debug for TopicStream<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TopicStream").finish_non_exhaustive()
-    }
-}
-
-/// A handler's subscription to a topic. It holds on to the message it delivered last until the
-/// handler asks for the next one — by then the handler and all its sinks have finished with it —
-/// so that its offset is not committed earlier.
-pub struct TopicFeed<K, V> {
-    feed: Feed<Message<K, V>>,
-    /// Whether `current` holds the ack of the message this feed delivered last.
-    holding: bool,
-    current: Arc<CurrentMessage>,
-}
-
-impl<K, V> Stream for TopicFeed<K, V> {
-    type Item = Message<K, V>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message<K, V>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.feed).poll_next(cx);
-        // The handler asks for the next message: it is done with the last one, whose ack the
-        // next one replaces (one lock per message).
-        match &polled {
-            Poll::Ready(Some(message)) => {
-                this.current.set(message.ack.clone());
-                this.holding = message.ack.is_some();
-            }
-            _ if this.holding => {
-                this.current.set(None);
-                this.holding = false;
-            }
-            _ => {}
-        }
-        polled
-    }
-}
-
-impl<K, V> std::fmt::Debug for TopicFeed<K, V> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TopicFeed").finish_non_exhaustive()
     }
 }

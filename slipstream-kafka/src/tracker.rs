@@ -3,12 +3,16 @@
 //!
 //! An offset may be committed only once the message at it and every earlier message of its
 //! partition have been handled by every handler reading the topic (and all their sinks). Each
-//! delivered message carries an [`Ack`]; when its last clone is dropped the message is done.
+//! delivered message comes with an [`Ack`] whose target is an [`Entry`] here.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use futures::future::BoxFuture;
 use slipstream_core::__component::lock;
+use slipstream_core::{Ack, Acknowledge, BoxError, DeadLetter};
+
+use crate::dead_letter::DeadLetters;
 
 /// The offsets of one partition.
 #[derive(Debug, Default)]
@@ -25,6 +29,8 @@ struct Partition {
     /// Bumped when the partition is revoked or sought, so that acks of older messages are
     /// ignored.
     epoch: u64,
+    /// The tracker's generation when the partition was last sought, and where it resumed.
+    sought: Option<(u64, i64)>,
 }
 
 impl Partition {
@@ -40,73 +46,91 @@ impl Partition {
 }
 
 /// Offsets in flight per partition of one topic consumer.
-#[derive(Debug, Default)]
 pub(crate) struct Tracker {
     partitions: Mutex<HashMap<i32, Partition>>,
+    /// Bumped by every seek.
+    generation: std::sync::atomic::AtomicU64,
+    /// The topic, for logs.
+    topic: Arc<str>,
+    /// Forwards failed messages to dead-letter topics.
+    letters: Option<Arc<DeadLetters>>,
 }
 
-/// Marks a message as done when its last clone is dropped.
+impl std::fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracker")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One delivered message, as its acknowledgement's target.
 #[derive(Debug)]
-pub(crate) struct AckEntry {
+pub(crate) struct Entry {
     tracker: Arc<Tracker>,
     partition: i32,
     offset: i64,
     epoch: u64,
 }
 
-/// A shared handle on one message's completion.
-pub(crate) type Ack = Arc<AckEntry>;
-
-/// The message a handler is working on, if it came from a topic: its topic sinks attach their
-/// pending deliveries to it, so that its offset is committed only once they are acknowledged.
-#[derive(Debug, Default)]
-pub(crate) struct CurrentMessage {
-    ack: Mutex<Option<Ack>>,
-}
-
-impl CurrentMessage {
-    pub(crate) fn set(&self, ack: Option<Ack>) {
-        *lock(&self.ack) = ack;
-    }
-
-    pub(crate) fn get(&self) -> Option<Ack> {
-        lock(&self.ack).clone()
-    }
-}
-
-impl slipstream_core::__component::ItemOrigin for CurrentMessage {
-    /// The partition and offset of the message being handled.
-    fn position(&self) -> Option<(i32, i64)> {
-        let ack = lock(&self.ack);
-        ack.as_ref().map(|a| (a.partition, a.offset))
-    }
-}
-
-impl AckEntry {
-    /// The message's handling failed for good: its partition is never committed past it (it is
-    /// read again after a restart), and nothing waits for it any more.
-    pub(crate) fn fail(&self) {
-        let mut partitions = self.tracker.lock();
-        if let Some(p) = partitions.get_mut(&self.partition)
-            && p.epoch == self.epoch
-        {
-            p.stuck = Some(p.stuck.map_or(self.offset, |s| s.min(self.offset)));
-        }
-    }
-}
-
-impl Drop for AckEntry {
-    fn drop(&mut self) {
+impl Entry {
+    fn settle(&self, failed: bool) {
         let mut partitions = self.tracker.lock();
         if let Some(p) = partitions.get_mut(&self.partition)
             && p.epoch == self.epoch
         {
             p.in_flight.remove(&self.offset);
+            if failed {
+                // Never committed past: it is read again after a restart.
+                p.stuck = Some(p.stuck.map_or(self.offset, |s| s.min(self.offset)));
+            }
         }
     }
 }
 
+impl Acknowledge for Entry {
+    fn done(&self) {
+        self.settle(false);
+    }
+
+    fn failed(&self) {
+        self.settle(true);
+    }
+
+    fn withdrawn(&self) -> bool {
+        let partitions = self.tracker.lock();
+        partitions
+            .get(&self.partition)
+            .is_none_or(|p| p.epoch != self.epoch)
+    }
+
+    fn describe(&self) -> Option<String> {
+        Some(format!(
+            "topic {} partition {} offset {}",
+            self.tracker.topic, self.partition, self.offset
+        ))
+    }
+
+    fn dead_letter(
+        &self,
+        letter: &DeadLetter<'_>,
+    ) -> Option<BoxFuture<'static, Result<(), BoxError>>> {
+        let letters = self.tracker.letters.as_ref()?;
+        Some(letters.forward(self.partition, self.offset, letter))
+    }
+}
+
 impl Tracker {
+    /// The bookkeeping of a consumer of `topic`.
+    pub(crate) fn new(topic: &str, letters: Option<Arc<DeadLetters>>) -> Self {
+        Tracker {
+            partitions: Mutex::default(),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            topic: topic.into(),
+            letters,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<i32, Partition>> {
         lock(&self.partitions)
     }
@@ -117,7 +141,7 @@ impl Tracker {
         let p = partitions.entry(partition).or_default();
         p.in_flight.insert(offset);
         p.next = Some(p.next.map_or(offset + 1, |next| next.max(offset + 1)));
-        Arc::new(AckEntry {
+        Ack::new(Entry {
             tracker: Arc::clone(self),
             partition,
             offset,
@@ -127,7 +151,24 @@ impl Tracker {
 
     /// Records a message that needs no handling (skipped); it counts as done at once.
     pub(crate) fn skipped(self: &Arc<Self>, partition: i32, offset: i64) {
-        drop(self.received(partition, offset));
+        self.received(partition, offset).done();
+    }
+
+    /// Records a message that failed before any handler saw it: never committed past.
+    pub(crate) fn refused(self: &Arc<Self>, partition: i32, offset: i64) {
+        self.received(partition, offset).fail();
+    }
+
+    /// A commit of `commits` failed: they are committed again on the next occasion.
+    pub(crate) fn uncommitted(&self, commits: &[(i32, i64)]) {
+        let mut partitions = self.lock();
+        for (partition, offset) in commits {
+            if let Some(p) = partitions.get_mut(partition)
+                && p.committed == Some(*offset)
+            {
+                p.committed = None;
+            }
+        }
     }
 
     /// The positions that advanced since they were last taken (every position when `all`,
@@ -167,10 +208,30 @@ impl Tracker {
         commits
     }
 
+    /// The generation to pass to [`predates_reset`](Self::predates_reset) for a message about
+    /// to be taken from the consumer.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether a message taken from the consumer at `generation` was fetched before its
+    /// partition was sought (the first message after a seek is at the position sought).
+    pub(crate) fn predates_reset(&self, partition: i32, offset: i64, generation: u64) -> bool {
+        self.lock()
+            .get(&partition)
+            .and_then(|p| p.sought)
+            .is_some_and(|(at, resumed)| at > generation && offset != resumed)
+    }
+
     /// After a seek: the partition resumes at `offset`; messages in flight before are forgotten.
     pub(crate) fn reset(&self, partition: i32, offset: i64) {
         let mut partitions = self.lock();
+        let generation = self
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
         let p = partitions.entry(partition).or_default();
+        p.sought = Some((generation, offset));
         p.epoch += 1;
         p.in_flight.clear();
         p.next = Some(offset);
@@ -196,55 +257,62 @@ impl Tracker {
 mod tests {
     use super::*;
 
+    fn tracker() -> Arc<Tracker> {
+        Arc::new(Tracker::new("t", None))
+    }
+
     #[test]
     fn commits_only_past_messages_done_in_order() {
-        let tracker = Arc::new(Tracker::default());
+        let tracker = tracker();
         let a = tracker.received(0, 10);
         let b = tracker.received(0, 11);
         let c = tracker.received(0, 12);
         assert_eq!(tracker.take_commits(false), [(0, 10)]);
-        drop(b); // 11 done, but 10 is not
+        b.done(); // 11 done, but 10 is not
         assert_eq!(tracker.take_commits(false), []);
-        drop(a);
+        a.done();
         assert_eq!(tracker.take_commits(false), [(0, 12)]);
-        drop(c);
+        c.done();
         assert_eq!(tracker.take_commits(false), [(0, 13)]);
         assert_eq!(tracker.take_commits(false), []);
         assert_eq!(tracker.in_flight(), 0);
     }
 
     #[test]
-    fn a_message_is_done_when_every_clone_is_dropped() {
-        let tracker = Arc::new(Tracker::default());
+    fn a_message_is_done_when_every_holder_is_done() {
+        let tracker = tracker();
         let ack = tracker.received(3, 0);
-        let other_handler = Arc::clone(&ack);
-        drop(ack);
+        let other_handler = ack.clone();
+        ack.done();
         assert_eq!(tracker.in_flight(), 1);
-        drop(other_handler);
+        other_handler.done();
         assert_eq!(tracker.take_commits(false), [(3, 1)]);
     }
 
     #[test]
-    fn a_failed_message_is_never_committed_past_and_not_waited_for() {
-        let tracker = Arc::new(Tracker::default());
+    fn a_failed_or_dropped_message_is_never_committed_past_and_not_waited_for() {
+        let tracker = tracker();
         let a = tracker.received(0, 3);
         let b = tracker.received(0, 4);
         a.fail();
-        drop(a);
-        drop(b);
+        b.done();
         assert_eq!(tracker.in_flight(), 0);
         assert_eq!(tracker.take_commits(false), [(0, 3)]);
-        drop(tracker.received(0, 5));
+        tracker.received(0, 5).done();
         assert_eq!(tracker.take_commits(false), []);
         // A seek starts the partition afresh.
         tracker.reset(0, 3);
-        drop(tracker.received(0, 3));
+        tracker.received(0, 3).done();
         assert_eq!(tracker.take_commits(false), [(0, 4)]);
+        // Dropped unhandled (its handler stopped): as failed.
+        drop(tracker.received(0, 4));
+        tracker.received(0, 5).done();
+        assert_eq!(tracker.take_commits(false), []);
     }
 
     #[test]
     fn partitions_are_independent_and_skips_count_as_done() {
-        let tracker = Arc::new(Tracker::default());
+        let tracker = tracker();
         let _p0 = tracker.received(0, 5);
         tracker.skipped(1, 7);
         assert_eq!(tracker.take_commits(false), [(0, 5), (1, 8)]);
@@ -252,14 +320,26 @@ mod tests {
 
     #[test]
     fn revoked_and_reset_partitions_ignore_old_acks() {
-        let tracker = Arc::new(Tracker::default());
+        let tracker = tracker();
         let old = tracker.received(0, 1);
         assert_eq!(tracker.revoke(&[0]), [(0, 1)]);
+        assert!(old.is_withdrawn());
         let new = tracker.received(0, 1);
-        drop(old); // from before the revocation: ignored
+        old.fail(); // from before the revocation: ignored
         assert_eq!(tracker.in_flight(), 1);
-        drop(new);
+        new.done();
         tracker.reset(0, 0);
         assert_eq!(tracker.take_commits(false), [(0, 0)]);
+    }
+
+    #[test]
+    fn a_failed_commit_is_taken_again() {
+        let tracker = tracker();
+        tracker.received(0, 1).done();
+        let commits = tracker.take_commits(false);
+        assert_eq!(commits, [(0, 2)]);
+        assert_eq!(tracker.take_commits(false), []);
+        tracker.uncommitted(&commits);
+        assert_eq!(tracker.take_commits(false), [(0, 2)]);
     }
 }

@@ -6,12 +6,20 @@ use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
 use syn::{Expr, Ident, LitStr, Path, Token};
 
-const KEYS: &str = "`source`, `sink`, `pipe`, `name`, `on_error`, `crate`";
+const KEYS: &str =
+    "`source`, `sink`, `pipe`, `name`, `on_error`, `dead_letter`, `retry`, `backoff_ms`, `crate`";
 
-/// The error policy named by `on_error = ".."`.
+/// The error policy named by `on_error = ".."` or `dead_letter = ".."`.
 pub enum Policy {
-    Continue,
     Stop,
+    Skip,
+    DeadLetter(LitStr),
+}
+
+/// `retry = N` and `backoff_ms = N`.
+pub struct RetryArgs {
+    pub attempts: syn::LitInt,
+    pub backoff_ms: Option<syn::LitInt>,
 }
 
 /// `#[handle(...)]`'s arguments.
@@ -21,6 +29,7 @@ pub struct Args {
     pub pipes: Vec<Expr>,
     pub name: Option<LitStr>,
     pub on_error: Option<Policy>,
+    pub retry: Option<RetryArgs>,
     pub krate: Option<Path>,
 }
 
@@ -31,6 +40,8 @@ impl Parse for Args {
         let mut pipes = None;
         let mut name = None;
         let mut on_error = None;
+        let mut retry: Option<syn::LitInt> = None;
+        let mut backoff: Option<syn::LitInt> = None;
         let mut krate = None;
 
         while !input.is_empty() {
@@ -80,23 +91,54 @@ impl Parse for Args {
                     }
                     name = Some(lit);
                 }
+                "on_error" | "dead_letter" if on_error.is_some() => {
+                    return Err(syn::Error::new_spanned(
+                        &key,
+                        "the error policy is given twice: use one of `on_error = \"stop\"`, `on_error = \"skip\"` or `dead_letter = \"topic\"`",
+                    ));
+                }
                 "on_error" => {
-                    if on_error.is_some() {
-                        return Err(repeated());
-                    }
                     let lit: LitStr = input.parse()?;
                     on_error = Some(match lit.value().as_str() {
-                        "continue" => Policy::Continue,
                         "stop" => Policy::Stop,
+                        "skip" => Policy::Skip,
                         other => {
                             return Err(syn::Error::new_spanned(
                                 lit,
                                 format!(
-                                    "unknown error policy `{other}`; expected \"continue\" or \"stop\""
+                                    "unknown error policy `{other}`; expected \"stop\" or \"skip\" (or `dead_letter = \"topic\"` instead of `on_error`)"
                                 ),
                             ));
                         }
                     });
+                }
+                "dead_letter" => {
+                    let lit: LitStr = input.parse()?;
+                    if lit.value().is_empty() {
+                        return Err(syn::Error::new_spanned(
+                            lit,
+                            "`dead_letter` names the topic failed items go to; it cannot be empty",
+                        ));
+                    }
+                    on_error = Some(Policy::DeadLetter(lit));
+                }
+                "retry" | "backoff_ms" => {
+                    let slot = if key == "retry" {
+                        &mut retry
+                    } else {
+                        &mut backoff
+                    };
+                    if slot.is_some() {
+                        return Err(repeated());
+                    }
+                    let lit: syn::LitInt = input.parse()?;
+                    if lit.base10_parse::<u32>().is_err() {
+                        return Err(syn::Error::new_spanned(
+                            lit,
+                            format!("`{key}` takes a whole number from 0 to {}", u32::MAX),
+                        ));
+                    }
+                    *slot = Some(lit);
                 }
                 "crate" => {
                     if krate.is_some() {
@@ -126,12 +168,26 @@ impl Parse for Args {
                 "missing `source`: name the stream that feeds this handler, e.g. `#[handle(source = numbers(), sink = [print])]`",
             ));
         };
+        let retry = match (retry, backoff) {
+            (Some(attempts), backoff_ms) => Some(RetryArgs {
+                attempts,
+                backoff_ms,
+            }),
+            (None, Some(backoff)) => {
+                return Err(syn::Error::new_spanned(
+                    backoff,
+                    "`backoff_ms` is the wait between retries: give `retry = N` too",
+                ));
+            }
+            (None, None) => None,
+        };
         Ok(Args {
             sources,
             sinks: sinks.unwrap_or_default(),
             pipes: pipes.unwrap_or_default(),
             name,
             on_error,
+            retry,
             krate,
         })
     }

@@ -6,7 +6,7 @@ use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{Expr, FnArg, GenericArgument, ItemFn, PathArguments, ReturnType, Type};
 
-use crate::args::{Args, Policy};
+use crate::args::{Args, Policy, RetryArgs};
 use crate::emit::{Mode, Rewrite};
 use crate::text::text;
 
@@ -316,10 +316,28 @@ pub fn handle(args: Args, mut item: ItemFn) -> syn::Result<TokenStream> {
 
     let source_texts = args.sources.iter().map(text);
     let sink_texts = args.sinks.iter().map(text);
-    let on_error = match args.on_error {
+    let on_error = match &args.on_error {
         None => quote!(::core::option::Option::None),
-        Some(Policy::Continue) => quote!(::core::option::Option::Some(#krate::OnError::Continue)),
         Some(Policy::Stop) => quote!(::core::option::Option::Some(#krate::OnError::Stop)),
+        Some(Policy::Skip) => quote!(::core::option::Option::Some(#krate::OnError::Skip)),
+        Some(Policy::DeadLetter(topic)) => {
+            quote!(::core::option::Option::Some(#krate::OnError::DeadLetter(#topic)))
+        }
+    };
+    let retry = match &args.retry {
+        None => quote!(::core::option::Option::None),
+        Some(RetryArgs {
+            attempts,
+            backoff_ms,
+        }) => {
+            let backoff = backoff_ms
+                .as_ref()
+                .map_or_else(|| quote!(100), |ms| quote!(#ms));
+            quote!(::core::option::Option::Some(#krate::Retry::new(
+                #attempts,
+                ::core::time::Duration::from_millis(#backoff),
+            )))
+        }
     };
 
     // `#[cfg]` on the handler applies to its registration too; lint attributes apply to the
@@ -345,7 +363,13 @@ pub fn handle(args: Args, mut item: ItemFn) -> syn::Result<TokenStream> {
                 let __slipstream_step = #step;
                 let __slipstream_sinks = #krate::__private::Sinks::<#out_ty, _>::new()
                     #(#sinks)*;
-                #krate::__private::#drive(#cx, __slipstream_source, __slipstream_sinks, __slipstream_step);
+                // Whether the input can be cloned, for retries (autoref specialization).
+                let __slipstream_cloner = {
+                    #[allow(unused_imports)]
+                    use #krate::__private::{CanClone as _, CannotClone as _};
+                    (&#krate::__private::clone_probe(&__slipstream_source)).cloner()
+                };
+                #krate::__private::#drive(#cx, __slipstream_source, __slipstream_sinks, __slipstream_step, __slipstream_cloner);
                 ::core::result::Result::Ok(())
             }
             #krate::__private::inventory::submit! {
@@ -355,6 +379,7 @@ pub fn handle(args: Args, mut item: ItemFn) -> syn::Result<TokenStream> {
                     sources: &[#(#source_texts),*],
                     sinks: &[#(#sink_texts),*],
                     on_error: #on_error,
+                    retry: #retry,
                     build: __slipstream_build,
                 }
             }

@@ -54,9 +54,20 @@
 //!
 //! ## Errors
 //!
-//! A handler that returns `Err` or panics is logged with its name and, by default, processing
-//! continues with the next item; `#[handle(on_error = "stop")]` (or [`App::on_error`]) stops
-//! the application instead and makes [`run`] return the error.
+//! An item a handler fails on (it returns `Err`, panics, or a sink refuses an output) is never
+//! lost silently. By default the application stops before the item is acknowledged — its
+//! source (a Kafka offset) delivers it again after a restart — and [`run`] returns the error.
+//! `#[handle(on_error = "skip")]` logs, counts and skips it instead, `#[handle(dead_letter =
+//! "topic")]` forwards its source record to a dead-letter topic, and `#[handle(retry = 3)]`
+//! tries it again first (per app: [`App::on_error`], [`App::retry`]; see [`OnError`], [`Retry`]).
+//!
+//! ## Acknowledgements
+//!
+//! Each item of a source may carry an [`Ack`]: it travels with the item to every handler it
+//! reaches, through proxies, shared streams, pipes and cache feeds, and into the sinks still
+//! delivering what was made from it; the source hears that the item is done once all of them
+//! are, or that it failed. Kafka topics commit an offset only when it and every earlier offset
+//! of its partition are done. A custom source uses the same machinery with [`acked`].
 //!
 //! ## Kafka
 //!
@@ -113,7 +124,8 @@ pub use slipstream_core::*;
 pub use slipstream_kafka as kafka;
 #[cfg(feature = "kafka")]
 pub use slipstream_kafka::{
-    Codec, Conf, DefaultCodec, JsonCodec, Message, Raw, StartAt, Topic, TopicSink, Utf8,
+    Codec, Conf, DefaultCodec, JsonCodec, Message, Nullable, Raw, Record, StartAt, Topic,
+    TopicSink, Utf8,
 };
 
 /// The persistent cache (the `slipstream-cache` crate).
@@ -134,7 +146,10 @@ pub use slipstream_cache::{
 /// - `pipe = [EXPR, ..]`: stream stages applied to the source before the handler, each a
 ///   `FnOnce(BoxStream<'static, T>) -> impl Stream<Item = U>`.
 /// - `name = ".."`: the handler's name (the function's name by default).
-/// - `on_error = "continue" | "stop"`: the error policy (see [`OnError`]).
+/// - `on_error = "stop" | "skip"`, or `dead_letter = "topic"`: the error policy (see
+///   [`OnError`]; `stop` by default).
+/// - `retry = N`, `backoff_ms = N`: try a failed item N more times, waiting `backoff_ms`
+///   (100 by default, doubling) before each (see [`Retry`]).
 /// - `crate = path`: where the `slipstream` crate is, if it was renamed.
 ///
 /// ```

@@ -19,7 +19,7 @@ mod counters {
     pub static SEEN: Collected<u64> = Collected::new();
 
     /// Fails on every tenth item (four times), passes the others on.
-    #[handle(source = numbers(N), sink = [|n: u64| SEEN.push(n)])]
+    #[handle(source = numbers(N), sink = [|n: u64| SEEN.push(n)], on_error = "skip")]
     fn relay(n: u64) -> Result<u64, String> {
         if n.is_multiple_of(10) {
             Err(format!("{n} is round"))
@@ -117,7 +117,7 @@ mod counters {
         assert_eq!(relay["sources"][0], "numbers(N)");
         assert_eq!(relay["sinks"][0], "|n: u64| SEEN.push(n)");
         assert_eq!(relay["state"], "running");
-        assert_eq!(relay["on_error"], "continue");
+        assert_eq!(relay["on_error"], "skip");
         assert_eq!(relay["counters"]["messages"], N);
         assert_eq!(relay["counters"]["errors"], 4);
 
@@ -386,7 +386,7 @@ mod sink_panics {
         assert_ne!(n, 1, "the sink cannot take 1");
     }
 
-    #[handle(source = stream::iter(0..3u64), sink = [fragile_sink])]
+    #[handle(source = stream::iter(0..3u64), sink = [fragile_sink], on_error = "skip")]
     async fn generate(n: u64) {
         emit!(n);
     }

@@ -7,17 +7,17 @@ use slipstream::prelude::*;
 use slipstream::{Error, OnError};
 use slipstream_tests::{Collected, app, within};
 
-mod continue_by_default {
+mod skip_policy {
     use super::*;
     pub static OUT: Collected<String> = Collected::new();
 
-    #[handle(source = stream::iter(0..5u32), sink = [|s: String| OUT.push(s)])]
+    #[handle(source = stream::iter(0..5u32), sink = [|s: String| OUT.push(s)], on_error = "skip")]
     fn sync_panics(n: u32) -> String {
         assert_ne!(n, 1, "sync panic on 1");
         format!("sync {n}")
     }
 
-    #[handle(source = stream::iter(0..5u32), sink = [|s: String| OUT.push(s)])]
+    #[handle(source = stream::iter(0..5u32), sink = [|s: String| OUT.push(s)], on_error = "skip")]
     async fn async_panics(n: u32) -> Result<String, String> {
         if n == 2 {
             panic!("async panic on 2");
@@ -28,7 +28,7 @@ mod continue_by_default {
         Ok(format!("async {n}"))
     }
 
-    #[handle(source = stream::iter(0..3u32), sink = [|s: String| OUT.push(s)])]
+    #[handle(source = stream::iter(0..3u32), sink = [|s: String| OUT.push(s)], on_error = "skip")]
     async fn generator_panics(n: u32) {
         emit!(format!("gen {n}"));
         if n == 1 {
@@ -45,7 +45,7 @@ mod continue_by_default {
         }
     }
 
-    #[handle(source = stream::iter(0..3u32), sink = [picky])]
+    #[handle(source = stream::iter(0..3u32), sink = [picky], on_error = "skip")]
     fn sinked(n: u32) -> String {
         format!("sinked {n}")
     }
@@ -66,7 +66,8 @@ mod stop_policy {
     pub static OUT: Collected<u32> = Collected::new();
     pub static TICKS: Collected<()> = Collected::new();
 
-    #[handle(source = stream::iter(0..10u32), sink = [|n: u32| OUT.push(n)], on_error = "stop")]
+    /// No policy given: `stop` is the default.
+    #[handle(source = stream::iter(0..10u32), sink = [|n: u32| OUT.push(n)])]
     fn strict(n: u32) -> Result<u32, String> {
         if n == 3 {
             Err(format!("{n} is not allowed"))
@@ -108,7 +109,7 @@ mod app_policy {
         n
     }
 
-    #[handle(source = stream::iter(100..104u32), sink = [|n: u32| OUT.push(n)], on_error = "continue")]
+    #[handle(source = stream::iter(100..104u32), sink = [|n: u32| OUT.push(n)], on_error = "skip")]
     fn lenient(n: u32) -> Result<u32, String> {
         if n == 101 {
             Err("lenient error".into())
@@ -137,7 +138,7 @@ mod app_policy {
                 .collect::<Vec<_>>(),
             [0, 1]
         );
-        // `lenient` continued past its error (it finished long before the panic).
+        // `lenient` skipped its error (it finished long before the panic).
         assert_eq!(
             out.iter()
                 .filter(|n| **n >= 100)
@@ -188,7 +189,7 @@ mod logging {
         }
     }
 
-    #[handle(source = stream::iter(["x"]))]
+    #[handle(source = stream::iter(["x"]), on_error = "skip")]
     fn logged_failure(word: &'static str) -> Result<(), String> {
         Err(format!("cannot handle {word}"))
     }
@@ -256,7 +257,7 @@ mod failing_sink_first {
         }
     }
 
-    #[handle(source = stream::iter(0..3u32), sink = [first, |n: u32| SECOND.push(n)])]
+    #[handle(source = stream::iter(0..3u32), sink = [first, |n: u32| SECOND.push(n)], on_error = "skip")]
     fn both(n: u32) -> u32 {
         n
     }
@@ -265,5 +266,63 @@ mod failing_sink_first {
     async fn every_sink_gets_every_output_even_after_an_earlier_sink_failed() {
         within(10, app(module_path!()).run()).await.unwrap();
         assert_eq!(SECOND.get(), [0, 1, 2]);
+    }
+}
+
+mod retries {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    pub static OUT: Collected<String> = Collected::new();
+    static TRIES: AtomicU32 = AtomicU32::new(0);
+    static HOPELESS: AtomicU32 = AtomicU32::new(0);
+
+    /// Fails twice on 1, then succeeds.
+    #[handle(source = stream::iter(0..3u32), sink = [|s: String| OUT.push(s)], retry = 2, backoff_ms = 1)]
+    fn flaky(n: u32) -> Result<String, String> {
+        if n == 1 && TRIES.fetch_add(1, Ordering::SeqCst) < 2 {
+            return Err("not yet".into());
+        }
+        Ok(format!("flaky {n}"))
+    }
+
+    /// Always fails on 7: tried three times, then skipped.
+    #[handle(source = stream::iter(6..9u32), sink = [|s: String| OUT.push(s)], retry = 2, backoff_ms = 1, on_error = "skip")]
+    async fn hopeless(n: u32) -> Result<String, String> {
+        if n == 7 {
+            HOPELESS.fetch_add(1, Ordering::SeqCst);
+            return Err("never".into());
+        }
+        Ok(format!("hopeless {n}"))
+    }
+
+    #[tokio::test]
+    async fn a_failed_item_is_tried_again_before_its_policy_applies() {
+        within(10, app(module_path!()).run()).await.unwrap();
+        assert_eq!(
+            OUT.starting_with("flaky"),
+            ["flaky 0", "flaky 1", "flaky 2"]
+        );
+        assert_eq!(TRIES.load(Ordering::SeqCst), 3);
+        assert_eq!(OUT.starting_with("hopeless"), ["hopeless 6", "hopeless 8"]);
+        assert_eq!(HOPELESS.load(Ordering::SeqCst), 3);
+    }
+}
+
+mod dead_letter_without_record {
+    use super::*;
+    pub static OUT: Collected<u32> = Collected::new();
+
+    /// A plain stream has no source record to forward: the failure stops the application.
+    #[handle(source = stream::iter(0..3u32), sink = [|n: u32| OUT.push(n)], dead_letter = "nowhere")]
+    fn plain(n: u32) -> Result<u32, String> {
+        if n == 1 { Err("one".into()) } else { Ok(n) }
+    }
+
+    #[tokio::test]
+    async fn an_item_that_cannot_be_dead_lettered_stops_the_app() {
+        let err = within(10, app(module_path!()).run()).await.unwrap_err();
+        assert_eq!(err.to_string(), "handler `plain` failed: one");
+        assert_eq!(OUT.get(), [0]);
     }
 }

@@ -4,6 +4,7 @@
 // The facade under another name, for `#[handle(crate = ..)]`.
 extern crate slipstream as renamed;
 
+mod acks;
 mod admin;
 mod checkpoint;
 mod endpoint;

@@ -153,3 +153,81 @@ mod merged_sources {
         assert_eq!(out, (0..50).chain(100..150).collect::<Vec<_>>());
     }
 }
+
+mod immediate {
+    use super::*;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    pub static FED: LazyLock<Proxy<u32>> = LazyLock::new(Proxy::new);
+    /// What `slow` received, and whether the proxy was paused when it did.
+    pub static RECEIVED: Mutex<Vec<(u32, bool)>> = Mutex::new(Vec::new());
+    pub static WRITTEN: AtomicU32 = AtomicU32::new(0);
+    pub static GO: tokio::sync::Notify = tokio::sync::Notify::const_new();
+    pub static FIRST: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+    #[handle(source = stream::iter(0..1000u32), sink = [FED])]
+    fn write(n: u32) -> u32 {
+        WRITTEN.fetch_add(1, Ordering::SeqCst);
+        n
+    }
+
+    /// Holds its first item until told to go, so that the items behind it fill its buffer.
+    #[handle(source = FED)]
+    async fn slow(n: u32) {
+        RECEIVED.lock().unwrap().push((n, FED.is_paused()));
+        if n == 0 {
+            FIRST.notify_one();
+            GO.notified().await;
+        }
+    }
+
+    // One thread: while the test task yields, the handlers run, so a leak would show.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_paused_source_delivers_nothing_more_even_from_a_full_buffer() {
+        let app = app(module_path!());
+        let handle = app.handle();
+        let run = tokio::spawn(app.run());
+
+        FIRST.notified().await;
+        // The writer blocks once the buffers between it and `slow` are full: hundreds of items
+        // wait for `slow`.
+        let mut last = 0;
+        loop {
+            for _ in 0..50 {
+                tokio::task::yield_now().await;
+            }
+            let written = WRITTEN.load(Ordering::SeqCst);
+            if written == last {
+                break;
+            }
+            last = written;
+        }
+        assert!(last > 200, "only {last} written");
+        FED.pause();
+        GO.notify_one();
+        for _ in 0..200 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            RECEIVED.lock().unwrap().len(),
+            1,
+            "nothing reaches the paused handler"
+        );
+
+        FED.resume();
+        until(10, || RECEIVED.lock().unwrap().len() == 1000).await;
+        handle.shutdown();
+        within(10, run).await.unwrap().unwrap();
+        let received = RECEIVED.lock().unwrap().clone();
+        assert!(
+            received.iter().all(|(_, paused)| !paused),
+            "delivered while paused"
+        );
+        assert_eq!(
+            received.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            (0..1000).collect::<Vec<_>>(),
+            "every item, in order"
+        );
+    }
+}

@@ -4,7 +4,7 @@ use std::sync::LazyLock;
 
 use futures::stream;
 use slipstream::prelude::*;
-use slipstream_tests::{Collected, app, within};
+use slipstream_tests::{Collected, app, until, within};
 
 mod chain {
     use super::*;
@@ -91,10 +91,23 @@ mod unwritten {
         n
     }
 
+    /// Fed from outside handlers only (`Proxy::send`): it stays open until shutdown.
     #[tokio::test]
-    async fn a_proxy_nobody_writes_to_is_an_empty_source() {
-        within(10, app(module_path!()).run()).await.unwrap();
-        assert!(OUT.is_empty());
+    async fn a_proxy_no_handler_writes_to_takes_values_until_shutdown() {
+        let app = app(module_path!());
+        let handle = app.handle();
+        let run = tokio::spawn(app.run());
+        while NOBODY_WRITES.send(7).await.is_err() {
+            tokio::task::yield_now().await;
+        }
+        until(10, || OUT.len() == 1).await;
+        handle.shutdown();
+        within(10, run).await.unwrap().unwrap();
+        assert_eq!(OUT.get(), [7]);
+        assert!(matches!(
+            NOBODY_WRITES.send(8).await,
+            Err(slipstream::Error::NotRunning(_))
+        ));
     }
 }
 

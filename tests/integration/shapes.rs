@@ -46,7 +46,7 @@ mod sync_result {
     use super::*;
     pub static OUT: Collected<u64> = Collected::new();
 
-    #[handle(source = numbers(), sink = [|n: u64| OUT.push(n)])]
+    #[handle(source = numbers(), sink = [|n: u64| OUT.push(n)], on_error = "skip")]
     fn checked(n: u64) -> Result<u64, String> {
         if n == 2 {
             Err(format!("{n} is unlucky"))
@@ -143,7 +143,7 @@ mod generator_result {
 
     /// Emits a pair with `emit!(key, value)`; `?` and early returns work; values emitted before
     /// an error are still delivered.
-    #[handle(source = stream::iter(["1", "x", "3"]), sink = [|p: (String, u64)| OUT.push(p)])]
+    #[handle(source = stream::iter(["1", "x", "3"]), sink = [|p: (String, u64)| OUT.push(p)], on_error = "skip")]
     fn parse(word: &'static str) -> Result<(), std::num::ParseIntError> {
         emit!(format!("before {word}"), 0);
         let n: u64 = word.parse()?;
@@ -191,7 +191,7 @@ mod async_shapes {
             .then(|| format!("option {n}"))
     }
 
-    #[handle(source = stream::iter(20..23u64), sink = [|s: String| OUT.push(s)])]
+    #[handle(source = stream::iter(20..23u64), sink = [|s: String| OUT.push(s)], on_error = "skip")]
     async fn result(n: u64) -> anyhow::Result<String> {
         anyhow::ensure!(slow(n).await != 21, "no 21");
         Ok(format!("result {n}"))
@@ -202,7 +202,7 @@ mod async_shapes {
         UNIT.push(slow(n).await);
     }
 
-    #[handle(source = stream::iter(40..42u64))]
+    #[handle(source = stream::iter(40..42u64), on_error = "skip")]
     async fn unit_result(n: u64) -> Result<(), String> {
         UNIT.push(slow(n).await);
         Err("ignored".into())
@@ -236,7 +236,7 @@ mod async_generator {
         log(format!("sink {value}"));
     }
 
-    #[handle(source = stream::iter([1u64, 2]), sink = [sink])]
+    #[handle(source = stream::iter([1u64, 2]), sink = [sink], on_error = "skip")]
     async fn twice(n: u64) -> Result<(), String> {
         for i in 0..2 {
             log(format!("emit {n}.{i}"));

@@ -212,3 +212,36 @@ mod stop_commits_nothing_more {
         assert_eq!(seen, (seen[0]..20).collect::<Vec<_>>());
     }
 }
+
+mod seek_is_immediate {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static NAME: LazyLock<String> = LazyLock::new(|| unique("seek"));
+    pub static INPUT: LazyLock<Topic> =
+        LazyLock::new(|| topic(&NAME, &unique("seek-group")).stop_at_end(true));
+    pub static SEEN: Collected<u32> = Collected::new();
+    static SOUGHT: AtomicBool = AtomicBool::new(false);
+
+    /// On 10, jumps to 200: the messages already read past 10 never reach it.
+    #[handle(source = INPUT)]
+    fn jump(msg: Message<String, String>) -> Result<(), slipstream::Error> {
+        let n: u32 = msg.value.parse().unwrap();
+        SEEN.push(n);
+        if n == 10 && !SOUGHT.swap(true, Ordering::SeqCst) {
+            INPUT.seek(msg.partition, 200)?;
+        }
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_next_message_after_a_seek_is_the_one_sought() {
+        create(INPUT.name(), 1).await;
+        for i in 0..300 {
+            INPUT.send("k", i.to_string()).await.unwrap();
+        }
+        within(120, app(module_path!()).run()).await.unwrap();
+        let expected: Vec<u32> = (0..=10).chain(200..300).collect();
+        assert_eq!(SEEN.get(), expected);
+    }
+}

@@ -1,5 +1,6 @@
-//! A child process running a topic → handler → topic pipeline is killed with SIGKILL midway and
-//! restarted: every input message reaches the output at least once.
+//! A child process running a topic → handler → proxy → handler → topic pipeline is killed with
+//! SIGKILL midway, while messages sit in the proxy between the two handlers, and restarted:
+//! every input message reaches the output at least once.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -22,11 +23,19 @@ static INPUT: LazyLock<Topic> =
     LazyLock::new(|| topic(&env("KILL_TEST_INPUT"), "killed-pipeline").stop_at_end(true));
 static OUTPUT: LazyLock<Topic> = LazyLock::new(|| topic(&env("KILL_TEST_OUTPUT"), "writer"));
 
-#[handle(source = INPUT, sink = [OUTPUT])]
-async fn forward(msg: Message<String, String>) -> (String, String) {
-    tokio::time::sleep(Duration::from_millis(1)).await;
-    println!("forwarded {}", msg.value);
+static BETWEEN: LazyLock<Proxy<(String, String)>> = LazyLock::new(Proxy::new);
+
+/// Fast: the proxy's buffer in front of the slow `forward` fills up.
+#[handle(source = INPUT, sink = [BETWEEN])]
+fn pass(msg: Message<String, String>) -> (String, String) {
     (msg.key.unwrap_or_default(), msg.value)
+}
+
+#[handle(source = BETWEEN, sink = [OUTPUT])]
+async fn forward(pair: (String, String)) -> (String, String) {
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    println!("forwarded {}", pair.1);
+    pair
 }
 
 /// The pipeline, when this binary runs as the child.

@@ -10,5 +10,6 @@ mod fenced;
 mod groups;
 mod killed;
 mod poison;
+mod policies;
 mod round_trip;
 mod stream;

@@ -97,3 +97,76 @@ async fn dry_topics_log_instead_of_producing() {
     dry.send("k", "v").await.unwrap();
     assert!(read_all::<String, String>(&name).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tombstones_round_trip_and_differ_from_empty_values() {
+    let name = unique("tombstones");
+    let table: Topic<String, Option<String>> = topic(&name, "writer");
+    create(table.name(), 1).await;
+    table.send("fish", Some("🐟".to_owned())).await.unwrap();
+    table.send("empty", Some(String::new())).await.unwrap();
+    table
+        .send_record(slipstream::Record::new(None).key("fish".to_owned()))
+        .await
+        .unwrap();
+
+    let read = read_all::<String, Option<String>>(&name).await;
+    let summary: Vec<_> = read
+        .iter()
+        .map(|m| (m.key.clone().unwrap(), m.value.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("fish".to_owned(), Some("🐟".to_owned())),
+            ("empty".to_owned(), Some(String::new())),
+            ("fish".to_owned(), None),
+        ]
+    );
+    // Read as plain strings, a tombstone is an empty value.
+    let plain = read_all::<String, String>(&name).await;
+    assert_eq!(plain[2].value, "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_goes_to_the_partition_and_with_the_timestamp_it_names() {
+    let name = unique("placed");
+    let placed: Topic = topic(&name, "writer");
+    create(placed.name(), 3).await;
+    for partition in [2, 0, 1] {
+        placed
+            .send_record(
+                slipstream::Record::new(format!("p{partition}"))
+                    .key("same key".to_owned())
+                    .partition(partition)
+                    .timestamp(1_600_000_000_000 + i64::from(partition))
+                    .header("n", partition.to_string()),
+            )
+            .await
+            .unwrap();
+    }
+    let mut read = read_all::<String, String>(&name).await;
+    read.sort_by_key(|m| m.partition);
+    let summary: Vec<_> = read
+        .iter()
+        .map(|m| {
+            (
+                m.partition,
+                m.value.clone(),
+                m.timestamp,
+                m.header("n").map(<[u8]>::to_vec),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        (0..3)
+            .map(|p| (
+                p,
+                format!("p{p}"),
+                Some(1_600_000_000_000 + i64::from(p)),
+                Some(p.to_string().into_bytes())
+            ))
+            .collect::<Vec<_>>()
+    );
+}

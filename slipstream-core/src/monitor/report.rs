@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::{BOUNDS, ErrorKind, HandlerState, HandlerStats, Monitor};
-use crate::registry::OnError;
 
 /// Whether a running application is healthy, and if not, why.
 ///
@@ -53,7 +52,7 @@ pub struct HandlerStatus {
     pub sources: &'static [&'static str],
     /// Its `sink` expressions, as written.
     pub sinks: &'static [&'static str],
-    /// Its error policy: `"continue"` or `"stop"`.
+    /// Its error policy: `"stop"`, `"skip"` or `"dead_letter"`.
     pub on_error: &'static str,
     /// Where it is in its life.
     pub state: HandlerState,
@@ -301,10 +300,7 @@ fn status(handler: &HandlerStats) -> HandlerStatus {
         module: info.module,
         sources: info.sources,
         sinks: info.sinks,
-        on_error: match handler.policy {
-            OnError::Continue => "continue",
-            OnError::Stop => "stop",
-        },
+        on_error: handler.policy.name(),
         state: handler.state(),
         paused: handler.pause.is_paused(),
         error: handler.failure(),
