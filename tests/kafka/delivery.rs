@@ -245,3 +245,161 @@ mod seek_is_immediate {
         assert_eq!(SEEN.get(), expected);
     }
 }
+
+mod refused_output {
+    use super::*;
+
+    static NAME: LazyLock<String> = LazyLock::new(|| unique("refused-in"));
+    static OUT: LazyLock<String> = LazyLock::new(|| unique("refused-out"));
+    static GROUP: LazyLock<String> = LazyLock::new(|| unique("refused-group"));
+
+    pub mod producing {
+        use super::*;
+        pub static INPUT: LazyLock<Topic> =
+            LazyLock::new(|| topic(&NAME, &GROUP).stop_at_end(true));
+        pub static OUTPUT: LazyLock<Topic> = LazyLock::new(|| topic(&OUT, "writer"));
+
+        /// "big" becomes a 2 MB value, over the producer's size limit: refused when enqueued.
+        #[handle(source = INPUT, sink = [OUTPUT])]
+        fn inflate(msg: Message<String, String>) -> String {
+            if msg.value == "big" {
+                "x".repeat(2_000_000)
+            } else {
+                msg.value
+            }
+        }
+    }
+
+    pub mod reading {
+        use super::*;
+        pub static INPUT: LazyLock<Topic> =
+            LazyLock::new(|| topic(&NAME, &GROUP).stop_at_end(true));
+        pub static SEEN: Collected<String> = Collected::new();
+
+        #[handle(source = INPUT, sink = [|v: String| SEEN.push(v)])]
+        fn read(msg: Message<String, String>) -> String {
+            msg.value
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_output_refused_when_enqueued_keeps_its_input_uncommitted() {
+        create(&NAME, 1).await;
+        create(&OUT, 1).await;
+        for value in ["a", "big", "c"] {
+            producing::INPUT.send("k", value).await.unwrap();
+        }
+        let err = within(60, app(&format!("{}::producing", module_path!())).run())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, slipstream::Error::Sink { .. }), "{err}");
+
+        // The group reads "big" again.
+        within(60, app(&format!("{}::reading", module_path!())).run())
+            .await
+            .unwrap();
+        assert!(
+            reading::SEEN.get().contains(&"big".to_owned()),
+            "{:?}",
+            reading::SEEN.get()
+        );
+    }
+}
+
+mod undecodable_stops {
+    use super::*;
+
+    static NAME: LazyLock<String> = LazyLock::new(|| unique("undecodable"));
+    static GROUP: LazyLock<String> = LazyLock::new(|| unique("undecodable-group"));
+
+    pub mod strict {
+        use super::*;
+        pub static INPUT: LazyLock<Topic> =
+            LazyLock::new(|| topic(&NAME, &GROUP).stop_at_end(true));
+        pub static SEEN: Collected<String> = Collected::new();
+
+        #[handle(source = INPUT, sink = [|v: String| SEEN.push(v)])]
+        fn strict(msg: Message<String, String>) -> String {
+            msg.value
+        }
+    }
+
+    pub mod lenient {
+        use super::*;
+        pub static INPUT: LazyLock<Topic> =
+            LazyLock::new(|| topic(&NAME, &GROUP).stop_at_end(true));
+        pub static SEEN: Collected<String> = Collected::new();
+
+        #[handle(source = INPUT, sink = [|v: String| SEEN.push(v)], on_error = "skip")]
+        fn lenient(msg: Message<String, String>) -> String {
+            msg.value
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_undecodable_message_stops_before_anything_after_it_is_handled() {
+        create(&NAME, 1).await;
+        let raw: Topic<Vec<u8>, Vec<u8>> = topic(&NAME, "writer");
+        strict::INPUT.send("k", "first").await.unwrap();
+        raw.send(b"k".to_vec(), vec![0xff, 0xfe]).await.unwrap();
+        strict::INPUT.send("k", "second").await.unwrap();
+
+        let err = within(60, app(&format!("{}::strict", module_path!())).run())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, slipstream::Error::Codec { .. }), "{err}");
+        assert_eq!(strict::SEEN.get(), ["first"]);
+
+        // Not committed past: read again, and skipped under `skip`.
+        within(60, app(&format!("{}::lenient", module_path!())).run())
+            .await
+            .unwrap();
+        assert_eq!(
+            lenient::SEEN.get().last().map(String::as_str),
+            Some("second")
+        );
+        assert_eq!(lenient::INPUT.undecodable(), 1);
+    }
+}
+
+mod kept_messages {
+    use super::*;
+    use std::sync::Mutex;
+
+    static NAME: LazyLock<String> = LazyLock::new(|| unique("kept"));
+    static GROUP: LazyLock<String> = LazyLock::new(|| unique("kept-group"));
+    pub static INPUT: LazyLock<Topic> = LazyLock::new(|| topic(&NAME, &GROUP).stop_at_end(true));
+    /// A sink that keeps every message it is given.
+    pub static KEPT: Mutex<Vec<Message<String, String>>> = Mutex::new(Vec::new());
+
+    #[handle(source = INPUT, sink = [|m: Message<String, String>| KEPT.lock().unwrap().push(m)])]
+    fn keep(msg: Message<String, String>) -> Message<String, String> {
+        msg
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn messages_a_sink_keeps_do_not_hold_their_offsets_back() {
+        create(&NAME, 1).await;
+        for i in 0..5 {
+            INPUT.send("k", i.to_string()).await.unwrap();
+        }
+        let started = std::time::Instant::now();
+        within(60, app(module_path!()).run()).await.unwrap();
+        // The final commit did not wait for the kept messages (it gives up after 30 s).
+        assert!(
+            started.elapsed() < Duration::from_secs(25),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(KEPT.lock().unwrap().len(), 5);
+        // Everything was committed: the group has nothing more to read.
+        let again: Topic = topic(&NAME, &GROUP).stop_at_end(true);
+        let mut stream = again.stream().unwrap();
+        let next = tokio::time::timeout(
+            Duration::from_secs(20),
+            futures::StreamExt::next(&mut stream),
+        )
+        .await;
+        assert!(matches!(next, Ok(None)), "read again: {next:?}");
+    }
+}
