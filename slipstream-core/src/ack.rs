@@ -238,6 +238,11 @@ pub struct AckScope {
     pending: AtomicBool,
     /// Whether `state.current` holds an ack (read without the lock by forwarding sinks).
     acked: AtomicBool,
+    /// Whether items pass through pipes (which may make several items of one).
+    piped: AtomicBool,
+    /// Set once the handler has finished reading its source without failing: what is left in
+    /// its feeds was not meant for it.
+    finished: AtomicBool,
     state: Mutex<ScopeState>,
 }
 
@@ -245,20 +250,59 @@ pub struct AckScope {
 struct ScopeState {
     pending: Vec<Ack>,
     current: Option<Ack>,
+    /// With pipes: a holder of the last acknowledgement begun, for the further items a pipe
+    /// makes from one (`flat_map`), until acks of newer items arrive.
+    last: Option<Ack>,
 }
+
+/// Acks handed in for items a pipe has not yielded yet are combined beyond this many (a filter
+/// that drops most items would otherwise keep a growing list).
+const PENDING_MAX: usize = 1024;
 
 impl AckScope {
     /// A source hands in the ack of the item it yields.
     pub fn hand_in(&self, ack: Ack) {
-        lock(&self.state).pending.push(ack);
+        let mut state = lock(&self.state);
+        state.pending.push(ack);
+        if state.pending.len() > PENDING_MAX {
+            let all = Ack::all(std::mem::take(&mut state.pending));
+            state.pending.push(all);
+        }
+        drop(state);
         self.pending.store(true, Ordering::Release);
+    }
+
+    /// Items pass through pipes before the handler.
+    pub(crate) fn set_piped(&self) {
+        self.piped.store(true, Ordering::Relaxed);
+    }
+
+    /// The handler has finished reading its source without failing.
+    pub(crate) fn finish(&self) {
+        self.finished.store(true, Ordering::Release);
+    }
+
+    /// Whether the handler has finished reading its source without failing.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
     }
 
     /// The handler starts an item: what was handed in becomes its acknowledgement. `None`
     /// when the item has none, or when every source took the item back (it is then skipped).
     pub(crate) fn begin(&self) -> Begin {
+        let piped = self.piped.load(Ordering::Relaxed);
         if !self.pending.load(Ordering::Acquire) {
-            return Begin::Plain;
+            if !piped {
+                return Begin::Plain;
+            }
+            // Another item a pipe made from the last one read: it shares its ack.
+            let mut state = lock(&self.state);
+            let Some(last) = state.last.clone() else {
+                return Begin::Plain;
+            };
+            state.current = Some(last);
+            self.acked.store(true, Ordering::Relaxed);
+            return Begin::Acked;
         }
         let mut state = lock(&self.state);
         self.pending.store(false, Ordering::Relaxed);
@@ -267,12 +311,26 @@ impl AckScope {
             1 => state.pending.pop().expect("one"),
             _ => Ack::all(std::mem::take(&mut state.pending)),
         };
-        if ack.is_withdrawn() {
+        let replaced = if piped {
+            state.last.replace(ack.clone())
+        } else {
+            None
+        };
+        let withdrawn = ack.is_withdrawn();
+        if !withdrawn {
+            state.current = Some(ack.clone());
+            self.acked.store(true, Ordering::Relaxed);
+        }
+        drop(state);
+        // Ended outside the lock: a source's `done` may do anything.
+        if let Some(replaced) = replaced {
+            replaced.done();
+        }
+        if withdrawn {
             ack.done();
             return Begin::Withdrawn;
         }
-        state.current = Some(ack);
-        self.acked.store(true, Ordering::Relaxed);
+        ack.done();
         Begin::Acked
     }
 
@@ -303,16 +361,27 @@ impl AckScope {
         if !self.acked.swap(false, Ordering::Relaxed) {
             return;
         }
-        let ack = lock(&self.state).current.take();
-        if let Some(ack) = ack {
+        let mut state = lock(&self.state);
+        let ack = state.current.take();
+        // A failure fails what a pipe made the item from, for every item made from it.
+        let last = if ok { None } else { state.last.take() };
+        drop(state);
+        for ack in ack.into_iter().chain(last) {
             if ok { ack.done() } else { ack.fail() }
         }
     }
 
-    /// The source has ended: acks handed in for items a pipe dropped are done.
-    pub(crate) fn drain(&self) {
-        let pending = std::mem::take(&mut lock(&self.state).pending);
-        pending.into_iter().for_each(Ack::done);
+    /// The source has ended: acks handed in for items a pipe dropped, and the last one a pipe
+    /// may still make items from, are done (`ok`), or failed when the application shut down
+    /// with them still inside the pipe.
+    pub(crate) fn drain(&self, ok: bool) {
+        let mut state = lock(&self.state);
+        let pending = std::mem::take(&mut state.pending);
+        let last = state.last.take();
+        drop(state);
+        for ack in pending.into_iter().chain(last) {
+            if ok { ack.done() } else { ack.fail() }
+        }
     }
 }
 

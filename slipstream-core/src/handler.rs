@@ -354,7 +354,8 @@ where
         );
     }
     cx.add_task(Box::pin(async move {
-        let mut source = std::pin::pin!(source);
+        // Boxed (once per handler) so that it can be dropped before the sinks close.
+        let mut source = Box::pin(source);
         let mut budget = Budget::default();
         if let Some(stats) = &runner.stats {
             stats.set_running();
@@ -362,11 +363,14 @@ where
         // Measured only when metrics are enabled: reading the clock costs more than the rest of
         // the loop.
         let counters = runner.stats.as_ref().and_then(|s| s.counters());
+        // Whether the loop ended before its source did.
+        let mut stopped = false;
         while let Some(item) = source.next().await {
             if let Some(acks) = &runner.acks
                 && acks.begin() == Begin::Withdrawn
             {
                 // Its source took it back (a revoked partition, a seek): not handled here.
+                budget.spend().await;
                 continue;
             }
             let started = counters.map(|_| Instant::now());
@@ -379,6 +383,7 @@ where
             if let (Some(counters), Some(started)) = (counters, started) {
                 counters.record(outputs, started.elapsed());
             }
+            let mut interrupted = false;
             if let (Some(clone), Some(mut spare)) = (retry, spare) {
                 let mut attempt = 0;
                 while (outcome.is_some() || delivery.is_some()) && attempt < runner.retry.attempts {
@@ -387,12 +392,20 @@ where
                         runner.report(failure, "retrying");
                     }
                     if !runner.backoff(attempt).await {
+                        interrupted = true;
                         break;
                     }
                     let next = clone(&spare);
                     let again = step.process(std::mem::replace(&mut spare, next)).await;
                     (outcome, delivery) = (again.outcome, again.delivery);
                 }
+            }
+            if interrupted {
+                // Shut down while waiting to retry: not handled, and not the policy's to judge;
+                // its source delivers it again.
+                runner.end(false);
+                stopped = true;
+                break;
             }
             if outcome.is_none() && delivery.is_none() {
                 runner.end(true);
@@ -401,13 +414,21 @@ where
                 // handled after this failure may count as done, and the other handlers stop
                 // while this one's sinks flush.
                 runner.controls.fail_handler(runner.name, error);
+                stopped = true;
                 break;
             }
             budget.spend().await;
         }
         if let Some(acks) = &runner.acks {
-            acks.drain();
+            if !stopped {
+                acks.finish();
+            }
+            // What a pipe dropped is done; what it still held when the application stopped or
+            // shut down was never handled.
+            acks.drain(!stopped && !runner.controls.shutdown.is_triggered());
         }
+        // Dropped before the sinks close: what its feeds still hold is settled now.
+        drop(source);
         // The sinks are closed (flushed) even when the handler stops the application.
         runner.finish(step.close()).await
     }));

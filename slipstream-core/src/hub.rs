@@ -1,8 +1,10 @@
 //! Hubs: one feed read once and fanned out to every handler that names it as a source.
 
 use std::any::Any;
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use crate::shutdown::Shutdown;
@@ -35,7 +37,7 @@ pub(crate) enum HubInput<T> {
 /// One shared feed of a run.
 pub struct Hub<T> {
     input: HubInput<T>,
-    subscribers: Vec<mpsc::Sender<Envelope<T>>>,
+    subscribers: Vec<Subscriber<T>>,
     /// Pauses the hub's readers (and, unless the source applies it itself, the hub's input).
     pause: PauseHandle,
     /// Whether the hub's own reading of its input obeys `pause`.
@@ -87,8 +89,13 @@ impl<T: Clone + Send + 'static> Hub<T> {
     /// in `acks`. Once the hub's pause switch is flipped, nothing more reaches it until resume.
     pub(crate) fn subscribe(&mut self, acks: Option<Arc<AckScope>>) -> Feed<T> {
         let (tx, rx) = mpsc::channel(FEED_CAPACITY);
-        self.subscribers.push(tx);
+        let left_done = Arc::new(AtomicBool::new(false));
+        self.subscribers.push(Subscriber {
+            tx,
+            left_done: Arc::clone(&left_done),
+        });
         Feed {
+            left_done,
             rx: Gate::new(
                 Receiver(rx),
                 self.pause.clone(),
@@ -148,15 +155,22 @@ impl<T: Clone + Send + 'static> HubSlot for Hub<T> {
             writers_made,
             shutdown,
         } = *self;
-        let pause = if pump_paused {
-            pause
+        // A source that applies the pause itself (a topic's consumer) must still be polled
+        // while its readers are paused (to stay in its group): the hub goes on reading it,
+        // holding back what it yields.
+        let (pause, keep_polling) = if pump_paused {
+            (pause, None)
         } else {
-            PauseHandle::new()
+            (PauseHandle::new(), Some(pause))
         };
         match input {
-            HubInput::External(stream) => {
-                pump(Gate::new(stream, pause, shutdown, true), subscribers).boxed()
-            }
+            HubInput::External(stream) => pump(
+                Gate::new(stream, pause, shutdown, true),
+                subscribers,
+                keep_polling,
+                true,
+            )
+            .boxed(),
             // Dropping `tx` here leaves the writers' handles as the only senders: the feed
             // ends when the last writer finishes. A hub no handler writes into is fed from
             // outside handlers: it stays open until shutdown.
@@ -164,6 +178,8 @@ impl<T: Clone + Send + 'static> HubSlot for Hub<T> {
                 let fed = pump(
                     Gate::new(Receiver(rx), pause, shutdown.clone(), false),
                     subscribers,
+                    keep_polling,
+                    false,
                 );
                 if writers_made > 0 {
                     drop(tx);
@@ -183,33 +199,90 @@ impl<T: Clone + Send + 'static> HubSlot for Hub<T> {
     }
 }
 
+/// One reader of a hub.
+struct Subscriber<T> {
+    tx: mpsc::Sender<Envelope<T>>,
+    /// Set when its handler finished reading without failing: what it no longer takes is done
+    /// with (not failed).
+    left_done: Arc<AtomicBool>,
+}
+
+/// Ends an item's acknowledgement as undeliverable to a reader that is gone.
+fn undeliverable(ack: Option<Ack>, left_done: bool) {
+    if let Some(ack) = ack {
+        if left_done { ack.done() } else { ack.fail() }
+    }
+}
+
 /// Sends every item to every subscriber, in order, waiting for room in each (back-pressure).
-/// Each subscriber gets its own holder of the item's acknowledgement.
+/// Each subscriber gets its own holder of the item's acknowledgement. With `keep_polling`
+/// (the pause switch of a source that applies it itself), the stream is still polled while
+/// paused, and what it yields meanwhile is held back in order. An `external` hub stops reading
+/// once all its readers are gone.
 async fn pump<T: Clone + Send>(
     stream: impl Stream<Item = Envelope<T>> + Send,
-    mut subs: Vec<mpsc::Sender<Envelope<T>>>,
+    mut subs: Vec<Subscriber<T>>,
+    keep_polling: Option<PauseHandle>,
+    external: bool,
 ) {
     let mut stream = std::pin::pin!(stream);
-    // A hub no handler reads (a cache only written to) is done with an item at once; one whose
-    // readers have all stopped drops it unhandled.
+    let mut changes = keep_polling.as_ref().map(PauseHandle::changes);
+    let mut held: VecDeque<Envelope<T>> = VecDeque::new();
+    let mut ended = false;
+    // A hub no handler reads (a cache only written to) is done with an item at once.
     let unread = subs.is_empty();
-    while let Some((item, ack)) = stream.next().await {
-        let Some((last, rest)) = subs.split_last() else {
-            if let Some(ack) = ack
-                && unread
-            {
-                ack.done();
+    let mut all_left_done = true;
+    loop {
+        let (item, ack) = match held.pop_front() {
+            Some(envelope) => envelope,
+            None if ended => break,
+            None => match stream.next().await {
+                Some(envelope) => envelope,
+                None => break,
+            },
+        };
+        if subs.is_empty() {
+            undeliverable(ack, unread || all_left_done);
+            if external && !unread {
+                // Nobody reads it any more.
+                break;
             }
             continue;
-        };
-        let mut gone = Vec::new();
-        for (i, sub) in rest.iter().enumerate() {
-            if sub.send((item.clone(), ack.clone())).await.is_err() {
-                gone.push(i);
-            }
         }
-        if last.send((item, ack)).await.is_err() {
-            gone.push(subs.len() - 1);
+        let mut item = Some(item);
+        let mut ack = ack;
+        let last = subs.len() - 1;
+        let mut gone = Vec::new();
+        for (i, sub) in subs.iter().enumerate() {
+            let envelope = if i == last {
+                (item.take().expect("the item"), ack.take())
+            } else {
+                (item.clone().expect("the item"), ack.clone())
+            };
+            let permit = loop {
+                let (Some(pause), Some(changes)) = (&keep_polling, changes.as_mut()) else {
+                    break sub.tx.reserve().await;
+                };
+                let polling = pause.is_paused() && !ended;
+                tokio::select! {
+                    biased;
+                    permit = sub.tx.reserve() => break permit,
+                    next = stream.next(), if polling => match next {
+                        Some(envelope) => held.push_back(envelope),
+                        None => ended = true,
+                    },
+                    _ = changes.changed() => {}
+                }
+            };
+            match permit {
+                Ok(permit) => permit.send(envelope),
+                Err(_) => {
+                    let left_done = sub.left_done.load(Ordering::Acquire);
+                    all_left_done &= left_done;
+                    undeliverable(envelope.1, left_done);
+                    gone.push(i);
+                }
+            }
         }
         // A subscriber whose handler stopped no longer receives; the others go on.
         for i in gone.into_iter().rev() {
@@ -234,6 +307,24 @@ impl<T> Stream for Receiver<T> {
 pub struct Feed<T> {
     rx: Gate<Receiver<Envelope<T>>>,
     acks: Option<Arc<AckScope>>,
+    left_done: Arc<AtomicBool>,
+}
+
+impl<T> Drop for Feed<T> {
+    /// A handler that finished reading without failing (its pipe took what it wanted, say)
+    /// is done with what is left for it; otherwise what is left fails (it was not handled).
+    fn drop(&mut self) {
+        let finished = self.acks.as_ref().is_some_and(|scope| scope.is_finished());
+        if !finished {
+            return;
+        }
+        self.left_done.store(true, Ordering::Release);
+        let rx = &mut self.rx.get_mut().get_mut().0;
+        rx.close();
+        while let Ok((_, ack)) = rx.try_recv() {
+            undeliverable(ack, true);
+        }
+    }
 }
 
 impl<T> Stream for Feed<T> {

@@ -47,6 +47,7 @@ pub mod __component {
     pub use crate::ack::AckScope;
     pub use crate::hub::{Hub, Outside};
     pub use crate::monitor::{ConsumerProbe, ConsumerStatus, PartitionReport};
+    pub use crate::pause::PauseChanges;
     pub use crate::sync::lock;
 }
 

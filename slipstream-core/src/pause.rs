@@ -36,13 +36,37 @@ pub struct PauseHandle {
     inner: Arc<PauseState>,
 }
 
-#[derive(Default)]
 struct PauseState {
     paused: AtomicBool,
     /// Every gate waiting for a resume (several when a handler merges several sources).
     waiting: Mutex<Vec<Waker>>,
-    /// Wakes a component that applies the switch itself (a topic's consumer).
-    changed: tokio::sync::Notify,
+    /// Tells components that apply the switch themselves (a topic's consumer, the hub reading
+    /// it) that it was flipped.
+    changed: tokio::sync::watch::Sender<()>,
+}
+
+impl Default for PauseState {
+    fn default() -> Self {
+        PauseState {
+            paused: AtomicBool::new(false),
+            waiting: Mutex::new(Vec::new()),
+            changed: tokio::sync::watch::Sender::new(()),
+        }
+    }
+}
+
+/// Flips of a pause switch, for a component that applies it itself. Not a public API.
+#[doc(hidden)]
+pub struct PauseChanges(tokio::sync::watch::Receiver<()>);
+
+impl PauseChanges {
+    /// Waits until the switch is flipped after the last call (or after this was made).
+    pub async fn changed(&mut self) {
+        if self.0.changed().await.is_err() {
+            // The switch is gone: it never changes again.
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 impl PauseHandle {
@@ -54,7 +78,7 @@ impl PauseHandle {
     /// Stops the source from delivering items until [`resume`](Self::resume) is called.
     pub fn pause(&self) {
         self.inner.paused.store(true, Ordering::SeqCst);
-        self.inner.changed.notify_one();
+        self.inner.changed.send_replace(());
     }
 
     /// Lets the source deliver items again.
@@ -62,7 +86,7 @@ impl PauseHandle {
         self.inner.paused.store(false, Ordering::SeqCst);
         let waiting = std::mem::take(&mut *lock(&self.inner.waiting));
         waiting.into_iter().for_each(Waker::wake);
-        self.inner.changed.notify_one();
+        self.inner.changed.send_replace(());
     }
 
     /// Wakes `waker` on the next resume.
@@ -73,10 +97,10 @@ impl PauseHandle {
         }
     }
 
-    /// Waits until the switch is flipped (for the one component that applies it itself).
+    /// The flips of the switch from now on (for components that apply it themselves).
     #[doc(hidden)]
-    pub async fn changed(&self) {
-        self.inner.changed.notified().await;
+    pub fn changes(&self) -> PauseChanges {
+        PauseChanges(self.inner.changed.subscribe())
     }
 
     /// Whether the source is paused.
@@ -156,6 +180,11 @@ impl<S> Gate<S> {
             ends_on_shutdown,
             done: false,
         }
+    }
+
+    /// The stream inside.
+    pub(crate) fn get_mut(&mut self) -> Pin<&mut S> {
+        self.inner.as_mut()
     }
 }
 

@@ -363,12 +363,20 @@ pub fn merge<T>(sources: Vec<BoxStream<'static, T>>) -> SelectAll<BoxStream<'sta
     stream::select_all(sources)
 }
 
-/// Applies one `pipe = [..]` stage to a handler's source.
+/// Applies one `pipe = [..]` stage to a handler's source. A stage may make several items of
+/// one: each shares the acknowledgement of the item it was made from.
 #[doc(hidden)]
-pub fn pipe<T, F, R>(stream: impl Stream<Item = T> + Send + 'static, stage: F) -> R
+pub fn pipe<T, F, R>(
+    cx: &mut BuildCx<'_>,
+    stream: impl Stream<Item = T> + Send + 'static,
+    stage: F,
+) -> R
 where
     F: FnOnce(BoxStream<'static, T>) -> R,
     R: Stream + Send + 'static,
 {
+    if let Some(acks) = &cx.acks {
+        acks.set_piped();
+    }
     stage(stream.boxed())
 }

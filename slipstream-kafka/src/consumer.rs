@@ -1,7 +1,7 @@
 //! Consuming a topic: one consumer per topic and run, its rebalance callbacks, the stream of
 //! decoded messages, and the task that commits what handlers have finished.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,12 +25,15 @@ use super::tracker::Tracker;
 use crate::codec::Codec;
 use crate::conf::Conf;
 use crate::dead_letter::{DeadLetters, Raw, Reason};
+use slipstream_core::__component::PauseChanges;
 use slipstream_core::__component::lock;
 use slipstream_core::__component::{ConsumerProbe, ConsumerStatus, PartitionReport};
 use slipstream_core::{Ack, BoxError, Error, PauseHandle};
 
 /// How long the final commit waits for handlers still holding messages.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a refused final commit is tried again.
+const FINAL_COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a report waits for the committed offsets.
 const COMMITTED_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long blocking consumer calls may take.
@@ -45,6 +48,9 @@ pub(crate) struct Context {
     failed: Arc<AtomicBool>,
     /// The assignment and whether the stream has ended, as health reports them.
     status: Arc<ConsumerStatus>,
+    /// Bumped by every assignment and revocation: an end-of-partition seen before does not
+    /// count after it.
+    rebalances: Arc<AtomicU64>,
 }
 
 impl ClientContext for Context {
@@ -86,11 +92,28 @@ impl ConsumerContext for Context {
                 .map(|e| e.partition())
                 .collect();
             tracing::info!(topic = %self.topic, ?partitions, "partitions revoked");
+            self.rebalances.fetch_add(1, Ordering::SeqCst);
             self.status.revoke(&partitions);
+            let commit = self.group && !self.failed.load(Ordering::SeqCst);
+            if self.status.is_finished() {
+                // Closing: what the revocation cannot commit stays for the final commit, which
+                // the consumer retries once it is in the group again.
+                let commits = self.tracker.committable(&partitions);
+                let committed = !commit
+                    || commits.is_empty()
+                    || consumer
+                        .commit(&offsets(&self.topic, &commits), CommitMode::Sync)
+                        .is_ok();
+                if committed {
+                    self.tracker.revoke(&partitions);
+                }
+                return;
+            }
             let commits = self.tracker.revoke(&partitions);
-            if self.group && !commits.is_empty() && !self.failed.load(Ordering::SeqCst) {
+            if commit && !commits.is_empty() {
                 let list = offsets(&self.topic, &commits);
                 if let Err(error) = consumer.commit(&list, CommitMode::Sync) {
+                    // The new owner reads them again (at-least-once).
                     tracing::warn!(topic = %self.topic, %error, "commit on revocation failed");
                 }
             }
@@ -110,6 +133,7 @@ impl ConsumerContext for Context {
                 .map(|e| e.partition())
                 .collect();
             tracing::info!(topic = %self.topic, ?partitions, "partitions assigned");
+            self.rebalances.fetch_add(1, Ordering::SeqCst);
             self.status.assign(partitions);
             if self.pause.is_paused()
                 && let Err(error) = consumer.pause(assigned)
@@ -147,6 +171,8 @@ pub(crate) struct Running {
     /// The highest high watermark seen per partition, against which an end-of-partition report
     /// is checked (a restarted broker may report a partition's end early).
     high_seen: Mutex<HashMap<i32, i64>>,
+    /// Bumped by every assignment and revocation (see `Context`).
+    rebalances: Arc<AtomicU64>,
     wake: Notify,
 }
 
@@ -180,7 +206,9 @@ impl Running {
         }
         let tracker = Arc::new(Tracker::new(topic, Some(letters)));
         let status = Arc::new(ConsumerStatus::new(topic));
+        let rebalances = Arc::new(AtomicU64::new(0));
         let context = Context {
+            rebalances: Arc::clone(&rebalances),
             topic: topic.to_owned(),
             tracker: Arc::clone(&tracker),
             pause,
@@ -237,6 +265,7 @@ impl Running {
             status,
             committed: Mutex::default(),
             high_seen: Mutex::default(),
+            rebalances,
             wake: Notify::new(),
         }))
     }
@@ -245,13 +274,15 @@ impl Running {
     pub(crate) fn seek(&self, partition: i32, offset: i64) -> Result<(), Error> {
         // Forget what is in flight first, so that a message at the new position is not taken
         // for one from before the seek.
-        // The consumer discards what it fetched before the seek; the tracker then withdraws
-        // what was delivered before it (and a message taken from the consumer meanwhile).
-        self.consumer
+        // The tracker withdraws what was delivered before; the consumer discards what it had
+        // fetched; a message taken from the consumer meanwhile is told apart by its offset.
+        self.tracker.begin_seek(partition, offset);
+        let sought = self
+            .consumer
             .seek(&self.topic, partition, Offset::Offset(offset), CALL_TIMEOUT)
-            .map_err(|e| Error::kafka(&self.topic, e))?;
-        self.tracker.reset(partition, offset);
-        Ok(())
+            .map_err(|e| Error::kafka(&self.topic, e));
+        self.tracker.end_seek(partition);
+        sought
     }
 
     /// The partitions assigned to this consumer, in order (as the rebalance callbacks left
@@ -265,18 +296,24 @@ impl Running {
         Arc::clone(&self.status)
     }
 
-    fn commit(&self, mode: CommitMode, all: bool) {
+    /// Commits what handlers have finished; false if the broker refused (it is taken again
+    /// next time).
+    fn commit(&self, mode: CommitMode, all: bool) -> bool {
         if !self.group || self.failed.load(Ordering::SeqCst) {
-            return;
+            return true;
         }
         let commits = self.tracker.take_commits(all);
         if commits.is_empty() {
-            return;
+            return true;
         }
         tracing::debug!(topic = %self.topic, ?commits, "committing");
-        if let Err(error) = self.consumer.commit(&offsets(&self.topic, &commits), mode) {
-            tracing::warn!(topic = %self.topic, %error, "commit failed; it will be retried");
-            self.tracker.uncommitted(&commits);
+        match self.consumer.commit(&offsets(&self.topic, &commits), mode) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(topic = %self.topic, %error, "commit failed; it will be retried");
+                self.tracker.uncommitted(&commits);
+                false
+            }
         }
     }
 
@@ -357,12 +394,30 @@ impl Running {
             tracing::warn!(topic = %self.topic, left, "closing with messages still in flight; they will be read again");
         }
         // The final commit, and closing the consumer when this is the last reference, block.
-        let running = self;
-        let _ = tokio::task::spawn_blocking(move || {
-            running.commit(CommitMode::Sync, true);
-            tracing::debug!(topic = %running.topic, "consumer closed");
-        })
-        .await;
+        // A final commit refused (the group rebalancing as another member leaves, say) is tried
+        // again, the consumer taking part in the rebalance meanwhile (its revocation commits
+        // too); given up, its messages are read again after a restart.
+        let deadline = Instant::now() + FINAL_COMMIT_TIMEOUT;
+        loop {
+            let running = Arc::clone(&self);
+            let committed =
+                tokio::task::spawn_blocking(move || running.commit(CommitMode::Sync, true))
+                    .await
+                    .unwrap_or(false);
+            if committed || Instant::now() >= deadline {
+                break;
+            }
+            // Messages it may still return are not delivered (nor committed).
+            let until = tokio::time::Instant::now() + Duration::from_millis(200);
+            while tokio::time::timeout_at(until, self.consumer.recv())
+                .await
+                .is_ok()
+            {}
+        }
+        // Closing the consumer, when this is the last reference, blocks.
+        let topic = Arc::clone(&self.topic);
+        let _ = tokio::task::spawn_blocking(move || drop(self)).await;
+        tracing::debug!(%topic, "consumer closed");
     }
 }
 
@@ -465,8 +520,9 @@ pub(crate) enum OnUndecodable {
     Skip,
     /// Stop the application: it is never committed past and nothing after it is delivered.
     Stop(Arc<dyn Fn(Error) + Send + Sync>),
-    /// Forward it to this topic, then skip it.
-    DeadLetter(String),
+    /// Forward it to this topic, then skip it; if that fails, stop the application (when
+    /// there is one to stop).
+    DeadLetter(String, Option<Arc<dyn Fn(Error) + Send + Sync>>),
 }
 
 /// Messages that cannot be decoded: how many, and what to do with them.
@@ -492,9 +548,11 @@ struct State<K, V> {
     value_codec: Arc<dyn Codec<V>>,
     undecodable: Undecodable,
     pause: PauseHandle,
+    changes: PauseChanges,
     paused: bool,
     stop_at_end: bool,
-    at_end: HashSet<i32>,
+    /// The partitions seen at their end, with the rebalance count then.
+    at_end: HashMap<i32, u64>,
     /// Stops the application when the consumer fails for good (for handlers' topics).
     fatal: Option<Arc<dyn Fn(Error) + Send + Sync>>,
     /// The headers of every message without any (no allocation per message).
@@ -522,10 +580,11 @@ where
         key_codec,
         value_codec,
         undecodable,
+        changes: pause.changes(),
         pause,
         paused: false,
         stop_at_end,
-        at_end: HashSet::new(),
+        at_end: HashMap::new(),
         fatal,
         no_headers: Arc::from(Vec::new()),
     };
@@ -546,22 +605,15 @@ impl<K: 'static, V: 'static> State<K, V> {
             let generation = running.tracker.generation();
             let received = tokio::select! {
                 biased;
-                _ = self.pause.changed() => continue,
+                _ = self.changes.changed() => continue,
                 received = running.consumer.recv() => received,
             };
             match received {
                 Ok(borrowed) => {
-                    if running.tracker.predates_reset(
-                        borrowed.partition(),
-                        borrowed.offset(),
-                        generation,
-                    ) {
-                        continue;
-                    }
                     if self.stop_at_end {
                         self.at_end.remove(&borrowed.partition());
                     }
-                    match self.decode(&borrowed).await {
+                    match self.decode(&borrowed, generation).await {
                         Decoded::Message(message, ack) => return Some((message, ack)),
                         Decoded::Skipped => {}
                         Decoded::Stop => return None,
@@ -571,7 +623,8 @@ impl<K: 'static, V: 'static> State<K, V> {
                     if !running.at_end(partition) {
                         continue;
                     }
-                    self.at_end.insert(partition);
+                    self.at_end
+                        .insert(partition, running.rebalances.load(Ordering::SeqCst));
                     if self.stop_at_end && self.all_at_end() {
                         tracing::info!(topic = %self.running.topic, "every partition is at its end");
                         return None;
@@ -598,7 +651,8 @@ impl<K: 'static, V: 'static> State<K, V> {
 
     fn all_at_end(&self) -> bool {
         let assigned = self.running.assignment();
-        !assigned.is_empty() && assigned.iter().all(|p| self.at_end.contains(p))
+        let now = self.running.rebalances.load(Ordering::SeqCst);
+        !assigned.is_empty() && assigned.iter().all(|p| self.at_end.get(p) == Some(&now))
     }
 
     fn apply_pause(&mut self) {
@@ -625,8 +679,13 @@ impl<K: 'static, V: 'static> State<K, V> {
         }
     }
 
-    async fn decode(&mut self, borrowed: &BorrowedMessage<'_>) -> Decoded<K, V> {
+    /// Decodes a message taken from the consumer at `generation` (of the tracker's seeks).
+    async fn decode(&mut self, borrowed: &BorrowedMessage<'_>, generation: u64) -> Decoded<K, V> {
         let (partition, offset) = (borrowed.partition(), borrowed.offset());
+        let Some(ack) = self.running.tracker.received(partition, offset, generation) else {
+            // Fetched before its partition was sought: not delivered.
+            return Decoded::Skipped;
+        };
         let key = borrowed.key().map(|k| self.key_codec.decode(k)).transpose();
         let value = self.value_codec.decode_nullable(borrowed.payload());
         let headers: Arc<[(String, Vec<u8>)]> = borrowed
@@ -655,10 +714,11 @@ impl<K: 'static, V: 'static> State<K, V> {
                     headers,
                     done: None,
                 };
-                let ack = self.running.tracker.received(partition, offset);
                 Decoded::Message(message, ack)
             }
-            (Err(error), _) | (_, Err(error)) => self.undecodable(borrowed, &headers, error).await,
+            (Err(error), _) | (_, Err(error)) => {
+                self.undecodable(borrowed, &headers, error, ack).await
+            }
         }
     }
 
@@ -667,27 +727,27 @@ impl<K: 'static, V: 'static> State<K, V> {
         borrowed: &BorrowedMessage<'_>,
         headers: &[(String, Vec<u8>)],
         error: BoxError,
+        ack: Ack,
     ) -> Decoded<K, V> {
         let topic: &str = &self.running.topic;
-        let tracker = &self.running.tracker;
         let (partition, offset) = (borrowed.partition(), borrowed.offset());
         let count = self.undecodable.count.fetch_add(1, Ordering::Relaxed) + 1;
         match &self.undecodable.policy {
             OnUndecodable::Skip => {
                 tracing::error!(topic, partition, offset, %error, count, "cannot decode a message; skipping it");
-                tracker.skipped(partition, offset);
+                ack.done();
                 Decoded::Skipped
             }
             OnUndecodable::Stop(stop) => {
                 tracing::error!(topic, partition, offset, %error, count, "cannot decode a message; stopping");
-                tracker.refused(partition, offset);
+                ack.fail();
                 stop(Error::Codec {
                     topic: format!("{topic} (partition {partition}, offset {offset})"),
                     source: error,
                 });
                 Decoded::Stop
             }
-            OnUndecodable::DeadLetter(destination) => {
+            OnUndecodable::DeadLetter(destination, stop) => {
                 tracing::error!(topic, partition, offset, %error, count, destination, "cannot decode a message; forwarding it to the dead-letter topic");
                 let record = Raw {
                     key: borrowed.key().map(<[u8]>::to_vec),
@@ -708,14 +768,29 @@ impl<K: 'static, V: 'static> State<K, V> {
                     .await
                 {
                     Ok(()) => {
-                        tracker.skipped(partition, offset);
+                        ack.done();
                         Decoded::Skipped
                     }
-                    Err(error) => {
-                        // Not forwarded: never committed past (read again after a restart).
-                        tracing::error!(topic, partition, offset, %error, "cannot forward the undecodable message to its dead-letter topic");
-                        tracker.refused(partition, offset);
-                        Decoded::Skipped
+                    Err(forwarding) => {
+                        // Not forwarded: never committed past (read again after a restart), and
+                        // the application stops rather than run on with the partition stuck.
+                        tracing::error!(topic, partition, offset, error = %forwarding, "cannot forward the undecodable message to its dead-letter topic");
+                        ack.fail();
+                        match stop {
+                            Some(stop) => {
+                                stop(Error::Codec {
+                                    topic: format!(
+                                        "{topic} (partition {partition}, offset {offset})"
+                                    ),
+                                    source: format!(
+                                        "{error}; forwarding it to `{destination}` failed: {forwarding}"
+                                    )
+                                    .into(),
+                                });
+                                Decoded::Stop
+                            }
+                            None => Decoded::Skipped,
+                        }
                     }
                 }
             }

@@ -1,14 +1,11 @@
 //! Producing to a topic: `Topic::send` and the topic as a handler sink.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
 use futures::channel::oneshot::Canceled;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -17,9 +14,10 @@ use super::message::{Message, Record};
 use crate::codec::Codec;
 use crate::conf::Conf;
 use slipstream_core::__component::AckScope;
-use slipstream_core::Ack;
 use slipstream_core::Sink;
+use slipstream_core::{Ack, DeadLetter, OnError};
 use slipstream_core::{BoxError, Error};
+use tokio::sync::{Notify, mpsc};
 
 /// How long a record may wait in the producer's queue before it counts as failed.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -180,31 +178,141 @@ impl<K: 'static, V: 'static> Producer<K, V> {
 const MAX_PENDING: usize = 10_000;
 
 /// A handler's writer into a [`Topic`](crate::Topic): it takes `(key, value)` pairs, values
-/// alone (no key), or whole [`Message`]s (forwarded with their key and headers).
+/// alone (no key), [`Record`]s, or whole [`Message`]s (forwarded with their key and headers).
 ///
 /// Records are pipelined: `send` hands a record to the producer and returns, so that the handler
 /// can go on while the broker acknowledges it (at most 10,000 records wait at a time). Each
 /// pending record holds the acknowledgement of the input item it was made from, so a Kafka
 /// input's offset is committed only after the broker has acknowledged every record produced
-/// from it. A record the producer refuses (at once, such as one over the size limit, or later,
-/// in the broker's answer) or that cannot be encoded is a sink error for the handler's policy;
-/// unless the policy is `skip`, the input it was made from is never acknowledged (it is read
-/// again after a restart). Closing the sink waits for every acknowledgement.
+/// from it (even when no further input comes). A record the producer refuses at once (one over
+/// the size limit, say) or that cannot be encoded is a failure of the item being handled, under
+/// the handler's policy (and retry). A record the broker refuses later is one of the item it
+/// was made from, under the handler's policy without retry: `skip` acknowledges that item,
+/// `dead_letter` forwards its source record, `stop` fails it and stops the application. Closing
+/// the sink waits for every acknowledgement.
 pub struct TopicSink<K, V> {
     producer: Producer<K, V>,
     acks: Arc<AckScope>,
-    /// Whether a refused record's input counts as handled (the `skip` policy).
-    skip: bool,
-    pending: VecDeque<(DeliveryFuture, Option<Ack>)>,
+    /// Records handed to the producer, in order, to the task that settles them.
+    deliveries: Option<mpsc::Sender<Pending>>,
+    settler: Option<tokio::task::JoinHandle<()>>,
+    /// Notified whenever a delivery is settled.
+    progress: Arc<Notify>,
+}
+
+/// A record the broker has not acknowledged yet, and the item it was made from.
+struct Pending {
+    delivery: DeliveryFuture,
+    ack: Option<Ack>,
+}
+
+/// What a topic sink does with a record the broker refused.
+pub(crate) struct Refusals {
+    pub(crate) handler: &'static str,
+    pub(crate) policy: OnError,
+    /// Stops the application (under `stop`, or when a dead letter cannot be forwarded).
+    pub(crate) stop: Arc<dyn Fn(Error) + Send + Sync>,
 }
 
 impl<K, V> TopicSink<K, V> {
-    pub(crate) fn new(producer: Producer<K, V>, acks: Arc<AckScope>, skip: bool) -> Self {
+    pub(crate) fn new(producer: Producer<K, V>, acks: Arc<AckScope>, refusals: Refusals) -> Self {
+        let (deliveries, pending) = mpsc::channel(MAX_PENDING);
+        let progress = Arc::new(Notify::new());
+        let settler = tokio::spawn(settle(
+            pending,
+            Arc::clone(&producer.topic),
+            refusals,
+            Arc::clone(&progress),
+        ));
         TopicSink {
             producer,
             acks,
-            skip,
-            pending: VecDeque::new(),
+            deliveries: Some(deliveries),
+            settler: Some(settler),
+            progress,
+        }
+    }
+}
+
+/// Settles a sink's deliveries in order as the broker acknowledges them.
+async fn settle(
+    mut pending: mpsc::Receiver<Pending>,
+    topic: Arc<str>,
+    refusals: Refusals,
+    progress: Arc<Notify>,
+) {
+    while let Some(Pending { delivery, ack }) = pending.recv().await {
+        let outcome = delivery.await;
+        progress.notify_waiters();
+        let error = match outcome {
+            Ok(Ok(_)) => {
+                if let Some(ack) = ack {
+                    ack.done();
+                }
+                continue;
+            }
+            Ok(Err((error, _))) => error,
+            Err(Canceled) => KafkaError::Canceled,
+        };
+        refused(&topic, &refusals, error, ack).await;
+    }
+}
+
+/// Applies the handler's policy to a record the broker refused.
+async fn refused(topic: &str, refusals: &Refusals, error: KafkaError, ack: Option<Ack>) {
+    let handler = refusals.handler;
+    let item = ack.as_ref().and_then(Ack::describe);
+    let error = Error::kafka(topic, error);
+    let stop = |ack: Option<Ack>, error: Error| {
+        if let Some(ack) = ack {
+            ack.fail();
+        }
+        (refusals.stop)(Error::Sink {
+            handler: handler.into(),
+            source: Box::new(error),
+        });
+    };
+    match refusals.policy {
+        OnError::Skip => {
+            tracing::error!(handler, topic, item, %error, action = "skipped", "the broker refused a record");
+            if let Some(ack) = ack {
+                ack.done();
+            }
+        }
+        OnError::DeadLetter(destination) => {
+            tracing::error!(handler, topic, item, %error, action = "dead-lettered", "the broker refused a record");
+            let text = error.to_string();
+            let letter = DeadLetter {
+                destination,
+                handler,
+                error: &text,
+            };
+            let forward = ack.as_ref().and_then(|a| a.dead_letter(&letter));
+            match forward {
+                Some(forward) => match forward.await {
+                    Ok(()) => {
+                        if let Some(ack) = ack {
+                            ack.done();
+                        }
+                    }
+                    Err(forwarding) => {
+                        tracing::error!(handler, destination, error = %forwarding, "cannot forward to the dead-letter topic; stopping");
+                        stop(ack, error);
+                    }
+                },
+                None => {
+                    tracing::error!(
+                        handler,
+                        destination,
+                        "the item has no source record to forward; stopping"
+                    );
+                    stop(ack, error);
+                }
+            }
+        }
+        OnError::Stop => {
+            tracing::error!(handler, topic, item, %error, action = "stopping", "the broker refused a record");
+            stop(ack, error);
         }
     }
 }
@@ -213,7 +321,6 @@ impl<K, V> std::fmt::Debug for TopicSink<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TopicSink")
             .field("topic", &self.producer.topic)
-            .field("pending", &self.pending.len())
             .finish_non_exhaustive()
     }
 }
@@ -236,94 +343,42 @@ impl<K: 'static, V: 'static> TopicSink<K, V> {
         };
         let topic = Arc::clone(&self.producer.topic);
         let mut record = placement.apply(encoded.record(&topic, headers));
-        loop {
+        let delivery = loop {
+            let progress = self.progress.notified();
             match producer.send_result(record) {
-                Ok(delivery) => {
-                    self.pending.push_back((delivery, self.acks.current()));
-                    break;
-                }
-                // The producer's queue is full: wait for the oldest record (or, with none of
-                // ours pending, a moment), then try again.
+                Ok(delivery) => break delivery,
+                // The producer's queue is full: wait until a delivery is settled (or a moment),
+                // then try again.
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     record = returned;
-                    if self.pending.is_empty() {
-                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    } else {
-                        self.settle_oldest().await?;
-                    }
+                    let _ = tokio::time::timeout(QUEUE_FULL_WAIT, progress).await;
                 }
-                Err((error, _)) => return Err(self.error(error)),
+                Err((error, _)) => return Err(Box::new(Error::kafka(&topic, error))),
             }
-        }
-        if self.pending.len() >= MAX_PENDING {
-            self.settle_oldest().await?;
-        }
-        self.settle_ready()
-    }
-
-    fn error(&self, error: KafkaError) -> BoxError {
-        Box::new(Error::kafka(&self.producer.topic, error))
-    }
-
-    /// The outcome of one delivery: on failure the input item's acknowledgement fails (unless
-    /// the handler skips failures), so a Kafka input is never committed past.
-    fn settled(
-        &self,
-        outcome: Result<OwnedDeliveryResult, Canceled>,
-        ack: Option<Ack>,
-    ) -> Result<(), BoxError> {
-        let error = match outcome {
-            Ok(Ok(_)) => {
-                if let Some(ack) = ack {
-                    ack.done();
-                }
-                return Ok(());
-            }
-            Ok(Err((error, _))) => self.error(error),
-            Err(Canceled) => self.error(KafkaError::Canceled),
         };
-        if let Some(ack) = ack {
-            if self.skip { ack.done() } else { ack.fail() }
-        }
-        Err(error)
+        let pending = Pending {
+            delivery,
+            ack: self.acks.current(),
+        };
+        let deliveries = self.deliveries.as_ref().ok_or("the topic sink is closed")?;
+        deliveries
+            .send(pending)
+            .await
+            .map_err(|_| "the topic sink's settling task has stopped".into())
     }
 
-    async fn settle_oldest(&mut self) -> Result<(), BoxError> {
-        match self.pending.pop_front() {
-            Some((delivery, ack)) => {
-                let outcome = delivery.await;
-                self.settled(outcome, ack)
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// Settles the deliveries at the front that the broker has already acknowledged.
-    fn settle_ready(&mut self) -> Result<(), BoxError> {
-        let mut first_error = Ok(());
-        while let Some((delivery, _)) = self.pending.front_mut() {
-            let Some(outcome) = delivery.now_or_never() else {
-                break;
-            };
-            let (_, ack) = self.pending.pop_front().expect("a front");
-            if let Err(error) = self.settled(outcome, ack) {
-                first_error = first_error.and(Err(error));
-            }
-        }
-        first_error
-    }
-
-    /// Waits for every pending acknowledgement.
+    /// Waits for every pending acknowledgement, then for the producer's queue.
     async fn settle_all(&mut self) -> Result<(), BoxError> {
-        let mut first_error = Ok(());
-        while !self.pending.is_empty() {
-            if let Err(error) = self.settle_oldest().await {
-                first_error = first_error.and(Err(error));
-            }
+        drop(self.deliveries.take());
+        if let Some(settler) = self.settler.take() {
+            settler.await?;
         }
-        first_error.and(self.producer.flush().await)
+        self.producer.flush().await
     }
 }
+
+/// How long a sink waits for a full producer queue to drain before trying again.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(100);
 
 /// A record's key and value, encoded (a `None` payload is a tombstone).
 struct Encoded {

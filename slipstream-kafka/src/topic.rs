@@ -25,7 +25,7 @@ use crate::consumer::{self, OnUndecodable, Running, Undecodable};
 use crate::dead_letter::DeadLetters;
 use crate::embedded::{self, EMBEDDED};
 use crate::message::{DoneOnDrop, Message, Record};
-use crate::producer::{Placement, Producer, TopicSink};
+use crate::producer::{Placement, Producer, Refusals, TopicSink};
 
 /// The work that commits a consumer's progress (see `Running::commit_loop`).
 type Committer = futures::future::BoxFuture<'static, ()>;
@@ -287,9 +287,14 @@ impl<K: 'static, V: 'static> Topic<K, V> {
         ))
     }
 
-    fn undecodable_policy(&self, policy: OnUndecodable, letters: Arc<DeadLetters>) -> Undecodable {
+    fn undecodable_policy(
+        &self,
+        policy: OnUndecodable,
+        letters: Arc<DeadLetters>,
+        stop: Option<Arc<dyn Fn(Error) + Send + Sync>>,
+    ) -> Undecodable {
         let policy = match &self.dead_letter {
-            Some(name) => OnUndecodable::DeadLetter(name.clone()),
+            Some(name) => OnUndecodable::DeadLetter(name.clone(), stop),
             None => policy,
         };
         Undecodable {
@@ -421,7 +426,7 @@ where
         fatal: Option<Arc<dyn Fn(Error) + Send + Sync>>,
     ) -> Result<(Acked<K, V>, Committer), Error> {
         let letters = self.dead_letters();
-        let undecodable = self.undecodable_policy(policy, Arc::clone(&letters));
+        let undecodable = self.undecodable_policy(policy, Arc::clone(&letters), fatal.clone());
         let running = self.start_consumer(failed, letters)?;
         let committer = Box::pin(Arc::clone(&running).commit_loop(self.commit_interval));
         let messages = consumer::messages(
@@ -472,7 +477,9 @@ where
             let policy = match cx.policy() {
                 OnError::Stop => OnUndecodable::Stop(cx.failer()),
                 OnError::Skip => OnUndecodable::Skip,
-                OnError::DeadLetter(name) => OnUndecodable::DeadLetter(name.to_owned()),
+                OnError::DeadLetter(name) => {
+                    OnUndecodable::DeadLetter(name.to_owned(), Some(cx.failer()))
+                }
             };
             let fatal = Some(cx.failer());
             let (messages, committer) = self.consume(policy, cx.failed_flag(), fatal)?;
@@ -502,8 +509,12 @@ where
     type Sink = TopicSink<K, V>;
 
     fn writer(&'static self, cx: &mut BuildCx<'_>) -> Result<TopicSink<K, V>, Error> {
-        let skip = cx.policy() == OnError::Skip;
-        Ok(TopicSink::new(self.producer()?, cx.acks(), skip))
+        let refusals = Refusals {
+            handler: cx.handler().name,
+            policy: cx.policy(),
+            stop: cx.failer(),
+        };
+        Ok(TopicSink::new(self.producer()?, cx.acks(), refusals))
     }
 }
 

@@ -29,7 +29,8 @@ struct Partition {
     /// Bumped when the partition is revoked or sought, so that acks of older messages are
     /// ignored.
     epoch: u64,
-    /// The tracker's generation when the partition was last sought, and where it resumed.
+    /// The tracker's generation when the partition's last seek completed (`u64::MAX` while it
+    /// is under way), and where it resumed.
     sought: Option<(u64, i64)>,
 }
 
@@ -135,28 +136,32 @@ impl Tracker {
         lock(&self.partitions)
     }
 
-    /// Records a received message; the returned ack completes it.
-    pub(crate) fn received(self: &Arc<Self>, partition: i32, offset: i64) -> Ack {
+    /// Records a message taken from the consumer at `generation` (see
+    /// [`generation`](Self::generation)); the returned ack completes it. `None` for a message
+    /// fetched before a seek of its partition (the first one after the seek is at the position
+    /// sought), which is not to be delivered.
+    pub(crate) fn received(
+        self: &Arc<Self>,
+        partition: i32,
+        offset: i64,
+        generation: u64,
+    ) -> Option<Ack> {
         let mut partitions = self.lock();
         let p = partitions.entry(partition).or_default();
+        if let Some((sought_at, resumed)) = p.sought
+            && generation < sought_at
+            && offset != resumed
+        {
+            return None;
+        }
         p.in_flight.insert(offset);
         p.next = Some(p.next.map_or(offset + 1, |next| next.max(offset + 1)));
-        Ack::new(Entry {
+        Some(Ack::new(Entry {
             tracker: Arc::clone(self),
             partition,
             offset,
             epoch: p.epoch,
-        })
-    }
-
-    /// Records a message that needs no handling (skipped); it counts as done at once.
-    pub(crate) fn skipped(self: &Arc<Self>, partition: i32, offset: i64) {
-        self.received(partition, offset).done();
-    }
-
-    /// Records a message that failed before any handler saw it: never committed past.
-    pub(crate) fn refused(self: &Arc<Self>, partition: i32, offset: i64) {
-        self.received(partition, offset).fail();
+        }))
     }
 
     /// A commit of `commits` failed: they are committed again on the next occasion.
@@ -188,6 +193,15 @@ impl Tracker {
         commits
     }
 
+    /// The committable positions of `partitions`.
+    pub(crate) fn committable(&self, partitions: &[i32]) -> Vec<(i32, i64)> {
+        let tracked = self.lock();
+        partitions
+            .iter()
+            .filter_map(|partition| Some((*partition, tracked.get(partition)?.committable()?)))
+            .collect()
+    }
+
     /// The committable positions of `revoked` partitions, which are forgotten: acks of their
     /// messages still in flight no longer count.
     pub(crate) fn revoke(&self, revoked: &[i32]) -> Vec<(i32, i64)> {
@@ -208,35 +222,44 @@ impl Tracker {
         commits
     }
 
-    /// The generation to pass to [`predates_reset`](Self::predates_reset) for a message about
-    /// to be taken from the consumer.
+    /// The generation to pass to [`received`](Self::received) for a message about to be taken
+    /// from the consumer.
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Whether a message taken from the consumer at `generation` was fetched before its
-    /// partition was sought (the first message after a seek is at the position sought).
-    pub(crate) fn predates_reset(&self, partition: i32, offset: i64, generation: u64) -> bool {
-        self.lock()
-            .get(&partition)
-            .and_then(|p| p.sought)
-            .is_some_and(|(at, resumed)| at > generation && offset != resumed)
-    }
-
-    /// After a seek: the partition resumes at `offset`; messages in flight before are forgotten.
-    pub(crate) fn reset(&self, partition: i32, offset: i64) {
+    /// A seek of `partition` to `offset` begins: what was delivered before is withdrawn, and
+    /// the partition resumes at `offset`.
+    pub(crate) fn begin_seek(&self, partition: i32, offset: i64) {
         let mut partitions = self.lock();
-        let generation = self
-            .generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            + 1;
         let p = partitions.entry(partition).or_default();
-        p.sought = Some((generation, offset));
+        p.sought = Some((u64::MAX, offset));
         p.epoch += 1;
         p.in_flight.clear();
         p.next = Some(offset);
         p.committed = None;
         p.stuck = None;
+    }
+
+    /// The seek of `partition` is done: the consumer no longer returns what it fetched before.
+    pub(crate) fn end_seek(&self, partition: i32) {
+        let mut partitions = self.lock();
+        let generation = self
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        if let Some(p) = partitions.get_mut(&partition)
+            && let Some((_, offset)) = p.sought
+        {
+            p.sought = Some((generation, offset));
+        }
+    }
+
+    /// A seek, all at once (for tests).
+    #[cfg(test)]
+    pub(crate) fn reset(&self, partition: i32, offset: i64) {
+        self.begin_seek(partition, offset);
+        self.end_seek(partition);
     }
 
     /// The read position of each partition: one past the newest message received.
@@ -264,9 +287,9 @@ mod tests {
     #[test]
     fn commits_only_past_messages_done_in_order() {
         let tracker = tracker();
-        let a = tracker.received(0, 10);
-        let b = tracker.received(0, 11);
-        let c = tracker.received(0, 12);
+        let a = tracker.received(0, 10, 0).unwrap();
+        let b = tracker.received(0, 11, 0).unwrap();
+        let c = tracker.received(0, 12, 0).unwrap();
         assert_eq!(tracker.take_commits(false), [(0, 10)]);
         b.done(); // 11 done, but 10 is not
         assert_eq!(tracker.take_commits(false), []);
@@ -281,7 +304,7 @@ mod tests {
     #[test]
     fn a_message_is_done_when_every_holder_is_done() {
         let tracker = tracker();
-        let ack = tracker.received(3, 0);
+        let ack = tracker.received(3, 0, 0).unwrap();
         let other_handler = ack.clone();
         ack.done();
         assert_eq!(tracker.in_flight(), 1);
@@ -292,39 +315,40 @@ mod tests {
     #[test]
     fn a_failed_or_dropped_message_is_never_committed_past_and_not_waited_for() {
         let tracker = tracker();
-        let a = tracker.received(0, 3);
-        let b = tracker.received(0, 4);
+        let a = tracker.received(0, 3, 0).unwrap();
+        let b = tracker.received(0, 4, 0).unwrap();
         a.fail();
         b.done();
         assert_eq!(tracker.in_flight(), 0);
         assert_eq!(tracker.take_commits(false), [(0, 3)]);
-        tracker.received(0, 5).done();
+        tracker.received(0, 5, 0).unwrap().done();
         assert_eq!(tracker.take_commits(false), []);
         // A seek starts the partition afresh.
         tracker.reset(0, 3);
-        tracker.received(0, 3).done();
+        let now = tracker.generation();
+        tracker.received(0, 3, now).unwrap().done();
         assert_eq!(tracker.take_commits(false), [(0, 4)]);
         // Dropped unhandled (its handler stopped): as failed.
-        drop(tracker.received(0, 4));
-        tracker.received(0, 5).done();
+        drop(tracker.received(0, 4, now).unwrap());
+        tracker.received(0, 5, now).unwrap().done();
         assert_eq!(tracker.take_commits(false), []);
     }
 
     #[test]
     fn partitions_are_independent_and_skips_count_as_done() {
         let tracker = tracker();
-        let _p0 = tracker.received(0, 5);
-        tracker.skipped(1, 7);
+        let _p0 = tracker.received(0, 5, 0).unwrap();
+        tracker.received(1, 7, 0).unwrap().done();
         assert_eq!(tracker.take_commits(false), [(0, 5), (1, 8)]);
     }
 
     #[test]
     fn revoked_and_reset_partitions_ignore_old_acks() {
         let tracker = tracker();
-        let old = tracker.received(0, 1);
+        let old = tracker.received(0, 1, 0).unwrap();
         assert_eq!(tracker.revoke(&[0]), [(0, 1)]);
         assert!(old.is_withdrawn());
-        let new = tracker.received(0, 1);
+        let new = tracker.received(0, 1, 0).unwrap();
         old.fail(); // from before the revocation: ignored
         assert_eq!(tracker.in_flight(), 1);
         new.done();
@@ -333,9 +357,28 @@ mod tests {
     }
 
     #[test]
+    fn a_message_fetched_before_a_seek_is_not_delivered() {
+        let tracker = tracker();
+        let before = tracker.generation();
+        tracker.received(0, 10, before).unwrap().done();
+        tracker.begin_seek(0, 50);
+        // Taken from the consumer while the seek was under way.
+        assert!(tracker.received(0, 11, before).is_none());
+        // The message at the position sought, even if taken then.
+        let sought = tracker.received(0, 50, before).unwrap();
+        tracker.end_seek(0);
+        let after = tracker.generation();
+        let next = tracker.received(0, 51, after).unwrap();
+        assert!(!sought.is_withdrawn());
+        sought.done();
+        next.done();
+        assert_eq!(tracker.take_commits(false), [(0, 52)]);
+    }
+
+    #[test]
     fn a_failed_commit_is_taken_again() {
         let tracker = tracker();
-        tracker.received(0, 1).done();
+        tracker.received(0, 1, 0).unwrap().done();
         let commits = tracker.take_commits(false);
         assert_eq!(commits, [(0, 2)]);
         assert_eq!(tracker.take_commits(false), []);

@@ -197,7 +197,7 @@ pub fn handle(args: Args, mut item: ItemFn) -> syn::Result<TokenStream> {
         quote!(#krate::__private::merge(::std::vec![#(#each),*]))
     };
     let pipes = args.pipes.iter().map(|stage| {
-        quote_spanned!(stage.span()=> let __slipstream_source = #krate::__private::pipe(__slipstream_source, #stage);)
+        quote_spanned!(stage.span()=> let __slipstream_source = #krate::__private::pipe(#cx, __slipstream_source, #stage);)
     });
     let sinks = args.sinks.iter().map(|sink| {
         let value = by_ref_if_static(sink);

@@ -173,3 +173,33 @@ mod from_outside {
         assert_eq!(*OUT.lock().unwrap(), [1, 2]);
     }
 }
+
+mod one_to_many {
+    use super::*;
+    use futures::StreamExt;
+    use futures::stream::BoxStream;
+
+    pub static HEARD: Heard = Heard(Mutex::new(Vec::new()));
+
+    fn twice(s: BoxStream<'static, u32>) -> impl Stream<Item = (u32, u8)> {
+        s.flat_map(|n| stream::iter([(n, 0), (n, 1)]))
+    }
+
+    /// Fails (and stops) on the second item made from 1: 1 fails, though its first copy was
+    /// handled.
+    #[handle(source = acked(items(3, &HEARD)), pipe = [twice])]
+    fn copies(copy: (u32, u8)) -> Result<(), String> {
+        if copy == (1, 1) {
+            Err("second copy of 1".into())
+        } else {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn every_item_a_pipe_makes_of_one_carries_its_ack() {
+        let err = within(10, app(module_path!()).run()).await.unwrap_err();
+        assert_eq!(err.to_string(), "handler `copies` failed: second copy of 1");
+        assert_eq!(HEARD.get(), lines([(0, "done"), (1, "failed")]));
+    }
+}

@@ -74,3 +74,67 @@ async fn two_instances_split_the_partitions_and_handle_each_message_once() {
         "both instances handled messages"
     );
 }
+
+/// Two topics read by one app in one consumer group: each consumer's joins and leaves rebalance
+/// the other, and a commit refused meanwhile is taken again.
+mod two_topics_one_group {
+    use super::*;
+
+    static NAMES: LazyLock<(String, String)> = LazyLock::new(|| (unique("two-a"), unique("two-b")));
+    static SHARED_GROUP: LazyLock<String> = LazyLock::new(|| unique("two-group"));
+
+    macro_rules! run_of {
+        ($module:ident) => {
+            pub mod $module {
+                use super::*;
+                pub static A: LazyLock<Topic> =
+                    LazyLock::new(|| topic(&NAMES.0, &SHARED_GROUP).stop_at_end(true));
+                pub static B: LazyLock<Topic> =
+                    LazyLock::new(|| topic(&NAMES.1, &SHARED_GROUP).stop_at_end(true));
+                pub static SEEN: Collected<String> = Collected::new();
+
+                #[handle(source = A, sink = [|v: String| SEEN.push(v)])]
+                fn from_a(msg: Message<String, String>) -> String {
+                    format!("a{}", msg.value)
+                }
+
+                #[handle(source = B, sink = [|v: String| SEEN.push(v)])]
+                fn from_b(msg: Message<String, String>) -> String {
+                    format!("b{}", msg.value)
+                }
+            }
+        };
+    }
+
+    run_of!(first_run);
+    run_of!(second_run);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_finished_run_leaves_nothing_to_read_again() {
+        create(&NAMES.0, 3).await;
+        create(&NAMES.1, 3).await;
+        for i in 0..60 {
+            first_run::A
+                .send(format!("k{i}"), i.to_string())
+                .await
+                .unwrap();
+            first_run::B
+                .send(format!("k{i}"), i.to_string())
+                .await
+                .unwrap();
+        }
+        within(120, app(&format!("{}::first_run", module_path!())).run())
+            .await
+            .unwrap();
+        assert_eq!(first_run::SEEN.len(), 120);
+        // Another message on each, then the same group again: only those are read.
+        first_run::A.send("k", "last").await.unwrap();
+        first_run::B.send("k", "last").await.unwrap();
+        within(120, app(&format!("{}::second_run", module_path!())).run())
+            .await
+            .unwrap();
+        let mut seen = second_run::SEEN.get();
+        seen.sort();
+        assert_eq!(seen, ["alast", "blast"]);
+    }
+}
