@@ -377,45 +377,28 @@ where
             let spare = retry.map(|clone| clone(&item));
             let Processed {
                 outputs,
-                mut outcome,
-                mut delivery,
+                outcome,
+                delivery,
             } = step.process(item).await;
             if let (Some(counters), Some(started)) = (counters, started) {
                 counters.record(outputs, started.elapsed());
             }
-            let mut interrupted = false;
-            if let (Some(clone), Some(mut spare)) = (retry, spare) {
-                let mut attempt = 0;
-                while (outcome.is_some() || delivery.is_some()) && attempt < runner.retry.attempts {
-                    attempt += 1;
-                    if let Some(failure) = outcome.as_ref().or(delivery.as_ref()) {
-                        runner.report(failure, "retrying");
-                    }
-                    if !runner.backoff(attempt).await {
-                        interrupted = true;
-                        break;
-                    }
-                    let next = clone(&spare);
-                    let again = step.process(std::mem::replace(&mut spare, next)).await;
-                    (outcome, delivery) = (again.outcome, again.delivery);
-                }
-            }
-            if interrupted {
-                // Shut down while waiting to retry: not handled, and not the policy's to judge;
-                // its source delivers it again.
-                runner.end(false);
-                stopped = true;
-                break;
-            }
             if outcome.is_none() && delivery.is_none() {
                 runner.end(true);
-            } else if let Err(error) = runner.settle(outcome, delivery).await {
-                // At once, before the source (and the items it holds) is dropped: nothing
-                // handled after this failure may count as done, and the other handlers stop
-                // while this one's sinks flush.
-                runner.controls.fail_handler(runner.name, error);
-                stopped = true;
-                break;
+            } else {
+                // The failure path, boxed: its futures (the retry's timer, a dead letter) would
+                // otherwise weigh on every item.
+                let settled = Box::pin(failed(&runner, &mut step, retry, spare, outcome, delivery));
+                if let Err(stop) = settled.await {
+                    // At once, before the source (and the items it holds) is dropped: nothing
+                    // handled after this failure may count as done, and the other handlers stop
+                    // while this one's sinks flush.
+                    if let Some(error) = stop {
+                        runner.controls.fail_handler(runner.name, error);
+                    }
+                    stopped = true;
+                    break;
+                }
             }
             budget.spend().await;
         }
@@ -432,6 +415,37 @@ where
         // The sinks are closed (flushed) even when the handler stops the application.
         runner.finish(step.close()).await
     }));
+}
+
+/// After a failed try: retries the item (when its input can be cloned), then applies the error
+/// policy. `Err(Some(error))` stops the application; `Err(None)` stops this handler at once
+/// (shutdown came during a retry's wait: the item is not handled, its source delivers it again).
+#[cold]
+async fn failed<In, St: Step<In>>(
+    runner: &Runner,
+    step: &mut St,
+    retry: Cloner<In>,
+    spare: Option<In>,
+    mut outcome: Option<Failure>,
+    mut delivery: Option<Failure>,
+) -> Result<(), Option<Error>> {
+    if let (Some(clone), Some(mut spare)) = (retry, spare) {
+        let mut attempt = 0;
+        while (outcome.is_some() || delivery.is_some()) && attempt < runner.retry.attempts {
+            attempt += 1;
+            if let Some(failure) = outcome.as_ref().or(delivery.as_ref()) {
+                runner.report(failure, "retrying");
+            }
+            if !runner.backoff(attempt).await {
+                runner.end(false);
+                return Err(None);
+            }
+            let next = clone(&spare);
+            let again = step.process(std::mem::replace(&mut spare, next)).await;
+            (outcome, delivery) = (again.outcome, again.delivery);
+        }
+    }
+    runner.settle(outcome, delivery).await.map_err(Some)
 }
 
 /// A sync handler and its sinks.

@@ -123,14 +123,12 @@ mod counters {
 
         handle.shutdown();
         within(10, run).await.unwrap().unwrap();
+        // (Whether anything listens on the port afterwards is not checked: another test of this
+        // binary may have been given the same port by then.)
         assert_eq!(
             handle.http_addr().await,
             None,
             "the server stops with the run"
-        );
-        assert!(
-            tokio::net::TcpStream::connect(addr).await.is_err(),
-            "nothing listens any more"
         );
     }
 }
