@@ -144,7 +144,11 @@ pub use slipstream_cache::{
 ///   shared handles ([`Proxy`], [`Shared`]) named by their path. Several sources are merged.
 /// - `sink = [EXPR, ..]`: every output goes to every sink, in order.
 /// - `pipe = [EXPR, ..]`: stream stages applied to the source before the handler, each a
-///   `FnOnce(BoxStream<'static, T>) -> impl Stream<Item = U>`.
+///   `FnOnce(BoxStream<'static, T>) -> impl Stream<Item = U>`. Acknowledgements pass through:
+///   an item a stage drops is acknowledged with the next item it yields (or when the source
+///   ends), items it batches are acknowledged together, and items it makes of one share that
+///   one's acknowledgement. A stage that reads ahead of what it yields (`buffered`) hands the
+///   acknowledgements of what it has read to the next item it yields.
 /// - `name = ".."`: the handler's name (the function's name by default).
 /// - `on_error = "stop" | "skip"`, or `dead_letter = "topic"`: the error policy (see
 ///   [`OnError`]; `stop` by default).

@@ -11,5 +11,6 @@ mod groups;
 mod killed;
 mod poison;
 mod policies;
+mod restart;
 mod round_trip;
 mod stream;
