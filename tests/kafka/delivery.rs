@@ -403,3 +403,101 @@ mod kept_messages {
         assert!(matches!(next, Ok(None)), "read again: {next:?}");
     }
 }
+
+mod paused_stays_in_group {
+    use super::*;
+
+    static NAME: LazyLock<String> = LazyLock::new(|| unique("paused-member"));
+    static GROUP: LazyLock<String> = LazyLock::new(|| unique("paused-member-group"));
+    /// A member that does not poll for 6 s leaves its group.
+    pub static INPUT: LazyLock<Topic> = LazyLock::new(|| {
+        topic(&NAME, &GROUP)
+            .conf([("max.poll.interval.ms", "6000")])
+            .stop_at_end(true)
+    });
+    pub static SEEN: Collected<u32> = Collected::new();
+    static GO: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+    /// Holds message 10 until told to go: meanwhile its buffer fills up.
+    #[handle(source = INPUT)]
+    async fn held(msg: Message<String, String>) {
+        let n: u32 = msg.value.parse().unwrap();
+        SEEN.push(n);
+        if n == 10 {
+            GO.notified().await;
+        }
+    }
+
+    /// The log lines of this test binary's consumers.
+    static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+    struct Logs;
+
+    impl std::io::Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            LOGS.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// How often this test's consumer was given its partitions.
+    fn assignments() -> usize {
+        let logs = String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned();
+        logs.lines()
+            .filter(|l| l.contains("partitions assigned") && l.contains(NAME.as_str()))
+            .count()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_paused_topic_keeps_its_consumer_in_the_group() {
+        // The consumer's callbacks log from librdkafka's threads: a global subscriber.
+        tracing_subscriber::fmt()
+            .with_writer(|| Logs)
+            .with_ansi(false)
+            .with_env_filter("slipstream_kafka=info")
+            .try_init()
+            .expect("the only global subscriber of this binary");
+        create(INPUT.name(), 1).await;
+        for i in 0..500 {
+            INPUT.send("k", i.to_string()).await.unwrap();
+        }
+        let app = app(module_path!());
+        let handle = app.handle();
+        let run = tokio::spawn(app.run());
+        // The handler holds 10 and the messages behind it fill its buffer: the consumer has
+        // read well past it.
+        until(60, || SEEN.len() == 11).await;
+        let position = format!("topic=\"{}\"", NAME.as_str());
+        within(60, async {
+            while !handle.metrics().await.lines().any(|line| {
+                line.starts_with("slipstream_topic_partition_position{")
+                    && line.contains(&position)
+                    && line
+                        .rsplit(' ')
+                        .next()
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .is_some_and(|v| v >= 130.0)
+            }) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        INPUT.pause();
+        GO.notify_one();
+        // Longer than the poll interval: a consumer nobody polled would have left the group
+        // (and been given its partition again when polled).
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        assert_eq!(SEEN.len(), 11, "nothing is delivered while paused");
+        INPUT.resume();
+        within(120, run).await.unwrap().unwrap();
+        assert_eq!(
+            SEEN.get(),
+            (0..500).collect::<Vec<u32>>(),
+            "each once, in order"
+        );
+        assert_eq!(assignments(), 1, "it never left the group");
+    }
+}
