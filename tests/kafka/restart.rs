@@ -65,7 +65,7 @@ fn tansu() -> PathBuf {
 
 fn start(dir: &std::path::Path, port: u16) -> Child {
     let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new(tansu())
+    let mut child = Command::new(tansu())
         .current_dir(dir)
         .args([
             "broker",
@@ -85,6 +85,8 @@ fn start(dir: &std::path::Path, port: u16) -> Child {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("tansu does not listen on {port}");
 }
 
