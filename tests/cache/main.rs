@@ -3,6 +3,7 @@
 
 mod errors;
 mod feed;
+mod outside;
 mod store;
 
 /// A fresh directory for one test's cache, removed when dropped.
