@@ -55,8 +55,9 @@ pub enum StartAt {
 /// Settings come from [`Conf::set`] (the global defaults when the topic is created), the topic's
 /// own [`conf`](Topic::conf), and `SLIPSTREAM_*` environment variables, in increasing priority. A topic named by several
 /// handlers is read by one consumer and every message goes to each of them. Delivery is
-/// at-least-once: an offset is committed only after every handler reading the message, and all
-/// their sinks, have finished it and every earlier message of its partition.
+/// at-least-once: an offset is committed only once the message's acknowledgement is done — every
+/// handler it reached, directly or through proxies and pipes downstream, and all their sinks —
+/// and every earlier message of its partition is too.
 ///
 /// ```no_run
 /// use std::sync::LazyLock;
@@ -322,9 +323,10 @@ impl<K: 'static, V: 'static> Topic<K, V> {
         Ok(running)
     }
 
-    /// Moves the running consumer's position in `partition`: the next message read from it is
-    /// the one at `offset` (messages already fetched from other partitions may come first).
-    /// Used to reprocess, for example by a checkpoint's recovery.
+    /// Moves the running consumer's position in `partition`: the next message of that partition
+    /// a handler sees is the one at `offset` (messages already read from it are withdrawn;
+    /// messages of other partitions may come first). Used to reprocess, for example by a
+    /// checkpoint's recovery.
     pub fn seek(&self, partition: i32, offset: i64) -> Result<(), Error> {
         match self.running() {
             Some(running) => running.seek(partition, offset),
