@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rocksdb::{
-    BoundColumnFamily, DBCompactionStyle, DBCompressionType, DBWithThreadMode, FifoCompactOptions,
-    MultiThreaded, Options, WriteBatch,
+    BoundColumnFamily, DBCompactionStyle, DBCompressionType, DBRecoveryMode, DBWithThreadMode,
+    FifoCompactOptions, MultiThreaded, Options, WriteBatch,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -53,6 +53,14 @@ fn db_error(path: &Path, error: rocksdb::Error) -> Error {
     cache_error(path, kind, message)
 }
 
+/// The message of a cache error.
+fn corrupt_message(error: &Error) -> String {
+    match error {
+        Error::Cache { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// Options of a [`Cache`]. The defaults follow the Python original: they bound the disk a cache
 /// uses, not the data it keeps — FIFO compaction drops the oldest table files once the tables
 /// exceed `max_size` (25 MB), write buffers are small (1 MB, two of them), tables are LZ4
@@ -72,6 +80,7 @@ pub struct CacheOptions {
     max_size: u64,
     write_buffer_size: usize,
     locks: usize,
+    recover_corrupt_log: bool,
 }
 
 impl Default for CacheOptions {
@@ -80,6 +89,7 @@ impl Default for CacheOptions {
             max_size: 25 * MB as u64,
             write_buffer_size: MB,
             locks: 16,
+            recover_corrupt_log: false,
         }
     }
 }
@@ -108,6 +118,22 @@ impl CacheOptions {
         self
     }
 
+    /// Whether to open a cache whose write-ahead log is corrupt by dropping what follows the
+    /// corruption (off by default: opening fails with [`CacheErrorKind::Corrupt`]).
+    ///
+    /// The log holds the writes not yet in table files. A process killed mid-write leaves an
+    /// incomplete last record, which is always tolerated (that write was never acknowledged).
+    /// Corruption before the end (a damaged disk, a file edited by hand) means acknowledged
+    /// writes cannot be read back: by default opening fails and says so; with this option the
+    /// cache opens with the writes up to the corruption, and an error is logged saying that
+    /// the rest of the log was dropped.
+    ///
+    /// [`CacheErrorKind::Corrupt`]: slipstream_core::CacheErrorKind::Corrupt
+    pub fn recover_corrupt_log(mut self, recover: bool) -> Self {
+        self.recover_corrupt_log = recover;
+        self
+    }
+
     /// The RocksDB options these settings stand for.
     #[doc(hidden)]
     pub fn rocksdb_options(&self) -> Options {
@@ -132,6 +158,9 @@ impl CacheOptions {
         options.set_write_buffer_size(self.write_buffer_size);
         options.set_compression_type(DBCompressionType::Lz4);
         options.set_delete_obsolete_files_period_micros(10_000);
+        // RocksDB's default (point-in-time recovery) silently drops everything after a
+        // corrupt log record; this tolerates only an incomplete last record (a crash).
+        options.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
         options
     }
 
@@ -144,11 +173,41 @@ impl CacheOptions {
         } else {
             Vec::new()
         };
-        let descriptors = families
-            .into_iter()
-            .map(|name| rocksdb::ColumnFamilyDescriptor::new(name, options.clone()));
-        let db = Db::open_cf_descriptors(&options, &path, descriptors)
-            .map_err(|e| db_error(&path, e))?;
+        let descriptors = |options: &Options| {
+            families
+                .iter()
+                .map(|name| rocksdb::ColumnFamilyDescriptor::new(name, options.clone()))
+                .collect::<Vec<_>>()
+        };
+        let db = match Db::open_cf_descriptors(&options, &path, descriptors(&options)) {
+            Ok(db) => db,
+            Err(error) if error.kind() == rocksdb::ErrorKind::Corruption => {
+                let corrupt = db_error(&path, error);
+                if !self.recover_corrupt_log {
+                    return Err(cache_error(
+                        &path,
+                        CacheErrorKind::Corrupt,
+                        format!(
+                            "{}; acknowledged writes cannot all be read back. Open it with \
+                             `CacheOptions::recover_corrupt_log(true)` to keep the writes up to the \
+                             corruption and drop the rest, or restore the directory from a backup",
+                            corrupt_message(&corrupt)
+                        ),
+                    ));
+                }
+                let mut recovering = options.clone();
+                recovering.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
+                let db = Db::open_cf_descriptors(&recovering, &path, descriptors(&recovering))
+                    .map_err(|e| db_error(&path, e))?;
+                tracing::error!(
+                    path = %path.display(),
+                    error = %corrupt_message(&corrupt),
+                    "the cache's write-ahead log is corrupt: opened with the writes up to the corruption; the rest of the log was dropped"
+                );
+                db
+            }
+            Err(error) => return Err(db_error(&path, error)),
+        };
         let locks = (0..self.locks)
             .map(|_| Arc::new(tokio::sync::Mutex::new(())))
             .collect();

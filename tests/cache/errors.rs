@@ -120,3 +120,59 @@ fn a_value_of_another_type_is_a_decode_error() {
     );
     assert!(items.next().is_none());
 }
+
+/// The write-ahead log of a cache killed after writing (nothing flushed to table files yet).
+fn killed_with_a_log(dir: &TempDir) -> std::path::PathBuf {
+    let mut child = spawn_test_until(
+        "errors::child_writes_cache",
+        ("CACHE_TEST_WRITE", dir.path()),
+        "written",
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
+        .max_by_key(|path| std::fs::metadata(path).unwrap().len())
+        .expect("a write-ahead log")
+}
+
+#[test]
+fn a_corrupt_write_ahead_log_is_reported_not_dropped_silently() {
+    let dir = TempDir::new("corrupt-log");
+    let log = killed_with_a_log(&dir);
+    let mut bytes = std::fs::read(&log).unwrap();
+    assert!(bytes.len() > 10_000, "{} bytes", bytes.len());
+    // Damage a record in the middle (an incomplete last record is what a crash leaves, and is
+    // tolerated; this is not).
+    let middle = bytes.len() / 2;
+    for byte in &mut bytes[middle..middle + 64] {
+        *byte ^= 0xff;
+    }
+    std::fs::write(&log, bytes).unwrap();
+
+    let error = Cache::<u32, String>::open(dir.path()).unwrap_err();
+    let message = error.to_string();
+    assert_eq!(kind(error), CacheErrorKind::Corrupt, "{message}");
+    assert!(message.contains("recover_corrupt_log"), "{message}");
+
+    // Asked to, it opens with the writes before the corruption.
+    let cache: Cache<u32, String> = slipstream::CacheOptions::new()
+        .recover_corrupt_log(true)
+        .open(dir.path())
+        .unwrap();
+    assert_eq!(cache.get(&0).unwrap().as_deref(), Some("value 0"));
+    let kept = cache.keys().count();
+    assert!(kept > 0 && kept < 1000, "{kept} of 1000 kept");
+}
+
+#[test]
+fn an_incomplete_last_log_record_is_what_a_crash_leaves_and_is_tolerated() {
+    let dir = TempDir::new("torn-log");
+    let log = killed_with_a_log(&dir);
+    let bytes = std::fs::read(&log).unwrap();
+    std::fs::write(&log, &bytes[..bytes.len() - 7]).unwrap();
+    let cache: Cache<u32, String> = Cache::open(dir.path()).unwrap();
+    assert_eq!(cache.keys().count(), 999);
+}
