@@ -59,6 +59,12 @@ impl ClientContext for Context {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        // Reaching the end of a partition is news, not trouble.
+        if matches!(&error, KafkaError::Global(code) if *code == rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        {
+            tracing::debug!(target: "librdkafka", topic = %self.topic, "{reason}");
+            return;
+        }
         tracing::warn!(target: "librdkafka", topic = %self.topic, %error, "{reason}");
     }
 }
