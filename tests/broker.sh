@@ -7,7 +7,7 @@
 set -euo pipefail
 
 TANSU_VERSION=0.6.0
-cache="${SLIPSTREAM_CACHE:-$HOME/.cache/slipstream}/tools"
+cache="${TEST_TOOLS_CACHE:-$HOME/.cache/slipstream}/tools"
 tansu="$cache/bin/tansu"
 
 case "${1:-}" in

@@ -44,7 +44,7 @@ if ! wait "$broker_install"; then
 fi
 broker=$(bash tests/broker.sh start "$broker_dir")
 echo "tansu listening on $broker"
-SLIPSTREAM_TEST_BROKER="$broker" cargo test --workspace --test kafka
+TEST_KAFKA_BROKER="$broker" cargo test --workspace --test kafka
 bash tests/broker.sh stop "$broker_dir"
 
 echo "== docs"

@@ -14,6 +14,7 @@ use crate::embedded;
 /// The settings a client of `topic` uses: its effective conf, with the embedded broker started
 /// when asked for, and `bootstrap.servers` required.
 pub(crate) fn resolve(topic: &str, effective: &Conf) -> Result<Conf, Error> {
+    crate::conf::check_environment(topic)?;
     let mut conf = effective.clone();
     conf.require_servers(topic)?;
     if conf.get("bootstrap.servers") == Some(embedded::EMBEDDED) {

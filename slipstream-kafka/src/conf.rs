@@ -17,9 +17,10 @@ pub const ENV_PREFIX: &str = "SLIPSTREAM_";
 ///
 /// [`Conf::set`] merges global defaults that every [`Topic`](crate::Topic) starts from; a topic's
 /// own `.conf([..])` overrides them; `SLIPSTREAM_<KEY>` environment variables (for example
-/// `SLIPSTREAM_BOOTSTRAP_SERVERS`) override both. The Python original's underscore spellings
+/// `SLIPSTREAM_BOOTSTRAP_SERVERS`) override both; a `SLIPSTREAM_*` variable that names no setting
+/// fails client creation with the closest one. The Python original's underscore spellings
 /// (`bootstrap_servers`, `sasl_plain_password`) are accepted and translated. Displaying a conf
-/// hides secrets.
+/// hides secrets (anything that may be one, including unknown `sasl.`/`ssl.` keys).
 ///
 /// ```
 /// use slipstream::Conf;
@@ -139,6 +140,142 @@ pub fn normalize_key(key: &str) -> String {
     }
 }
 
+/// `SLIPSTREAM_*` variables that are not Kafka settings.
+const OTHER_VARIABLES: [&str; 1] = ["SLIPSTREAM_HTTP_ADDR"];
+
+/// Checks that every `SLIPSTREAM_*` environment variable names a Kafka setting (or another
+/// variable slipstream reads): a misspelled one is an error naming the closest known setting,
+/// not an override silently ignored.
+pub(crate) fn check_environment(topic: &str) -> Result<(), Error> {
+    let variables = std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)));
+    check_variables(topic, variables)
+}
+
+/// [`check_environment`] over these variables.
+fn check_variables(
+    topic: &str,
+    variables: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), Error> {
+    for (name, value) in variables {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let key = normalize_key(rest);
+        if OTHER_VARIABLES.contains(&name.as_str()) || is_kafka_setting(&key, &value) {
+            continue;
+        }
+        let suggestion = closest_setting(&key)
+            .map(|known| {
+                format!(
+                    "; did you mean {ENV_PREFIX}{} (`{known}`)?",
+                    known.replace('.', "_").to_ascii_uppercase()
+                )
+            })
+            .unwrap_or_default();
+        return Err(Error::Conf {
+            topic: topic.to_owned(),
+            key: name.clone(),
+            message: format!("the environment variable names no Kafka setting{suggestion}"),
+        });
+    }
+    Ok(())
+}
+
+/// The known setting nearest to `key` (by edit distance), if any is near.
+fn closest_setting(key: &str) -> Option<&'static str> {
+    known_settings()
+        .iter()
+        .map(|known| (edit_distance(key, known), known.as_str()))
+        .filter(|(distance, known)| *distance <= (known.len() / 3).max(2))
+        .min()
+        .map(|(_, known)| known)
+}
+
+/// Every setting librdkafka knows with a default value, and the common ones without.
+fn known_settings() -> &'static [String] {
+    static KNOWN: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    KNOWN.get_or_init(|| {
+        let mut known: Vec<String> = [
+            "bootstrap.servers",
+            "group.id",
+            "group.instance.id",
+            "sasl.username",
+            "sasl.password",
+            "sasl.oauthbearer.client.id",
+            "sasl.oauthbearer.client.secret",
+            "sasl.oauthbearer.token.endpoint.url",
+            "ssl.ca.location",
+            "ssl.certificate.location",
+            "ssl.key.location",
+            "ssl.key.password",
+            "transactional.id",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        known.extend(dumped_settings());
+        known.sort();
+        known.dedup();
+        known
+    })
+}
+
+/// The settings librdkafka's default global and topic configurations hold.
+fn dumped_settings() -> Vec<String> {
+    use rdkafka::bindings as rd;
+    let mut names = Vec::new();
+    // SAFETY: each configuration is created, dumped, and destroyed here; the dump is an array
+    // of `count` C strings (names and values alternating) freed with its own function.
+    unsafe {
+        let conf = rd::rd_kafka_conf_new();
+        let topic_conf = rd::rd_kafka_topic_conf_new();
+        for (dump, count) in [
+            {
+                let mut count = 0usize;
+                (rd::rd_kafka_conf_dump(conf, &mut count), count)
+            },
+            {
+                let mut count = 0usize;
+                (rd::rd_kafka_topic_conf_dump(topic_conf, &mut count), count)
+            },
+        ] {
+            if dump.is_null() {
+                continue;
+            }
+            for i in (0..count).step_by(2) {
+                let name = *dump.add(i);
+                if !name.is_null() {
+                    names.push(
+                        std::ffi::CStr::from_ptr(name)
+                            .to_string_lossy()
+                            .into_owned(),
+                    );
+                }
+            }
+            rd::rd_kafka_conf_dump_free(dump, count);
+        }
+        rd::rd_kafka_topic_conf_destroy(topic_conf);
+        rd::rd_kafka_conf_destroy(conf);
+    }
+    names
+}
+
+/// The number of single-character edits between two strings.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
 /// The `SLIPSTREAM_*` environment variables that name Kafka settings (other variables with
 /// the prefix, such as `SLIPSTREAM_HTTP_ADDR`, are not Kafka's and are left alone).
 fn env_overrides() -> Vec<(String, String)> {
@@ -165,17 +302,18 @@ fn is_kafka_setting(key: &str, value: &str) -> bool {
     }
 }
 
-/// Whether a setting holds a secret that must not be displayed.
+/// Whether a setting may hold a secret, and is not displayed: deny by default, so that a
+/// misspelled secret (`sasl.pasword`) is hidden too. Any key that mentions a password, secret,
+/// token or key, any `.pem` or `.config`, and any key under `sasl.` or `ssl.` that librdkafka
+/// does not know.
 fn is_secret(key: &str) -> bool {
-    [
-        "password",
-        "secret",
-        ".pem",
-        "sasl.oauthbearer.config",
-        "sasl.kerberos.keytab",
+    let mentions = [
+        "password", "secret", "token", "key", ".pem", ".config", "keytab",
     ]
     .iter()
-    .any(|s| key.contains(s))
+    .any(|s| key.contains(s));
+    mentions
+        || ((key.starts_with("sasl.") || key.starts_with("ssl.")) && !is_kafka_setting(key, ""))
 }
 
 impl fmt::Display for Conf {
@@ -238,6 +376,45 @@ mod tests {
         assert!(is_kafka_setting("bootstrap.servers", "x:1"));
         assert!(is_kafka_setting("session.timeout.ms", "not a number"));
         assert!(!is_kafka_setting("http.addr", "127.0.0.1:8080"));
+    }
+
+    #[test]
+    fn a_misspelled_secret_is_hidden_too() {
+        let conf: Conf = [("sasl.pasword", "hunter2"), ("sasl.username", "me")]
+            .into_iter()
+            .collect();
+        let shown = conf.to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains(r#"sasl.username: "me""#), "{shown}");
+    }
+
+    #[test]
+    fn a_misspelled_environment_variable_names_the_closest_setting() {
+        let variables = |name: &str| vec![(name.to_owned(), "x".to_owned())];
+        let err = check_variables("emoji", variables("SLIPSTREAM_BOOTSRAP_SERVERS")).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("SLIPSTREAM_BOOTSRAP_SERVERS"), "{message}");
+        assert!(
+            message.contains("SLIPSTREAM_BOOTSTRAP_SERVERS"),
+            "{message}"
+        );
+        assert!(message.contains("emoji"), "{message}");
+        let err = check_variables("t", variables("SLIPSTREAM_SESION_TIMEOUT_MS")).unwrap_err();
+        assert!(
+            err.to_string().contains("SLIPSTREAM_SESSION_TIMEOUT_MS"),
+            "{err}"
+        );
+        // Known settings, the admin server's address, and other variables are fine.
+        check_variables(
+            "t",
+            [
+                ("SLIPSTREAM_BOOTSTRAP_SERVERS", "x:1"),
+                ("SLIPSTREAM_HTTP_ADDR", "9100"),
+                ("HOME", "/root"),
+            ]
+            .map(|(n, v)| (n.to_owned(), v.to_owned())),
+        )
+        .unwrap();
     }
 
     #[test]

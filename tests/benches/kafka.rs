@@ -11,7 +11,7 @@
 //!
 //! slipstream pipelines records too but commits an input offset only once the records produced
 //! from it are acknowledged. Prints the rates and the ratios. Uses librdkafka's mock cluster, or
-//! the broker at `SLIPSTREAM_BENCH_BROKER`.
+//! the broker at `BENCH_KAFKA_BROKER`.
 
 use std::collections::HashSet;
 use std::sync::LazyLock;
@@ -37,7 +37,7 @@ const TOPICS: [&str; 4] = [
 ];
 
 static SERVERS: LazyLock<String> = LazyLock::new(|| {
-    if let Ok(servers) = std::env::var("SLIPSTREAM_BENCH_BROKER") {
+    if let Ok(servers) = std::env::var("BENCH_KAFKA_BROKER") {
         return servers;
     }
     let (tx, rx) = std::sync::mpsc::channel();
@@ -167,7 +167,7 @@ async fn fill() {
 
 #[tokio::main]
 async fn main() {
-    if std::env::var("SLIPSTREAM_BENCH_BROKER").is_ok() {
+    if std::env::var("BENCH_KAFKA_BROKER").is_ok() {
         for topic in TOPICS {
             Topic::<String, String>::new(topic)
                 .conf(conf("admin"))

@@ -417,7 +417,7 @@ mod environment {
     /// Runs in a child process with `SLIPSTREAM_HTTP_ADDR` set (does nothing otherwise).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn child_with_the_variable_set() {
-        if std::env::var_os("SLIPSTREAM_TEST_ADMIN_CHILD").is_none() {
+        if std::env::var_os("TEST_ADMIN_CHILD").is_none() {
             return;
         }
         // No `http(..)` in code: the variable alone turns the server on.
@@ -440,7 +440,7 @@ mod environment {
     /// Runs in a child process with a bad `SLIPSTREAM_HTTP_ADDR` (does nothing otherwise).
     #[tokio::test]
     async fn child_with_a_bad_address() {
-        if std::env::var_os("SLIPSTREAM_TEST_ADMIN_CHILD").is_none() {
+        if std::env::var_os("TEST_ADMIN_CHILD").is_none() {
             return;
         }
         let error = app("no::handlers").run().await.unwrap_err();
@@ -455,7 +455,7 @@ mod environment {
                 "admin::environment::child_with_a_bad_address",
                 "--nocapture",
             ])
-            .env("SLIPSTREAM_TEST_ADMIN_CHILD", "1")
+            .env("TEST_ADMIN_CHILD", "1")
             .env("SLIPSTREAM_HTTP_ADDR", "nowhere")
             .output()
             .unwrap();
@@ -476,7 +476,7 @@ mod environment {
                 "admin::environment::child_with_the_variable_set",
                 "--nocapture",
             ])
-            .env("SLIPSTREAM_TEST_ADMIN_CHILD", "1")
+            .env("TEST_ADMIN_CHILD", "1")
             .env("SLIPSTREAM_HTTP_ADDR", ":0")
             .output()
             .unwrap();

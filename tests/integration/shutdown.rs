@@ -111,7 +111,7 @@ mod child {
 
     #[handle(source = timer(Duration::from_millis(20)))]
     async fn child_tick() {
-        if std::env::var("SLIPSTREAM_CHILD").as_deref() == Ok("slow") {
+        if std::env::var("TEST_SHUTDOWN_CHILD").as_deref() == Ok("slow") {
             println!("busy");
             tokio::time::sleep(Duration::from_secs(60)).await;
         }
@@ -121,7 +121,7 @@ mod child {
     /// Runs only in the child process.
     #[tokio::test]
     async fn child_app() {
-        if std::env::var("SLIPSTREAM_CHILD").is_err() {
+        if std::env::var("TEST_SHUTDOWN_CHILD").is_err() {
             return;
         }
         slipstream::on_shutdown(|| println!("hook ran"));
@@ -143,7 +143,7 @@ fn run_child(mode: &str, line: &str) -> (std::process::Child, Vec<String>) {
             "--nocapture",
             "--test-threads=1",
         ])
-        .env("SLIPSTREAM_CHILD", mode)
+        .env("TEST_SHUTDOWN_CHILD", mode)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -77,7 +77,7 @@ fn mock() -> &'static Mock {
 
 /// The address of the broker under test.
 pub fn servers() -> String {
-    match std::env::var("SLIPSTREAM_TEST_BROKER") {
+    match std::env::var("TEST_KAFKA_BROKER") {
         Ok(real) => real,
         Err(_) => mock().servers.clone(),
     }
@@ -97,7 +97,7 @@ pub async fn create(name: &str, partitions: i32) {
 
 /// Whether the tests run against a real broker.
 pub fn is_real() -> bool {
-    std::env::var("SLIPSTREAM_TEST_BROKER").is_ok()
+    std::env::var("TEST_KAFKA_BROKER").is_ok()
 }
 
 /// A topic name no other test (or earlier run against the same broker) uses.

@@ -62,7 +62,7 @@ fn child(input: &str, output: &str) -> std::process::Child {
         ])
         .env("KILL_TEST_INPUT", input)
         .env("KILL_TEST_OUTPUT", output)
-        .env("SLIPSTREAM_TEST_BROKER", servers())
+        .env("TEST_KAFKA_BROKER", servers())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -1,4 +1,4 @@
-//! Kafka tests. Against a real broker when `SLIPSTREAM_TEST_BROKER` holds its address (the test
+//! Kafka tests. Against a real broker when `TEST_KAFKA_BROKER` holds its address (the test
 //! script starts one), otherwise against librdkafka's mock cluster in this process. Tests that
 //! inject broker faults always use a mock cluster of their own.
 

@@ -55,7 +55,7 @@ fn forward(msg: Message<String, String>) -> (String, String) {
 }
 
 fn tansu() -> PathBuf {
-    let cache = std::env::var("SLIPSTREAM_CACHE")
+    let cache = std::env::var("TEST_TOOLS_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
             PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/slipstream")
