@@ -75,13 +75,16 @@ impl Server {
         let local = listener.local_addr().map_err(error)?;
         tracing::info!("admin server listening on http://{local} (/health, /metrics, /handlers)");
         controls.http.send_replace(Listening::On(local));
-        let task = tokio::spawn(serve(listener, Arc::clone(&controls)));
+        let task = tokio::spawn(serve(
+            listener,
+            Arc::new(Reports::new(Arc::clone(&controls))),
+        ));
         Ok(Server { task, controls })
     }
 }
 
 /// Accepts connections until aborted; dropping it closes every connection.
-async fn serve(listener: TcpListener, controls: Arc<Controls>) {
+async fn serve(listener: TcpListener, reports: Arc<Reports>) {
     let mut connections = JoinSet::new();
     loop {
         let stream = tokio::select! {
@@ -96,11 +99,11 @@ async fn serve(listener: TcpListener, controls: Arc<Controls>) {
             // Reap finished connections as they end.
             Some(_) = connections.join_next() => continue,
         };
-        let controls = Arc::clone(&controls);
+        let reports = Arc::clone(&reports);
         connections.spawn(async move {
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let controls = Arc::clone(&controls);
-                async move { Ok::<_, Infallible>(respond(&request, controls).await) }
+                let reports = Arc::clone(&reports);
+                async move { Ok::<_, Infallible>(respond(&request, reports).await) }
             });
             // A client that never finishes its request does not hold a connection forever.
             if let Err(error) = hyper::server::conn::http1::Builder::new()
@@ -120,7 +123,44 @@ const JSON: &str = "application/json";
 /// Prometheus' text exposition format.
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-async fn respond(request: &Request<Incoming>, controls: Arc<Controls>) -> Response<Full<Bytes>> {
+/// How long a metrics report is served again instead of asking the brokers anew.
+const METRICS_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What the admin server answers from. Metrics ask brokers about every partition: one report
+/// is made at a time and served to every request within a second of it, so that no number of
+/// clients can load the brokers or the pipeline more than one scrape a second would.
+struct Reports {
+    controls: Arc<Controls>,
+    metrics: tokio::sync::Mutex<Option<(std::time::Instant, String)>>,
+}
+
+impl Reports {
+    fn new(controls: Arc<Controls>) -> Self {
+        Reports {
+            controls,
+            metrics: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The metrics report, made at most once a second whatever the number of requests.
+    async fn metrics(&self) -> Result<String, tokio::task::JoinError> {
+        // Requests arriving meanwhile wait here, then share the report just made.
+        let mut cached = self.metrics.lock().await;
+        if let Some((made, text)) = &*cached
+            && made.elapsed() < METRICS_FRESH_FOR
+        {
+            return Ok(text.clone());
+        }
+        // Blocking: it asks brokers, and may hold the last reference to a consumer that has
+        // just finished, whose drop closes it.
+        let controls = Arc::clone(&self.controls);
+        let text = tokio::task::spawn_blocking(move || controls.monitor.prometheus()).await?;
+        *cached = Some((std::time::Instant::now(), text.clone()));
+        Ok(text)
+    }
+}
+
+async fn respond(request: &Request<Incoming>, reports: Arc<Reports>) -> Response<Full<Bytes>> {
     let path = request.uri().path();
     if !matches!(path, "/" | "/health" | "/metrics" | "/handlers") {
         return reply(
@@ -140,11 +180,9 @@ async fn respond(request: &Request<Incoming>, controls: Arc<Controls>) -> Respon
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
-    let path = path.to_owned();
-    // Only the metrics block (they ask brokers about topic partitions, and may hold the last
-    // reference to a consumer that has just finished, whose drop closes it); the other reports
-    // are cheap but go the same way.
-    let answer = tokio::task::spawn_blocking(move || match path.as_str() {
+    let controls = &reports.controls;
+    match path {
+        // Cheap: no broker is asked.
         "/health" => {
             let health = controls.health();
             let status = if health.is_ok() {
@@ -152,23 +190,21 @@ async fn respond(request: &Request<Incoming>, controls: Arc<Controls>) -> Respon
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            (status, JSON, json(&health))
+            reply(status, JSON, json(&health))
         }
-        "/metrics" => (StatusCode::OK, PROMETHEUS, controls.monitor.prometheus()),
-        "/handlers" => (StatusCode::OK, JSON, json(&controls.monitor.statuses())),
-        _ => (
+        "/handlers" => reply(StatusCode::OK, JSON, json(&controls.monitor.statuses())),
+        "/metrics" => match reports.metrics().await {
+            Ok(text) => reply(StatusCode::OK, PROMETHEUS, text),
+            Err(error) => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                TEXT,
+                format!("the report failed: {error}\n"),
+            ),
+        },
+        _ => reply(
             StatusCode::OK,
             TEXT,
             "slipstream admin server: /health, /metrics, /handlers\n".to_owned(),
-        ),
-    })
-    .await;
-    match answer {
-        Ok((status, content_type, body)) => reply(status, content_type, body),
-        Err(error) => reply(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            TEXT,
-            format!("the report failed: {error}\n"),
         ),
     }
 }

@@ -488,3 +488,80 @@ mod environment {
         );
     }
 }
+
+mod scrape_storm {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use slipstream::__component::{ConsumerProbe, ConsumerStatus, PartitionReport};
+    use slipstream::{BuildCx, Error, IntoSource, SourceStream};
+
+    /// How often a report asked the (pretend) broker.
+    pub static ASKED: AtomicUsize = AtomicUsize::new(0);
+
+    /// A consumer the reports ask about, as a topic's would be.
+    struct Probe;
+
+    impl ConsumerProbe for Probe {
+        fn topic(&self) -> &str {
+            "storm"
+        }
+        fn group(&self) -> Option<&str> {
+            Some("storm-group")
+        }
+        fn partitions(&self, _deadline: std::time::Instant) -> Vec<PartitionReport> {
+            ASKED.fetch_add(1, Ordering::SeqCst);
+            vec![PartitionReport {
+                partition: 0,
+                position: Some(1),
+                committed: Some(1),
+                high_watermark: Some(1),
+            }]
+        }
+    }
+
+    /// A source that registers the probe, then yields nothing.
+    struct Watched;
+
+    static PROBE: std::sync::LazyLock<Arc<dyn ConsumerProbe>> =
+        std::sync::LazyLock::new(|| Arc::new(Probe));
+
+    impl IntoSource<()> for Watched {
+        type Item = u64;
+        type Stream = stream::Pending<u64>;
+
+        fn into_source(self, cx: &mut BuildCx<'_>) -> Result<SourceStream<Self::Stream>, Error> {
+            let status = Arc::new(ConsumerStatus::new("storm"));
+            status.assign([0]);
+            cx.watch_consumer(status, Arc::downgrade(&PROBE));
+            Ok(SourceStream::external(stream::pending()))
+        }
+    }
+
+    #[handle(source = Watched)]
+    fn idle(_n: u64) {}
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hundreds_of_concurrent_scrapes_ask_the_brokers_once() {
+        let (handle, run, addr) = serve(app(module_path!()).http("127.0.0.1:0")).await;
+        let started = std::time::Instant::now();
+        let scrapes: Vec<_> = (0..200)
+            .map(|_| tokio::spawn(async move { get(addr, "/metrics").await }))
+            .collect();
+        for scrape in scrapes {
+            let reply = scrape.await.unwrap();
+            assert_eq!(reply.status, 200);
+            assert!(reply.body.contains("storm"), "{}", reply.body);
+        }
+        // One report a second at most, shared by every scrape of that second (without it: 200).
+        let seconds = started.elapsed().as_secs() as usize;
+        let asked = ASKED.load(Ordering::SeqCst);
+        assert!(
+            asked >= 1 && asked <= seconds + 2,
+            "the broker was asked {asked} times in {seconds} s"
+        );
+        handle.shutdown();
+        within(10, run).await.unwrap().unwrap();
+    }
+}
