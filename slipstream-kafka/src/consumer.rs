@@ -179,7 +179,19 @@ pub(crate) struct Running {
     high_seen: Mutex<HashMap<i32, i64>>,
     /// Bumped by every assignment and revocation (see `Context`).
     rebalances: Arc<AtomicU64>,
+    /// How many messages could not be decoded (the topic's count).
+    undecodable: Arc<AtomicU64>,
     wake: Notify,
+}
+
+/// What a consumer shares with its topic and its application.
+pub(crate) struct Shared {
+    /// Set when the application stops on a failure (nothing is committed from then on).
+    pub(crate) failed: Arc<AtomicBool>,
+    /// Forwards failed messages to dead-letter topics.
+    pub(crate) letters: Arc<DeadLetters>,
+    /// The topic's count of undecodable messages.
+    pub(crate) undecodable: Arc<AtomicU64>,
 }
 
 impl Running {
@@ -191,9 +203,13 @@ impl Running {
         start: &StartAt,
         stop_at_end: bool,
         pause: PauseHandle,
-        failed: Arc<AtomicBool>,
-        letters: Arc<DeadLetters>,
+        shared: Shared,
     ) -> Result<Arc<Running>, Error> {
+        let Shared {
+            failed,
+            letters,
+            undecodable,
+        } = shared;
         let mut conf = client::resolve_consumer(topic, effective)?;
         // slipstream commits what handlers have finished; librdkafka must not commit on its own.
         conf.insert("enable.auto.commit", "false");
@@ -272,6 +288,7 @@ impl Running {
             committed: Mutex::default(),
             high_seen: Mutex::default(),
             rebalances,
+            undecodable,
             wake: Notify::new(),
         }))
     }
@@ -434,6 +451,10 @@ impl ConsumerProbe for Running {
 
     fn group(&self) -> Option<&str> {
         self.group_id.as_deref()
+    }
+
+    fn undecodable(&self) -> u64 {
+        self.undecodable.load(Ordering::Relaxed)
     }
 
     fn partitions(&self, deadline: Instant) -> Vec<PartitionReport> {

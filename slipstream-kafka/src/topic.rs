@@ -316,8 +316,11 @@ impl<K: 'static, V: 'static> Topic<K, V> {
             &self.start,
             self.stop_at_end,
             self.pause.clone(),
-            failed,
-            letters,
+            consumer::Shared {
+                failed,
+                letters,
+                undecodable: Arc::clone(&self.undecodable),
+            },
         )?;
         *lock(&self.running) = Arc::downgrade(&running);
         Ok(running)

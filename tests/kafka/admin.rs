@@ -182,3 +182,40 @@ mod undecodable {
         assert_eq!(status[0].state, slipstream::HandlerState::Failed);
     }
 }
+
+mod undecodable_metric {
+    use super::*;
+
+    static GROUP: LazyLock<String> = LazyLock::new(|| unique("admin-undecodable-count-group"));
+    pub static INPUT: LazyLock<Topic<String, serde_json::Value>> = LazyLock::new(|| {
+        Topic::json(unique("admin-undecodable-count")).conf(crate::broker::conf(&GROUP))
+    });
+    pub static SEEN: slipstream_tests::Collected<serde_json::Value> =
+        slipstream_tests::Collected::new();
+
+    #[handle(source = INPUT, on_error = "skip")]
+    fn lenient(msg: Message<String, serde_json::Value>) {
+        SEEN.push(msg.value);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn metrics_count_the_messages_a_topic_could_not_decode() {
+        create(INPUT.name(), 1).await;
+        let raw: Topic = topic(INPUT.name(), &unique("unused"));
+        raw.send("k", "not json".to_owned()).await.unwrap();
+        raw.send("k", "{\"ok\":true}".to_owned()).await.unwrap();
+        let app = app(module_path!());
+        let handle = app.handle();
+        let run = tokio::spawn(app.run());
+        slipstream_tests::until(60, || SEEN.len() == 1).await;
+        let metrics = handle.metrics().await;
+        let line = format!(
+            "slipstream_topic_undecodable_total{{topic=\"{}\",group=\"{}\"}} 1",
+            INPUT.name(),
+            GROUP.as_str()
+        );
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+        handle.shutdown();
+        within(60, run).await.unwrap().unwrap();
+    }
+}

@@ -381,6 +381,10 @@ pub trait ConsumerProbe: Send + Sync {
     fn group(&self) -> Option<&str>;
     /// What it knows of each assigned partition, asking the broker until `deadline` (it blocks).
     fn partitions(&self, deadline: std::time::Instant) -> Vec<PartitionReport>;
+    /// How many messages it could not decode so far.
+    fn undecodable(&self) -> u64 {
+        0
+    }
 }
 
 /// One partition of a running consumer.

@@ -234,13 +234,24 @@ impl Monitor {
 
     fn partition_metrics(&self, out: &mut String) {
         let mut rows = Vec::new();
+        let mut undecodable = Vec::new();
         let deadline = std::time::Instant::now() + SCRAPE_BUDGET;
         for consumer in self.consumers() {
             let group = consumer.group().unwrap_or("").to_owned();
+            let labels = labels(&[("topic", consumer.topic()), ("group", &group)]);
+            if !undecodable.iter().any(|(l, _)| *l == labels) {
+                undecodable.push((labels, consumer.undecodable() as i64));
+            }
             for p in consumer.partitions(deadline) {
                 rows.push((consumer.topic().to_owned(), group.clone(), p));
             }
         }
+        counter_family(
+            out,
+            "slipstream_topic_undecodable_total",
+            "Messages of the topic its codecs could not decode.",
+            undecodable.into_iter(),
+        );
         // Two consumers of one topic without a group (two `Topic` statics) would report the
         // same series twice, which Prometheus rejects: the first one is reported.
         let mut seen = std::collections::HashSet::new();
@@ -317,6 +328,16 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// A counter family, written only when it has samples.
+fn counter_family(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    samples: impl Iterator<Item = (String, i64)>,
+) {
+    samples_family(out, name, "counter", help, samples);
+}
+
 /// A gauge family, written only when it has samples.
 fn gauge_family(
     out: &mut String,
@@ -324,11 +345,22 @@ fn gauge_family(
     help: &str,
     samples: impl Iterator<Item = (String, i64)>,
 ) {
+    samples_family(out, name, "gauge", help, samples);
+}
+
+/// A family with its samples, if it has any.
+fn samples_family(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl Iterator<Item = (String, i64)>,
+) {
     let mut samples = samples.peekable();
     if samples.peek().is_none() {
         return;
     }
-    family(out, name, "gauge", help);
+    family(out, name, kind, help);
     for (labels, value) in samples {
         sample(out, name, &labels, value);
     }
