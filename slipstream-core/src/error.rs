@@ -119,6 +119,17 @@ pub enum Error {
     /// no running handler reads: the application is not running, or the feed has ended.
     #[error("{0} is not read by a running application")]
     NotRunning(&'static str),
+    /// A graceful shutdown took longer than its deadline (`App::shutdown_timeout`): what still
+    /// ran was stopped, and its items were left unacknowledged.
+    #[error(
+        "the shutdown took longer than {timeout:?}: stopped with {left} items unacknowledged (they are delivered again after a restart)"
+    )]
+    ShutdownTimeout {
+        /// The deadline.
+        timeout: std::time::Duration,
+        /// How many items sources were still waiting to hear about.
+        left: usize,
+    },
     /// The admin server could not listen on its address (`App::http`, `SLIPSTREAM_HTTP_ADDR`).
     #[error("cannot start the admin server on `{addr}`: {source}")]
     Http {

@@ -277,6 +277,7 @@ pub struct App {
     filter: Filter,
     policy: OnError,
     retry: Retry,
+    shutdown_timeout: std::time::Duration,
     signals: bool,
     logging: bool,
     hooks: Vec<Hook>,
@@ -314,6 +315,7 @@ impl App {
             filter: Filter::All,
             policy: OnError::Stop,
             retry: Retry::NONE,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             signals: true,
             logging: true,
             hooks: Vec::new(),
@@ -347,6 +349,15 @@ impl App {
     /// The retry setting of every handler that does not set its own `retry` (none by default).
     pub fn retry(mut self, retry: Retry) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// How long a graceful shutdown may take once it has begun (30 s by default): past it, the
+    /// handlers and feeds still running are dropped, what they held stays unacknowledged (a Kafka
+    /// input is read again after a restart), and [`run`](App::run) returns
+    /// [`Error::ShutdownTimeout`] saying how many items were left.
+    pub fn shutdown_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.shutdown_timeout = timeout;
         self
     }
 
@@ -574,29 +585,51 @@ impl App {
                 error.to_string()
             },
         };
-        while let Some(joined) = tasks.join_next_with_id().await {
-            let (name, result) = match joined {
-                Ok((id, result)) => (names.remove(&id).unwrap_or_default(), result),
-                Err(error) => {
-                    let name = names.remove(&error.id()).unwrap_or_default();
-                    (name.clone(), Err(abnormal(name, error)))
+        let finished = async {
+            while let Some(joined) = tasks.join_next_with_id().await {
+                let (name, result) = match joined {
+                    Ok((id, result)) => (names.remove(&id).unwrap_or_default(), result),
+                    Err(error) => {
+                        let name = names.remove(&error.id()).unwrap_or_default();
+                        (name.clone(), Err(abnormal(name, error)))
+                    }
+                };
+                match result {
+                    Ok(()) => {
+                        if let Some(stats) = controls.monitor.handler(&name) {
+                            stats.set_finished();
+                        }
+                    }
+                    Err(error) => controls.fail_handler(&name, error),
                 }
-            };
-            match result {
-                Ok(()) => {
-                    if let Some(stats) = controls.monitor.handler(&name) {
-                        stats.set_finished();
+            }
+            // Shared feeds, then work that finishes after the handlers (final commits).
+            for set in [&mut pumps, &mut background] {
+                while let Some(joined) = set.join_next().await {
+                    if let Err(error) = joined {
+                        controls.fail(abnormal("(a shared source)".into(), error));
                     }
                 }
-                Err(error) => controls.fail_handler(&name, error),
             }
-        }
-        // Shared feeds, then work that finishes after the handlers (final commits).
-        for set in [&mut pumps, &mut background] {
-            while let Some(joined) = set.join_next().await {
-                if let Err(error) = joined {
-                    controls.fail(abnormal("(a shared source)".into(), error));
-                }
+        };
+        let deadline = async {
+            controls.shutdown.wait().await;
+            tokio::time::sleep(self.shutdown_timeout).await;
+        };
+        tokio::select! {
+            () = finished => {}
+            () = deadline => {
+                let left = controls.monitor.in_flight();
+                tracing::error!(
+                    timeout = ?self.shutdown_timeout,
+                    left,
+                    "the shutdown took too long: stopping what still runs; its items stay unacknowledged"
+                );
+                controls.fail(Error::ShutdownTimeout {
+                    timeout: self.shutdown_timeout,
+                    left,
+                });
+                // Dropping the sets aborts their tasks.
             }
         }
         tracing::debug!("all handlers finished");
@@ -606,6 +639,9 @@ impl App {
         }
     }
 }
+
+/// How long a graceful shutdown may take by default.
+const DEFAULT_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Two selected handlers with one name could not be told apart (pausing, logs).
 fn check_unique_names(selected: &[&'static HandlerInfo]) -> Result<(), Error> {

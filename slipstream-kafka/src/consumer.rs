@@ -457,6 +457,10 @@ impl ConsumerProbe for Running {
         self.undecodable.load(Ordering::Relaxed)
     }
 
+    fn in_flight(&self) -> usize {
+        self.tracker.in_flight()
+    }
+
     fn partitions(&self, deadline: Instant) -> Vec<PartitionReport> {
         let positions = self.tracker.positions();
         let committed = self.committed(deadline);

@@ -238,3 +238,35 @@ fn a_second_signal_exits_at_once() {
     let rest = CHILD_OUTPUT.lock().unwrap().take().unwrap().join().unwrap();
     assert!(!rest.iter().any(|l| l == "run returned"));
 }
+
+mod deadline {
+    use super::*;
+
+    pub static STARTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+    /// Never finishes its first item.
+    #[handle(source = futures::stream::iter([1u8]))]
+    async fn stuck(_n: u8) {
+        STARTED.notify_one();
+        std::future::pending::<()>().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_shutdown_that_takes_too_long_is_cut_short_and_says_so() {
+        let app = slipstream_tests::app(module_path!())
+            .shutdown_timeout(std::time::Duration::from_millis(300));
+        let handle = app.handle();
+        let run = tokio::spawn(app.run());
+        STARTED.notified().await;
+        handle.shutdown();
+        let error = slipstream_tests::within(10, run)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(error, slipstream::Error::ShutdownTimeout { left: 0, .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("300ms"), "{error}");
+    }
+}

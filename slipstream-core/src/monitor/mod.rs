@@ -105,6 +105,11 @@ impl Monitor {
             .filter_map(|c| c.probe.upgrade())
             .collect()
     }
+
+    /// How many messages the running consumers have delivered and not had acknowledged.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.consumers().iter().map(|c| c.in_flight()).sum()
+    }
 }
 
 /// What health needs to know of a topic consumer, kept up to date by the consumer itself.
@@ -383,6 +388,10 @@ pub trait ConsumerProbe: Send + Sync {
     fn partitions(&self, deadline: std::time::Instant) -> Vec<PartitionReport>;
     /// How many messages it could not decode so far.
     fn undecodable(&self) -> u64 {
+        0
+    }
+    /// How many messages it has delivered that are not acknowledged yet.
+    fn in_flight(&self) -> usize {
         0
     }
 }
