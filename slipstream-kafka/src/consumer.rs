@@ -38,6 +38,8 @@ const FINAL_COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 const COMMITTED_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long blocking consumer calls may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a consumer's start waits for a broker to answer, unless its topic says.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The consumer's callbacks.
 pub(crate) struct Context {
@@ -192,6 +194,8 @@ pub(crate) struct Shared {
     pub(crate) letters: Arc<DeadLetters>,
     /// The topic's count of undecodable messages.
     pub(crate) undecodable: Arc<AtomicU64>,
+    /// How long start-up waits for a broker to answer.
+    pub(crate) connect_timeout: Duration,
 }
 
 impl Running {
@@ -209,6 +213,7 @@ impl Running {
             failed,
             letters,
             undecodable,
+            connect_timeout,
         } = shared;
         let mut conf = client::resolve_consumer(topic, effective)?;
         // slipstream commits what handlers have finished; librdkafka must not commit on its own.
@@ -242,12 +247,22 @@ impl Running {
             .create_with_context(context)
             .map_err(|e| client::creation_error(topic, e))?;
         let kafka_error = |e: KafkaError| Error::kafka(topic, e);
+        // A broker must answer before the application counts as started: an unreachable one is
+        // an error now, not a consumer retrying in the background forever.
+        let metadata = consumer
+            .fetch_metadata(Some(topic), connect_timeout)
+            .map_err(|error| {
+                Error::kafka(
+                    topic,
+                    format!(
+                        "no broker answered within {connect_timeout:?} (bootstrap.servers = {}): {error}",
+                        conf.get("bootstrap.servers").unwrap_or_default()
+                    ),
+                )
+            })?;
         if group && matches!(start, StartAt::Committed) {
             consumer.subscribe(&[topic]).map_err(kafka_error)?;
         } else {
-            let metadata = consumer
-                .fetch_metadata(Some(topic), CALL_TIMEOUT)
-                .map_err(kafka_error)?;
             let partitions: Vec<i32> = metadata
                 .topics()
                 .iter()

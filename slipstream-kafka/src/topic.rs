@@ -86,6 +86,7 @@ pub struct Topic<K = String, V = String> {
     stop_at_end: bool,
     dead_letter: Option<String>,
     commit_interval: Duration,
+    connect_timeout: Duration,
     pause: PauseHandle,
     producer: Mutex<Option<Producer<K, V>>>,
     running: Mutex<Weak<Running>>,
@@ -125,6 +126,7 @@ impl<K: 'static, V: 'static> Topic<K, V> {
             stop_at_end: false,
             dead_letter: None,
             commit_interval: Duration::from_millis(500),
+            connect_timeout: consumer::CONNECT_TIMEOUT,
             pause: PauseHandle::new(),
             producer: Mutex::new(None),
             running: Mutex::new(Weak::new()),
@@ -190,6 +192,14 @@ impl<K: 'static, V: 'static> Topic<K, V> {
     /// also committed on revocation and at shutdown).
     pub fn commit_interval(mut self, interval: Duration) -> Self {
         self.commit_interval = interval;
+        self
+    }
+
+    /// How long starting to read the topic waits for a broker to answer (30 s by default):
+    /// past it, the application fails to start with an error naming the servers, instead of
+    /// retrying in the background.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
         self
     }
 
@@ -320,6 +330,7 @@ impl<K: 'static, V: 'static> Topic<K, V> {
                 failed,
                 letters,
                 undecodable: Arc::clone(&self.undecodable),
+                connect_timeout: self.connect_timeout,
             },
         )?;
         *lock(&self.running) = Arc::downgrade(&running);

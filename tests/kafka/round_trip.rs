@@ -170,3 +170,42 @@ async fn a_record_goes_to_the_partition_and_with_the_timestamp_it_names() {
             .collect::<Vec<_>>()
     );
 }
+
+mod unreachable {
+    use std::sync::LazyLock;
+    use std::time::{Duration, Instant};
+
+    use slipstream::prelude::*;
+    use slipstream::{Message, Topic};
+    use slipstream_tests::{app, within};
+
+    /// Nothing listens on port 1.
+    pub static NOWHERE: LazyLock<Topic> = LazyLock::new(|| {
+        Topic::new("nowhere")
+            .conf([
+                ("bootstrap.servers", "127.0.0.1:1"),
+                ("group.id", "nowhere"),
+            ])
+            .connect_timeout(Duration::from_secs(1))
+    });
+
+    #[handle(source = NOWHERE)]
+    fn never(_msg: Message<String, String>) {}
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreachable_broker_fails_the_start_with_a_clear_error() {
+        let started = Instant::now();
+        let error = within(30, app(module_path!()).run()).await.unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("no broker answered within 1s"),
+            "{message}"
+        );
+        assert!(message.contains("127.0.0.1:1"), "{message}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
