@@ -14,13 +14,13 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers, Message as _};
+use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
 
 use super::StartAt;
 use super::client;
-use super::message::Message;
+use super::message::{Message, header_pairs};
 use super::tracker::Tracker;
 use crate::codec::Codec;
 use crate::conf::Conf;
@@ -79,14 +79,7 @@ impl ConsumerContext for Context {
     ) {
         if let Err(error) = result {
             // Taken again on the next occasion (a commit refused during a rebalance, say).
-            let failed: Vec<(i32, i64)> = offsets
-                .elements_for_topic(&self.topic)
-                .iter()
-                .filter_map(|e| match e.offset() {
-                    Offset::Offset(offset) => Some((e.partition(), offset)),
-                    _ => None,
-                })
-                .collect();
+            let failed: Vec<(i32, i64)> = positions(offsets, &self.topic).collect();
             tracing::warn!(topic = %self.topic, %error, ?failed, "commit failed; it will be retried");
             self.tracker.uncommitted(&failed);
         }
@@ -150,6 +143,19 @@ impl ConsumerContext for Context {
             }
         }
     }
+}
+
+/// The partitions of `topic` in `list` that have an offset, with it.
+fn positions<'a>(
+    list: &'a TopicPartitionList,
+    topic: &'a str,
+) -> impl Iterator<Item = (i32, i64)> + 'a {
+    list.elements_for_topic(topic)
+        .into_iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(offset) => Some((e.partition(), offset)),
+            _ => None,
+        })
 }
 
 fn offsets(topic: &str, commits: &[(i32, i64)]) -> TopicPartitionList {
@@ -507,14 +513,7 @@ impl Running {
         match answer {
             // The broker's answer replaces what was known (offsets deleted, partitions gone).
             Some(Ok(list)) => {
-                *known = list
-                    .elements_for_topic(&self.topic)
-                    .iter()
-                    .filter_map(|e| match e.offset() {
-                        Offset::Offset(offset) => Some((e.partition(), offset)),
-                        _ => None,
-                    })
-                    .collect();
+                *known = positions(&list, &self.topic).collect();
             }
             Some(Err(error)) => {
                 tracing::debug!(topic = %self.topic, %error, "cannot read the committed offsets")
@@ -736,17 +735,7 @@ impl<K: 'static, V: 'static> State<K, V> {
         let value = self.value_codec.decode_nullable(borrowed.payload());
         let headers: Arc<[(String, Vec<u8>)]> = borrowed
             .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.key.to_owned(),
-                            h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                        )
-                    })
-                    .collect::<Arc<[_]>>()
-            })
+            .map(|headers| header_pairs(headers).collect::<Arc<[_]>>())
             .unwrap_or_else(|| Arc::clone(&self.no_headers));
         match (key, value) {
             (Ok(key), Ok(value)) => {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message as _};
+use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 use slipstream_core::__component::lock;
 use slipstream_core::{BoxError, DeadLetter, Error};
@@ -15,6 +15,7 @@ use slipstream_core::{BoxError, DeadLetter, Error};
 use crate::client::{self, Logging};
 use crate::codec::DefaultCodec;
 use crate::conf::Conf;
+use crate::message::header_pairs;
 use crate::producer::Producer;
 
 /// The header naming the handler that failed on a dead-lettered record (absent for a record
@@ -172,17 +173,7 @@ impl DeadLetters {
             }
             let headers = message
                 .headers()
-                .map(|headers| {
-                    headers
-                        .iter()
-                        .map(|h| {
-                            (
-                                h.key.to_owned(),
-                                h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                            )
-                        })
-                        .collect()
-                })
+                .map(|headers| header_pairs(headers).collect())
                 .unwrap_or_default();
             return Ok(Raw {
                 key: message.key().map(<[u8]>::to_vec),

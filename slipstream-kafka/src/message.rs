@@ -3,7 +3,20 @@
 use std::fmt;
 use std::sync::Arc;
 
+use rdkafka::message::Headers;
 use slipstream_core::Ack;
+
+/// A record's headers as name and value pairs (a header without a value has an empty one).
+pub(crate) fn header_pairs<H: Headers>(
+    headers: &H,
+) -> impl Iterator<Item = (String, Vec<u8>)> + '_ {
+    headers.iter().map(|h| {
+        (
+            h.key.to_owned(),
+            h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+        )
+    })
+}
 
 /// One record read from a [`Topic`](crate::Topic): what a topic source yields to handlers.
 ///
