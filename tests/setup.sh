@@ -5,8 +5,8 @@ set -euo pipefail
 
 # System packages the build needs: a C/C++ toolchain, make and cmake (librdkafka and RocksDB are
 # built from source; librdkafka's CMake build includes curl's headers; RocksDB's bindings need
-# libclang).
-packages=(gcc g++ make cmake libc6-dev pkg-config libcurl4-openssl-dev clang libclang-dev)
+# libclang; TLS and SASL use OpenSSL).
+packages=(gcc g++ make cmake libc6-dev pkg-config libcurl4-openssl-dev libssl-dev clang libclang-dev)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use crate::ack::AckScope;
 use crate::error::Error;
 use crate::hub::{Feed, Hub, HubSlot, Writer};
-use crate::monitor::{ConsumerProbe, ConsumerStatus};
+use crate::monitor::{ConsumerProbe, ConsumerStatus, HealthProbe};
 use crate::registry::{HandlerInfo, OnError, Retry};
 use crate::runtime::Controls;
 
@@ -174,6 +174,13 @@ impl<'a> BuildCx<'a> {
     #[doc(hidden)]
     pub fn watch_consumer(&self, status: Arc<ConsumerStatus>, probe: Weak<dyn ConsumerProbe>) {
         self.wiring.controls.monitor.add_consumer(status, probe);
+    }
+
+    /// Reports what `probe` finds in the application's health while it lives (one probe shared
+    /// by several handlers is asked once).
+    #[doc(hidden)]
+    pub fn watch_health(&self, probe: Weak<dyn HealthProbe>) {
+        self.wiring.controls.monitor.add_probe(probe);
     }
 
     /// Runs `work` alongside the handlers; the run ends once it has finished too.

@@ -46,7 +46,7 @@ pub use source::{Acked, IntoSource, Shared, SourceHandle, SourceStream, Timer, a
 pub mod __component {
     pub use crate::ack::AckScope;
     pub use crate::hub::{Hub, Outside};
-    pub use crate::monitor::{ConsumerProbe, ConsumerStatus, PartitionReport};
+    pub use crate::monitor::{ConsumerProbe, ConsumerStatus, HealthProbe, PartitionReport};
     pub use crate::pause::PauseChanges;
     pub use crate::sync::lock;
 }

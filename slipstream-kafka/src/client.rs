@@ -5,11 +5,14 @@ use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
+use rdkafka::statistics::Statistics;
+use std::sync::Arc;
 
 use slipstream_core::Error;
 
 use crate::conf::Conf;
 use crate::embedded;
+use crate::link::{self, Link};
 
 /// The settings a client of `topic` uses: its effective conf, with the embedded broker started
 /// when asked for, and `bootstrap.servers` required.
@@ -101,3 +104,31 @@ impl ClientContext for Logging {
 }
 
 impl rdkafka::consumer::ConsumerContext for Logging {}
+
+/// A client context that logs and keeps its [`Link`] informed (a topic's producer).
+#[derive(Clone)]
+pub(crate) struct Linked(pub(crate) Arc<Link>);
+
+impl ClientContext for Linked {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.0.log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.0.error(&error, reason);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        self.0.statistics(&statistics);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Linked {}
+
+/// Asks librdkafka for statistics every second unless the user set their interval: they say
+/// whether a broker is up, for health.
+pub(crate) fn ask_statistics(conf: &mut Conf) {
+    if conf.get("statistics.interval.ms").is_none() {
+        conf.insert("statistics.interval.ms", link::STATISTICS_INTERVAL_MS);
+    }
+}

@@ -15,11 +15,14 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message as _};
+use rdkafka::metadata::Metadata;
+use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
 
 use super::StartAt;
 use super::client;
+use super::link::Link;
 use super::message::{Message, header_pairs};
 use super::tracker::Tracker;
 use crate::codec::Codec;
@@ -40,6 +43,11 @@ const COMMITTED_TIMEOUT: Duration = Duration::from_secs(2);
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a consumer's start waits for a broker to answer, unless its topic says.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long each of start-up's metadata requests waits, between checks for a failed
+/// authentication.
+const CONNECT_SLICE: Duration = Duration::from_millis(500);
+/// How long start-up serves its probe's logs and errors after each unanswered request.
+const PROBE_POLL: Duration = Duration::from_millis(50);
 
 /// The consumer's callbacks.
 pub(crate) struct Context {
@@ -53,11 +61,13 @@ pub(crate) struct Context {
     /// Bumped by every assignment and revocation: an end-of-partition seen before does not
     /// count after it.
     rebalances: Arc<AtomicU64>,
+    /// What the client knows of its brokers (its health probe).
+    link: Arc<Link>,
 }
 
 impl ClientContext for Context {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        client::log(level, fac, log_message);
+        self.link.log(level, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -67,7 +77,11 @@ impl ClientContext for Context {
             tracing::debug!(target: "librdkafka", topic = %self.topic, "{reason}");
             return;
         }
-        tracing::warn!(target: "librdkafka", topic = %self.topic, %error, "{reason}");
+        self.link.error(&error, reason);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        self.link.statistics(&statistics);
     }
 }
 
@@ -204,6 +218,51 @@ pub(crate) struct Shared {
     pub(crate) connect_timeout: Duration,
 }
 
+/// Asks for `topic`'s metadata until a broker answers, failing past `timeout` with the last
+/// error librdkafka reported, or at once when authentication failed (retrying cannot help).
+/// It asks with a client of its own, polled here so that its logs and errors reach `link`
+/// meanwhile (a stream consumer's are served only once it is read).
+fn connect(
+    topic: &str,
+    conf: &Conf,
+    link: &Arc<Link>,
+    timeout: Duration,
+) -> Result<Metadata, Error> {
+    let probe: BaseConsumer<client::Linked> = client::client_config(conf)
+        .create_with_context(client::Linked(Arc::clone(link)))
+        .map_err(|e| client::creation_error(topic, e))?;
+    let servers = conf.get("bootstrap.servers").unwrap_or_default();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let error = match probe.fetch_metadata(Some(topic), left.min(CONNECT_SLICE)) {
+            Ok(metadata) => return Ok(metadata),
+            Err(error) => error,
+        };
+        // Serves what the probe logged and reported meanwhile (it reads nothing: it subscribes
+        // to nothing).
+        let _ = probe.poll(PROBE_POLL);
+        if let Some(failure) = link.authentication_failure() {
+            return Err(Error::kafka(
+                topic,
+                format!("authentication failed (bootstrap.servers = {servers}): {failure}"),
+            ));
+        }
+        if Instant::now() >= deadline {
+            let last = link
+                .last_error()
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default();
+            return Err(Error::kafka(
+                topic,
+                format!(
+                    "no broker answered within {timeout:?} (bootstrap.servers = {servers}): {error}{last}"
+                ),
+            ));
+        }
+    }
+}
+
 impl Running {
     /// Creates the consumer and subscribes it (or assigns it every partition, for explicit start
     /// positions or without a group).
@@ -240,7 +299,10 @@ impl Running {
         let tracker = Arc::new(Tracker::new(topic, Some(letters)));
         let status = Arc::new(ConsumerStatus::new(topic));
         let rebalances = Arc::new(AtomicU64::new(0));
+        client::ask_statistics(&mut conf);
+        let link = Arc::new(Link::new(format!("topic `{topic}`"), connect_timeout));
         let context = Context {
+            link: Arc::clone(&link),
             rebalances: Arc::clone(&rebalances),
             topic: topic.to_owned(),
             tracker: Arc::clone(&tracker),
@@ -249,23 +311,13 @@ impl Running {
             failed: Arc::clone(&failed),
             status: Arc::clone(&status),
         };
+        // A broker must answer before the application counts as started: an unreachable one is
+        // an error now, not a consumer retrying in the background forever.
+        let metadata = connect(topic, &conf, &link, connect_timeout)?;
         let consumer: StreamConsumer<Context> = client::client_config(&conf)
             .create_with_context(context)
             .map_err(|e| client::creation_error(topic, e))?;
         let kafka_error = |e: KafkaError| Error::kafka(topic, e);
-        // A broker must answer before the application counts as started: an unreachable one is
-        // an error now, not a consumer retrying in the background forever.
-        let metadata = consumer
-            .fetch_metadata(Some(topic), connect_timeout)
-            .map_err(|error| {
-                Error::kafka(
-                    topic,
-                    format!(
-                        "no broker answered within {connect_timeout:?} (bootstrap.servers = {}): {error}",
-                        conf.get("bootstrap.servers").unwrap_or_default()
-                    ),
-                )
-            })?;
         if group && matches!(start, StartAt::Committed) {
             consumer.subscribe(&[topic]).map_err(kafka_error)?;
         } else {
@@ -336,6 +388,11 @@ impl Running {
     }
 
     /// What health reports of this consumer.
+    /// What its client knows of the brokers (its health probe).
+    pub(crate) fn link(&self) -> Arc<Link> {
+        Arc::clone(&self.consumer.context().link)
+    }
+
     pub(crate) fn status(&self) -> Arc<ConsumerStatus> {
         Arc::clone(&self.status)
     }

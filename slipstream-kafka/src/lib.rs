@@ -12,6 +12,7 @@ mod conf;
 mod consumer;
 pub mod dead_letter;
 mod embedded;
+mod link;
 mod message;
 mod producer;
 mod topic;

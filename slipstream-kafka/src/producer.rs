@@ -9,7 +9,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::client::{self, Logging};
+use super::client::{self, Linked};
+use super::link::Link;
 use super::message::{Message, Record};
 use crate::codec::Codec;
 use crate::conf::Conf;
@@ -24,7 +25,9 @@ const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Encodes and produces records to one topic; cheap to clone.
 pub(crate) struct Producer<K, V> {
-    producer: Option<FutureProducer<Logging>>,
+    producer: Option<FutureProducer<Linked>>,
+    /// What its client knows of the brokers and of failing deliveries.
+    link: Arc<Link>,
     topic: Arc<str>,
     key_codec: Arc<dyn Codec<K>>,
     value_codec: Arc<dyn Codec<V>>,
@@ -34,6 +37,7 @@ impl<K, V> Clone for Producer<K, V> {
     fn clone(&self) -> Self {
         Producer {
             producer: self.producer.clone(),
+            link: Arc::clone(&self.link),
             topic: Arc::clone(&self.topic),
             key_codec: Arc::clone(&self.key_codec),
             value_codec: Arc::clone(&self.value_codec),
@@ -42,14 +46,17 @@ impl<K, V> Clone for Producer<K, V> {
 }
 
 impl<K: 'static, V: 'static> Producer<K, V> {
-    /// A producer for `topic`; `dry` logs records instead of producing them.
+    /// A producer for `topic`; `dry` logs records instead of producing them. Health reports it
+    /// once no broker has been reachable, or its deliveries have kept failing, for `grace`.
     pub(crate) fn new(
         topic: &str,
         effective: &Conf,
         dry: bool,
+        grace: Duration,
         key_codec: Arc<dyn Codec<K>>,
         value_codec: Arc<dyn Codec<V>>,
     ) -> Result<Self, Error> {
+        let link = Arc::new(Link::new(format!("sink `{topic}`"), grace));
         let producer = if dry {
             None
         } else {
@@ -64,13 +71,15 @@ impl<K: 'static, V: 'static> Producer<K, V> {
             ] {
                 conf.remove(key);
             }
+            client::ask_statistics(&mut conf);
             let producer = client::client_config(&conf)
-                .create_with_context(Logging)
+                .create_with_context(Linked(Arc::clone(&link)))
                 .map_err(|e| client::creation_error(topic, e))?;
             Some(producer)
         };
         Ok(Producer {
             producer,
+            link,
             topic: topic.into(),
             key_codec,
             value_codec,
@@ -91,11 +100,23 @@ impl<K: 'static, V: 'static> Producer<K, V> {
             return Ok(());
         };
         let record = placement.apply(encoded.record(&self.topic, headers));
-        producer
-            .send(record, QUEUE_TIMEOUT)
-            .await
-            .map(drop)
+        let sent = producer.send(record, QUEUE_TIMEOUT).await;
+        self.settled(sent.as_ref().map(drop).map_err(|(error, _)| error));
+        sent.map(drop)
             .map_err(|(error, _)| Error::kafka(&self.topic, error))
+    }
+
+    /// What its client knows of the brokers and of failing deliveries (its health probe).
+    pub(crate) fn link(&self) -> &Arc<Link> {
+        &self.link
+    }
+
+    /// Tells the link how a delivery ended.
+    fn settled(&self, outcome: Result<(), &KafkaError>) {
+        match outcome {
+            Ok(()) => self.link.delivered(),
+            Err(error) => self.link.delivery_failed(error),
+        }
     }
 
     /// Encodes a record's key and value with the topic's codecs.
@@ -128,7 +149,7 @@ impl<K: 'static, V: 'static> Producer<K, V> {
 
     async fn send_raw(
         &self,
-        producer: &FutureProducer<Logging>,
+        producer: &FutureProducer<Linked>,
         key: Option<&[u8]>,
         payload: Option<&[u8]>,
         headers: &[(String, Vec<u8>)],
@@ -221,6 +242,7 @@ impl<K, V> TopicSink<K, V> {
         let settler = tokio::spawn(settle(
             pending,
             Arc::clone(&producer.topic),
+            Arc::clone(&producer.link),
             refusals,
             Arc::clone(&progress),
         ));
@@ -238,6 +260,7 @@ impl<K, V> TopicSink<K, V> {
 async fn settle(
     mut pending: mpsc::Receiver<Pending>,
     topic: Arc<str>,
+    link: Arc<Link>,
     refusals: Refusals,
     progress: Arc<Notify>,
 ) {
@@ -246,6 +269,7 @@ async fn settle(
         progress.notify_waiters();
         let error = match outcome {
             Ok(Ok(_)) => {
+                link.delivered();
                 if let Some(ack) = ack {
                     ack.done();
                 }
@@ -254,6 +278,7 @@ async fn settle(
             Ok(Err((error, _))) => error,
             Err(Canceled) => KafkaError::Canceled,
         };
+        link.delivery_failed(&error);
         refused(&topic, &refusals, error, ack).await;
     }
 }

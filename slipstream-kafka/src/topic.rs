@@ -12,6 +12,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use slipstream_core::__component::HealthProbe;
 use slipstream_core::__component::{Hub, lock};
 use slipstream_core::{
     Ack, BuildCx, Error, Feed, OnError, Pausable, PauseHandle, SinkHandle, SourceHandle,
@@ -233,6 +234,7 @@ impl<K: 'static, V: 'static> Topic<K, V> {
             &self.name,
             &self.effective_conf(),
             self.dry,
+            self.connect_timeout,
             Arc::clone(&self.key_codec),
             Arc::clone(&self.value_codec),
         )?;
@@ -503,6 +505,8 @@ where
             if let Some(running) = self.running() {
                 let probe: Arc<dyn slipstream_core::__component::ConsumerProbe> = running.clone();
                 cx.watch_consumer(running.status(), Arc::downgrade(&probe));
+                let link: Arc<dyn HealthProbe> = running.link();
+                cx.watch_health(Arc::downgrade(&link));
             }
             // The consumer applies the topic's pause itself (pausing its assignment, so that
             // it stays in its group); the hub holds back what was read before the pause.
@@ -530,7 +534,10 @@ where
             policy: cx.policy(),
             stop: cx.failer(),
         };
-        Ok(TopicSink::new(self.producer()?, cx.acks(), refusals))
+        let producer = self.producer()?;
+        let link: Arc<dyn HealthProbe> = producer.link().clone();
+        cx.watch_health(Arc::downgrade(&link));
+        Ok(TopicSink::new(producer, cx.acks(), refusals))
     }
 }
 

@@ -1,5 +1,6 @@
-//! Broker faults (mock cluster only): the broker goes down and comes back; the app recovers and
-//! loses nothing.
+//! Broker faults (mock cluster only): the broker goes down and comes back; health reports the
+//! outage once it has lasted the topic's connect timeout, and the app recovers and loses
+//! nothing.
 
 use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
@@ -19,13 +20,15 @@ fn cluster() -> &'static Mock {
 static NAME: LazyLock<String> = LazyLock::new(|| unique("faults"));
 
 fn faulty_topic(group: &str) -> Topic {
-    Topic::new(NAME.as_str()).conf([
-        ("bootstrap.servers", cluster().servers.as_str()),
-        ("group.id", group),
-        ("auto.offset.reset", "earliest"),
-        ("session.timeout.ms", "6000"),
-        ("heartbeat.interval.ms", "500"),
-    ])
+    Topic::new(NAME.as_str())
+        .conf([
+            ("bootstrap.servers", cluster().servers.as_str()),
+            ("group.id", group),
+            ("auto.offset.reset", "earliest"),
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "500"),
+        ])
+        .connect_timeout(Duration::from_secs(2))
 }
 
 static INPUT: LazyLock<Topic> = LazyLock::new(|| faulty_topic("faults-group"));
@@ -71,9 +74,16 @@ async fn the_app_recovers_when_the_broker_comes_back() {
             producer.send("k", format!("{i}")).await.unwrap();
         }
     });
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let unreachable = |handle: &slipstream::AppHandle| {
+        let reasons = handle.health().reasons().to_vec();
+        reasons
+            .iter()
+            .any(|r| r.starts_with(&format!("topic `{}`: no broker reachable for", *NAME)))
+    };
+    until(30, || unreachable(&handle)).await;
     assert_eq!(SEEN.len(), 20, "nothing moves while the broker is down");
     cluster().send(Command::Up); // and comes back
+    until(30, || handle.health().is_ok()).await;
 
     within(60, sending).await.unwrap();
     until(60, || SEEN.len() >= 40).await;

@@ -13,4 +13,6 @@ mod poison;
 mod policies;
 mod restart;
 mod round_trip;
+mod secure;
 mod stream;
+mod tansu;

@@ -5,8 +5,6 @@
 //! `tests/broker.sh install` builds.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
 
@@ -15,6 +13,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use slipstream::prelude::*;
 use slipstream::{Message, Topic};
 use slipstream_tests::{Collected, app, until, within};
+
+use crate::tansu::{Tansu, free_port};
 
 /// How many records (`RESTART_TEST_RECORDS` overrides it).
 fn records() -> usize {
@@ -54,48 +54,6 @@ fn forward(msg: Message<String, String>) -> (String, String) {
     (msg.key.unwrap_or_default(), msg.value)
 }
 
-fn tansu() -> PathBuf {
-    let cache = std::env::var("TEST_TOOLS_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/slipstream")
-        });
-    cache.join("tools/bin/tansu")
-}
-
-fn start(dir: &std::path::Path, port: u16) -> Child {
-    let url = format!("tcp://127.0.0.1:{port}");
-    let mut child = Command::new(tansu())
-        .current_dir(dir)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "sqlite://tansu.db"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("tansu starts");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("tansu does not listen on {port}");
-}
-
-fn terminate(child: &mut Child) {
-    // SIGTERM, as an orderly broker shutdown.
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let _ = child.wait();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "starts brokers of its own; run with --ignored"]
 async fn a_broker_restarted_midway_leaves_no_record_unprocessed() {
@@ -106,13 +64,9 @@ async fn a_broker_restarted_midway_leaves_no_record_unprocessed() {
         .try_init();
     let dir = std::env::temp_dir().join(format!("slipstream-restart-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let n = records();
-    let mut broker = start(&dir, port);
+    let broker = Tansu::start(&dir, port, port, &[]);
     SERVERS.set(format!("127.0.0.1:{port}")).unwrap();
     INPUT.create(PARTITIONS).await.unwrap();
     OUTPUT.create(PARTITIONS).await.unwrap();
@@ -141,11 +95,11 @@ async fn a_broker_restarted_midway_leaves_no_record_unprocessed() {
     let app = app(module_path!());
     let run = tokio::spawn(app.run());
     until(300, || SEEN.len() >= n / 4).await;
-    terminate(&mut broker);
+    broker.stop();
     tokio::time::sleep(Duration::from_secs(3)).await; // the outage
-    let mut broker = start(&dir, port);
+    let broker = Tansu::start(&dir, port, port, &[]);
     let outcome = within(600, run).await.unwrap();
-    terminate(&mut broker);
+    broker.stop();
     let _ = std::fs::remove_dir_all(&dir);
     outcome.unwrap();
 

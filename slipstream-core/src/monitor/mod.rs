@@ -26,6 +26,7 @@ pub(crate) struct Monitor {
     measure: AtomicBool,
     handlers: Mutex<Vec<Arc<HandlerStats>>>,
     consumers: Mutex<Vec<Consumer>>,
+    probes: Mutex<Vec<Weak<dyn HealthProbe>>>,
 }
 
 /// A watched topic consumer: its status (always readable, without calling into librdkafka) and
@@ -107,6 +108,23 @@ impl Monitor {
     }
 
     /// How many messages the running consumers have delivered and not had acknowledged.
+    pub(crate) fn add_probe(&self, probe: Weak<dyn HealthProbe>) {
+        let mut probes = lock(&self.probes);
+        probes.retain(|p| p.strong_count() > 0);
+        if !probes.iter().any(|p| Weak::ptr_eq(p, &probe)) {
+            probes.push(probe);
+        }
+    }
+
+    /// What the live health probes report.
+    pub(crate) fn problems(&self) -> Vec<String> {
+        let probes: Vec<_> = lock(&self.probes)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        probes.iter().filter_map(|p| p.problem()).collect()
+    }
+
     pub(crate) fn in_flight(&self) -> usize {
         self.consumers().iter().map(|c| c.in_flight()).sum()
     }
@@ -376,6 +394,14 @@ impl Histogram {
         let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
         (cumulative, sum)
     }
+}
+
+/// Something a component watches that can make the application unhealthy: a broker it cannot
+/// reach, a sink that keeps failing. Asked by every health check, so it must answer at once
+/// from what it already knows.
+pub trait HealthProbe: Send + Sync {
+    /// Why the application is unhealthy because of it, if it is.
+    fn problem(&self) -> Option<String>;
 }
 
 /// What the metrics ask of a running topic consumer.

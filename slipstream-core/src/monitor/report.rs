@@ -121,6 +121,7 @@ impl Monitor {
                 ));
             }
         }
+        reasons.extend(self.problems());
         Health {
             status: if reasons.is_empty() {
                 "ok"
