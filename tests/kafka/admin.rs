@@ -86,6 +86,55 @@ mod lag {
     }
 }
 
+/// Records produced by a handler, then no more input: the input's offsets are still committed
+/// up to the high watermarks (the topic sink settles its deliveries on its own, not when the
+/// next record comes).
+mod idle {
+    use super::*;
+
+    pub static GROUP: LazyLock<String> = LazyLock::new(|| unique("admin-idle-group"));
+    pub static INPUT: LazyLock<Topic> = LazyLock::new(|| topic(&unique("admin-idle"), &GROUP));
+    pub static OUTPUT: LazyLock<Topic> =
+        LazyLock::new(|| topic(&unique("admin-idle-out"), "writer"));
+
+    #[handle(source = INPUT, sink = [OUTPUT])]
+    fn forward(msg: Message<String, String>) -> (String, String) {
+        (msg.key.unwrap_or_default(), msg.value)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_input_is_committed_up_to_its_high_watermarks() {
+        const N: u32 = 1000;
+        create(INPUT.name(), 2).await;
+        create(OUTPUT.name(), 2).await;
+        let (handle, run, addr) = serve(app(module_path!()).http("127.0.0.1:0")).await;
+        get_until(90, addr, "/health", |reply| reply.status == 200).await;
+        for i in 0..N {
+            INPUT.send(format!("key{i}"), format!("{i}")).await.unwrap();
+        }
+        // Nothing more comes: the last commits must happen anyway.
+        let (name, group) = (INPUT.name(), GROUP.as_str());
+        let metrics = get_until(60, addr, "/metrics", |reply| {
+            partition_sum(
+                &reply.body,
+                "slipstream_topic_partition_committed_offset",
+                name,
+                group,
+            ) == Some(f64::from(N))
+        })
+        .await
+        .body;
+        let sum = |gauge| partition_sum(&metrics, gauge, name, group);
+        assert_eq!(
+            sum("slipstream_topic_partition_high_watermark"),
+            Some(f64::from(N))
+        );
+        assert_eq!(sum("slipstream_topic_partition_lag"), Some(0.0));
+        handle.shutdown();
+        within(30, run).await.unwrap().unwrap();
+    }
+}
+
 /// Two instances of one app in one group reading a one-partition topic: the one left without
 /// a partition is not healthy.
 mod unassigned {

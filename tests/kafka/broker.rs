@@ -18,6 +18,8 @@ pub enum Command {
     Up,
     /// Answer the next heartbeats with "fenced instance id" (fatal for a consumer).
     Fence,
+    /// Refuse every request about a topic ("topic authorization failed").
+    Forbid(String),
 }
 
 /// A librdkafka mock cluster with one broker, owned by a thread of its own (the cluster is not
@@ -44,6 +46,12 @@ impl Mock {
                     }
                     Command::Down => cluster.broker_down(1).unwrap(),
                     Command::Up => cluster.broker_up(1).unwrap(),
+                    Command::Forbid(name) => cluster
+                        .topic_error(
+                            &name,
+                            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+                        )
+                        .expect("a topic error"),
                     Command::Fence => cluster.request_errors(
                         rdkafka::types::RDKafkaApiKey::Heartbeat,
                         &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID; 20],
@@ -92,6 +100,14 @@ pub async fn create(name: &str, partitions: i32) {
             .expect("topic created");
     } else {
         mock().create(name, partitions).await;
+    }
+}
+
+/// Makes `name` a topic no client may write: on the mock cluster every request about it is
+/// refused; a real broker refuses it when it is not a legal topic name.
+pub fn forbid(name: &str) {
+    if !is_real() {
+        mock().send(Command::Forbid(name.to_owned()));
     }
 }
 

@@ -74,6 +74,8 @@ macro_rules! pipeline {
 pipeline!(stopping,);
 pipeline!(skipping, on_error = "skip");
 pipeline!(dead_lettering, dead_letter = "policies-dead-letters");
+// A dead-letter topic that cannot be written (see `forbid`).
+pipeline!(unwritable, dead_letter = "policies dead letters!");
 
 fn values(range: impl Iterator<Item = u32>) -> BTreeSet<String> {
     range.map(|i| i.to_string()).collect()
@@ -131,4 +133,20 @@ async fn under_dead_letter_the_failed_input_is_forwarded_with_why_and_where() {
     assert_eq!(header(dead_letter::ERROR_HEADER), "5 is refused");
     assert_eq!(header(dead_letter::PARTITION_HEADER), "0");
     assert_eq!(header(dead_letter::OFFSET_HEADER), "5");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_that_cannot_be_written_stops_and_the_record_is_read_again() {
+    crate::broker::forbid("policies dead letters!");
+    unwritable::prepare().await;
+    let err = unwritable::run().await.unwrap_err();
+    assert!(err.to_string().contains("5 is refused"), "{err}");
+    let first: BTreeSet<String> = unwritable::output().await.into_iter().collect();
+    assert!(!first.contains("5"), "{first:?}");
+
+    // Restarted with the same group: the poison record is read again, nothing is lost.
+    unwritable::FAIL.store(false, Ordering::SeqCst);
+    unwritable::run().await.unwrap();
+    let all: BTreeSet<String> = unwritable::output().await.into_iter().collect();
+    assert_eq!(all, values(0..10));
 }
