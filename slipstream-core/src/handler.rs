@@ -14,6 +14,7 @@ use crate::ack::{AckScope, Begin, DeadLetter};
 use crate::context::BuildCx;
 use crate::error::{BoxError, Error, panic_message};
 use crate::monitor::{ErrorKind, HandlerStats};
+use crate::panics;
 use crate::registry::{OnError, Retry};
 use crate::runtime::Controls;
 use crate::sink::{Chain, Sinks};
@@ -71,7 +72,7 @@ async fn send_caught<T, K: Chain<T>>(sinks: &mut Sinks<T, K>, item: T) -> Result
         .await
     {
         Ok(sent) => sent,
-        Err(panic) => Err(panic_message(&*panic).into()),
+        Err(panic) => Err(panics::describe(&*panic).into()),
     }
 }
 
@@ -98,7 +99,8 @@ impl Budget {
 /// Why one item failed.
 enum Failure {
     Handler(BoxError),
-    Panic(String),
+    /// The panic's message, and where it happened when known.
+    Panic(String, Option<String>),
     Sink(BoxError),
 }
 
@@ -106,7 +108,7 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Handler(error) => write!(f, "{error}"),
-            Failure::Panic(message) => write!(f, "panicked: {message}"),
+            Failure::Panic(message, _) => write!(f, "panicked: {message}"),
             Failure::Sink(error) => write!(f, "a sink failed: {error}"),
         }
     }
@@ -116,7 +118,7 @@ impl Failure {
     fn kind(&self) -> ErrorKind {
         match self {
             Failure::Handler(_) => ErrorKind::Handler,
-            Failure::Panic(_) => ErrorKind::Panic,
+            Failure::Panic(..) => ErrorKind::Panic,
             Failure::Sink(_) => ErrorKind::Sink,
         }
     }
@@ -174,8 +176,9 @@ impl Runner {
             Failure::Handler(error) => {
                 tracing::error!(handler, source, item, error = %error, action, "handler returned an error")
             }
-            Failure::Panic(message) => {
-                tracing::error!(handler, source, item, panic = %message, action, "handler panicked")
+            Failure::Panic(message, at) => {
+                let at = at.as_deref();
+                tracing::error!(handler, source, item, panic = %message, at, action, "handler panicked")
             }
             Failure::Sink(error) => {
                 tracing::error!(handler, source, item, error = %error, action, "a sink failed")
@@ -230,7 +233,7 @@ impl Runner {
         let handler = Cow::Borrowed(self.name);
         Err(match failure {
             Failure::Handler(source) => Error::Handler { handler, source },
-            Failure::Panic(message) => Error::Panic { handler, message },
+            Failure::Panic(message, _) => Error::Panic { handler, message },
             Failure::Sink(source) => Error::Sink { handler, source },
         })
     }
@@ -265,7 +268,7 @@ impl Runner {
         let failure = match AssertUnwindSafe(close).catch_unwind().await {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(error)) => Failure::Sink(error),
-            Err(panic) => Failure::Sink(panic_message(&*panic).into()),
+            Err(panic) => Failure::Sink(panics::describe(&*panic).into()),
         };
         self.fail(failure).await
     }
@@ -324,7 +327,10 @@ fn caught(result: std::thread::Result<Result<(), BoxError>>) -> Option<Failure> 
     match result {
         Ok(Ok(())) => None,
         Ok(Err(error)) => Some(Failure::Handler(error)),
-        Err(panic) => Some(Failure::Panic(panic_message(&*panic))),
+        Err(panic) => Some(Failure::Panic(
+            panic_message(&*panic),
+            panics::take_location(),
+        )),
     }
 }
 

@@ -13,6 +13,7 @@ mod handler;
 mod http;
 mod hub;
 mod monitor;
+mod panics;
 mod pause;
 mod proxy;
 mod registry;

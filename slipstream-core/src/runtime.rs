@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use crate::context::{BuildCx, Wiring};
 use crate::error::{Error, panic_message};
 use crate::monitor::{HandlerStatus, Health, Monitor};
+use crate::panics;
 use crate::pause::PauseHandle;
 use crate::registry::{HandlerInfo, OnError, Retry, handlers};
 use crate::sync::lock;
@@ -46,11 +47,17 @@ enum Hook {
 impl Hook {
     async fn call(self) {
         let result = match self {
-            Hook::Sync(f) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)),
-            Hook::Async(future) => std::panic::AssertUnwindSafe(future).catch_unwind().await,
+            Hook::Sync(f) => {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| panics::quietly(f)))
+            }
+            Hook::Async(future) => {
+                std::panic::AssertUnwindSafe(panics::Quiet(future))
+                    .catch_unwind()
+                    .await
+            }
         };
         if let Err(panic) = result {
-            tracing::error!(panic = %panic_message(&*panic), "an exit hook panicked");
+            tracing::error!(panic = %panics::describe(&*panic), "an exit hook panicked");
         }
     }
 }
@@ -451,6 +458,9 @@ impl App {
         if self.logging {
             init_logging();
         }
+        // Panics caught in handlers are logged once, by the handler loop, with where they
+        // happened.
+        panics::install();
         // Listen for signals from the start to the end of the exit hooks: a second signal
         // exits at once even while a hook hangs.
         let signals = if self.signals {
@@ -546,7 +556,7 @@ impl App {
         let mut wiring = Wiring::new(Arc::clone(&controls), self.policy, self.retry);
         for info in &selected {
             let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                (info.build)(&mut BuildCx::new(&mut wiring, info))
+                panics::quietly(|| (info.build)(&mut BuildCx::new(&mut wiring, info)))
             }));
             match built {
                 Ok(Ok(())) => {}
@@ -554,7 +564,7 @@ impl App {
                 Err(panic) => {
                     return Err(Error::Build {
                         handler: info.name.into(),
-                        source: panic_message(&*panic).into(),
+                        source: panics::describe(&*panic).into(),
                     });
                 }
             }
@@ -568,7 +578,7 @@ impl App {
         let mut tasks = JoinSet::new();
         let mut names = HashMap::new();
         for task in wiring.tasks.drain(..) {
-            let id = tasks.spawn(task.future).id();
+            let id = tasks.spawn(panics::Quiet(task.future)).id();
             names.insert(id, task.name);
         }
         let mut background = JoinSet::new();

@@ -326,3 +326,62 @@ mod dead_letter_without_record {
         assert_eq!(OUT.get(), [0]);
     }
 }
+
+/// A panic the runtime catches is reported once: by its log, with where it happened, not also by
+/// Rust's default panic hook. Runs a child process to see its standard error.
+mod panic_reported_once {
+    use super::*;
+    use std::process::Command;
+
+    #[handle(source = stream::iter([1u32, 2]), on_error = "skip")]
+    fn panics_on_two(n: u32) {
+        assert_ne!(n, 2, "two is refused");
+    }
+
+    /// The app, when this binary runs as the child (logging to standard error).
+    #[tokio::test]
+    async fn child_panicking_app() {
+        if std::env::var("PANIC_TEST_CHILD").is_err() {
+            return;
+        }
+        slipstream::App::new()
+            .module(module_path!())
+            .signals(false)
+            .run()
+            .await
+            .unwrap();
+        println!("child done");
+    }
+
+    #[test]
+    fn a_caught_panic_is_logged_once_with_its_location() {
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "errors::panic_reported_once::child_panicking_app",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("PANIC_TEST_CHILD", "1")
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stdout.contains("child done"), "{stdout}\n{stderr}");
+        assert_eq!(
+            stderr.matches("two is refused").count(),
+            1,
+            "reported once: {stderr}"
+        );
+        assert!(stderr.contains("handler panicked"), "{stderr}");
+        assert!(
+            stderr.contains("at=\"tests/integration/errors.rs:"),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("panicked at"),
+            "the default hook is quiet: {stderr}"
+        );
+    }
+}
