@@ -83,12 +83,21 @@ impl Server {
     }
 }
 
-/// Accepts connections until aborted; dropping it closes every connection.
+/// How many connections are served at once; more wait to be accepted.
+const MAX_CONNECTIONS: usize = 32;
+/// How many connections are accepted a second at most (in bursts of up to [`MAX_CONNECTIONS`]):
+/// what the admin server may cost the handlers is bounded whatever its clients do.
+const CONNECTIONS_PER_SECOND: u32 = 200;
+
+/// Accepts connections until aborted, at most [`MAX_CONNECTIONS`] at a time and
+/// [`CONNECTIONS_PER_SECOND`] a second; dropping it closes every connection.
 async fn serve(listener: TcpListener, reports: Arc<Reports>) {
     let mut connections = JoinSet::new();
+    let mut pace = Pace::new();
     loop {
+        pace.wait().await;
         let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = listener.accept(), if connections.len() < MAX_CONNECTIONS => match accepted {
                 Ok((stream, _)) => stream,
                 Err(error) => {
                     tracing::warn!(%error, "admin server: cannot accept a connection");
@@ -96,8 +105,11 @@ async fn serve(listener: TcpListener, reports: Arc<Reports>) {
                     continue;
                 }
             },
-            // Reap finished connections as they end.
-            Some(_) = connections.join_next() => continue,
+            // Reap finished connections as they end (no connection was accepted).
+            Some(_) = connections.join_next() => {
+                pace.refund();
+                continue;
+            }
         };
         let reports = Arc::clone(&reports);
         connections.spawn(async move {
@@ -115,6 +127,42 @@ async fn serve(listener: TcpListener, reports: Arc<Reports>) {
                 tracing::debug!(%error, "admin server: connection ended with an error");
             }
         });
+    }
+}
+
+/// A token bucket for accepting connections.
+struct Pace {
+    tokens: f64,
+    at: tokio::time::Instant,
+}
+
+impl Pace {
+    fn new() -> Pace {
+        Pace {
+            tokens: MAX_CONNECTIONS as f64,
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Waits until a connection may be accepted, and counts it.
+    async fn wait(&mut self) {
+        let rate = f64::from(CONNECTIONS_PER_SECOND);
+        let now = tokio::time::Instant::now();
+        self.tokens =
+            (self.tokens + (now - self.at).as_secs_f64() * rate).min(MAX_CONNECTIONS as f64);
+        self.at = now;
+        if self.tokens < 1.0 {
+            let wait = std::time::Duration::from_secs_f64((1.0 - self.tokens) / rate);
+            tokio::time::sleep(wait).await;
+            self.tokens = 1.0;
+            self.at = tokio::time::Instant::now();
+        }
+        self.tokens -= 1.0;
+    }
+
+    /// Gives back the count of a wait after which no connection was accepted.
+    fn refund(&mut self) {
+        self.tokens += 1.0;
     }
 }
 

@@ -535,6 +535,10 @@ impl ConsumerProbe for Running {
         self.undecodable.load(Ordering::Relaxed)
     }
 
+    fn rebalances(&self) -> u64 {
+        self.rebalances.load(Ordering::SeqCst)
+    }
+
     fn in_flight(&self) -> usize {
         self.tracker.in_flight()
     }

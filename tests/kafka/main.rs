@@ -14,6 +14,7 @@ mod poison;
 mod policies;
 mod restart;
 mod round_trip;
+mod scrapes;
 mod secure;
 mod stream;
 mod tansu;

@@ -416,6 +416,11 @@ pub trait ConsumerProbe: Send + Sync {
     fn undecodable(&self) -> u64 {
         0
     }
+    /// How many times its partitions were assigned or revoked (a consumer that keeps its group
+    /// membership sees one assignment).
+    fn rebalances(&self) -> u64 {
+        0
+    }
     /// How many messages it has delivered that are not acknowledged yet.
     fn in_flight(&self) -> usize {
         0

@@ -236,12 +236,14 @@ impl Monitor {
     fn partition_metrics(&self, out: &mut String) {
         let mut rows = Vec::new();
         let mut undecodable = Vec::new();
+        let mut rebalances = Vec::new();
         let deadline = std::time::Instant::now() + SCRAPE_BUDGET;
         for consumer in self.consumers() {
             let group = consumer.group().unwrap_or("").to_owned();
             let labels = labels(&[("topic", consumer.topic()), ("group", &group)]);
             if !undecodable.iter().any(|(l, _)| *l == labels) {
-                undecodable.push((labels, consumer.undecodable() as i64));
+                undecodable.push((labels.clone(), consumer.undecodable() as i64));
+                rebalances.push((labels, consumer.rebalances() as i64));
             }
             for p in consumer.partitions(deadline) {
                 rows.push((consumer.topic().to_owned(), group.clone(), p));
@@ -252,6 +254,12 @@ impl Monitor {
             "slipstream_topic_undecodable_total",
             "Messages of the topic its codecs could not decode.",
             undecodable.into_iter(),
+        );
+        counter_family(
+            out,
+            "slipstream_topic_rebalances_total",
+            "Assignments and revocations of the topic consumer's partitions.",
+            rebalances.into_iter(),
         );
         // Two consumers of one topic without a group (two `Topic` statics) would report the
         // same series twice, which Prometheus rejects: the first one is reported.

@@ -1,0 +1,148 @@
+//! Hundreds of concurrent `/metrics` scrapes while a topic → handler → topic pipeline runs on the
+//! real broker: the pipeline's rate stays at least 0.8× that of the same pipeline unscraped
+//! (measured in the same run, on the same input, each read by a group of its own), and its
+//! consumer never leaves its group (one assignment, no revocation). Runs in the real-broker
+//! pass; `SCRAPE_TEST_RECORDS` (100,000) and `SCRAPE_TEST_SCRAPERS` (500) change its size.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, OnceLock};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use slipstream::prelude::*;
+use slipstream::{Message, Topic};
+use slipstream_tests::{app, get, sample, serve, until, within};
+
+use crate::broker::{create, servers, topic, unique};
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
+static NAMES: LazyLock<(String, String)> =
+    LazyLock::new(|| (unique("scrapes-in"), unique("scrapes-out")));
+static OUTPUT: LazyLock<Topic> = LazyLock::new(|| topic(&NAMES.1, "writer"));
+
+macro_rules! pipeline {
+    ($module:ident, $name:literal) => {
+        pub mod $module {
+            use super::*;
+
+            pub static GROUP: LazyLock<String> = LazyLock::new(|| unique($name));
+            pub static INPUT: LazyLock<Topic> = LazyLock::new(|| topic(&NAMES.0, &GROUP));
+            pub static FORWARDED: AtomicUsize = AtomicUsize::new(0);
+            /// When the first message reached the handler (the group joined).
+            pub static FIRST: OnceLock<Instant> = OnceLock::new();
+
+            #[handle(source = INPUT, sink = [OUTPUT], name = $name)]
+            fn forward(msg: Message<String, String>) -> (String, String) {
+                FIRST.get_or_init(Instant::now);
+                FORWARDED.fetch_add(1, Ordering::Relaxed);
+                (msg.key.unwrap_or_default(), msg.value)
+            }
+        }
+    };
+}
+
+pipeline!(quiet, "scrapes_quiet");
+pipeline!(scraped, "scrapes_scraped");
+
+/// Runs a module's pipeline over every record, with `scrapers` clients scraping `/metrics`
+/// meanwhile: how long it took from its first message to its last, how many times its
+/// partitions were assigned or revoked, and how many scrapes were answered.
+async fn timed(
+    module: &str,
+    group: &str,
+    forwarded: &'static AtomicUsize,
+    first: &'static OnceLock<Instant>,
+    scrapers: usize,
+) -> (Duration, f64, usize) {
+    let records = setting("SCRAPE_TEST_RECORDS", 100_000);
+    let (handle, run, addr) = serve(app(module).http("127.0.0.1:0")).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..scrapers)
+        .map(|_| {
+            let (stop, answered) = (Arc::clone(&stop), Arc::clone(&answered));
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let reply = get(addr, "/metrics").await;
+                    assert_eq!(reply.status, 200);
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    until(300, || forwarded.load(Ordering::Relaxed) >= records).await;
+    let took = first.get().expect("a first message").elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        within(60, client).await.unwrap();
+    }
+    let metrics = handle.metrics().await;
+    let labels = format!(r#"topic="{}",group="{group}""#, NAMES.0);
+    let rebalances = sample(&metrics, "slipstream_topic_rebalances_total", &labels)
+        .expect("the rebalance count");
+    handle.shutdown();
+    within(60, run).await.unwrap().unwrap();
+    (took, rebalances, answered.load(Ordering::Relaxed))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_scrapes_do_not_slow_the_pipeline_or_cost_it_its_group() {
+    if !crate::broker::is_real() {
+        eprintln!("skipped: runs in the real-broker pass (TEST_KAFKA_BROKER set)");
+        return;
+    }
+    let records = setting("SCRAPE_TEST_RECORDS", 100_000);
+    let scrapers = setting("SCRAPE_TEST_SCRAPERS", 500);
+    create(&NAMES.0, 3).await;
+    create(&NAMES.1, 3).await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", servers())
+        .create()
+        .unwrap();
+    for i in 0..records {
+        let (key, value) = (format!("k{i}"), i.to_string());
+        let mut record = FutureRecord::to(&NAMES.0).key(&key).payload(&value);
+        while let Err((_, returned)) = producer.send_result(record) {
+            record = returned;
+            producer.poll(Duration::from_millis(10));
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+
+    let quiet_module = format!("{}::quiet", module_path!());
+    let scraped_module = format!("{}::scraped", module_path!());
+    let (alone, _, _) = timed(
+        &quiet_module,
+        &quiet::GROUP,
+        &quiet::FORWARDED,
+        &quiet::FIRST,
+        0,
+    )
+    .await;
+    let (with_scrapes, rebalances, answered) = timed(
+        &scraped_module,
+        &scraped::GROUP,
+        &scraped::FORWARDED,
+        &scraped::FIRST,
+        scrapers,
+    )
+    .await;
+    let ratio = alone.as_secs_f64() / with_scrapes.as_secs_f64();
+    eprintln!(
+        "{records} records: {alone:?} alone, {with_scrapes:?} with {scrapers} scrapers \
+         ({answered} scrapes answered): rate ratio {ratio:.2}"
+    );
+    assert!(answered >= scrapers, "every scraper was answered");
+    assert_eq!(rebalances, 1.0, "the consumer kept its group membership");
+    assert!(
+        ratio >= 0.8,
+        "the pipeline's rate with scrapes fell to {ratio:.2}×"
+    );
+}
