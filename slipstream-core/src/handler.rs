@@ -67,7 +67,7 @@ pub async fn emit<T, K: Chain<T>>(emitter: &Emitter<T, K>, item: T) {
 /// Sends one output to every sink; a sink that panics is a sink failure (not the handler's).
 async fn send_caught<T, K: Chain<T>>(sinks: &mut Sinks<T, K>, item: T) -> Result<(), BoxError> {
     // In an async block: a sink may do its work when `send` is called, before it is polled.
-    match AssertUnwindSafe(async { sinks.send(item).await })
+    match AssertUnwindSafe(panics::Quiet::new(async { sinks.send(item).await }))
         .catch_unwind()
         .await
     {
@@ -265,7 +265,10 @@ impl Runner {
 
     /// Applies the policy to closing the sinks once the source is drained.
     async fn finish(&self, close: impl Future<Output = Result<(), BoxError>>) -> Result<(), Error> {
-        let failure = match AssertUnwindSafe(close).catch_unwind().await {
+        let failure = match AssertUnwindSafe(panics::Quiet::new(close))
+            .catch_unwind()
+            .await
+        {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(error)) => Failure::Sink(error),
             Err(panic) => Failure::Sink(panics::describe(&*panic).into()),
@@ -470,7 +473,9 @@ where
     async fn process(&mut self, item: In) -> Processed {
         let handler = &mut self.handler;
         let out = &mut self.delivery.out;
-        let outcome = caught(catch_unwind(AssertUnwindSafe(|| handler(item, out))));
+        let outcome = caught(catch_unwind(AssertUnwindSafe(|| {
+            panics::quietly(|| handler(item, out))
+        })));
         self.delivery.send(outcome).await
     }
 
@@ -494,7 +499,9 @@ where
     K: Chain<T>,
 {
     async fn process(&mut self, item: In) -> Processed {
-        let result = AssertUnwindSafe((self.handler)(item)).catch_unwind().await;
+        let result = AssertUnwindSafe(panics::Quiet::new((self.handler)(item)))
+            .catch_unwind()
+            .await;
         let out = &mut self.delivery.out;
         let outcome = caught(result.map(|r| r.map(|output| out.items.extend(output))));
         self.delivery.send(outcome).await
@@ -524,7 +531,7 @@ where
             state: Arc::clone(&self.state),
         };
         let outcome = caught(
-            AssertUnwindSafe((self.handler)(item, emitter))
+            AssertUnwindSafe(panics::Quiet::new((self.handler)(item, emitter)))
                 .catch_unwind()
                 .await,
         );

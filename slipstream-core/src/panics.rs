@@ -1,15 +1,17 @@
-//! Panics the runtime catches (in handlers, their sinks and the runtime's own tasks) are
-//! reported once: by the runtime's error log, which says where the panic happened, instead of
-//! also by Rust's default panic hook. Panics anywhere else reach the hook that was installed
-//! before, untouched; so do caught ones when nothing would log them (no `tracing` subscriber
-//! taking errors).
+//! Panics the runtime catches and logs (in handlers, their sinks, exit hooks and handler set-up)
+//! are reported once: by the runtime's error log, which says where the panic happened, instead
+//! of also by the panic hook installed before (Rust's default one prints them to standard
+//! error). Panics anywhere else (a source, a pipe stage, any other task) reach that hook
+//! untouched; so do caught ones when nothing would log them (no `tracing` subscriber taking
+//! errors). A panic a handler catches itself, inside its own code, counts as caught: it reaches
+//! no hook.
 
 use std::cell::{Cell, RefCell};
 use std::pin::Pin;
 use std::sync::Once;
 use std::task::{Context, Poll};
 
-use futures::future::BoxFuture;
+use pin_project_lite::pin_project;
 
 thread_local! {
     /// How many runtime-caught sections this thread is inside.
@@ -25,10 +27,9 @@ pub(crate) fn install() {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             let quiet = QUIET.with(Cell::get) > 0 && tracing::enabled!(tracing::Level::ERROR);
-            if quiet {
-                let location = info.location().map(ToString::to_string);
-                LOCATION.with(|l| *l.borrow_mut() = location);
-            } else {
+            let location = quiet.then(|| info.location().map(ToString::to_string));
+            LOCATION.with(|l| *l.borrow_mut() = location.flatten());
+            if !quiet {
                 previous(info);
             }
         }));
@@ -55,6 +56,8 @@ struct Section;
 impl Section {
     fn enter() -> Section {
         QUIET.with(|q| q.set(q.get() + 1));
+        // A location left by an earlier panic is not this section's.
+        LOCATION.with(|l| l.borrow_mut().take());
         Section
     }
 }
@@ -71,16 +74,26 @@ pub(crate) fn quietly<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// A future whose every poll is a caught section (a handler's task: each of its polls runs only
-/// the handler, its sinks and the runtime's loop, all of which catch panics).
-pub(crate) struct Quiet<T>(pub(crate) BoxFuture<'static, T>);
+pin_project! {
+    /// A future whose every poll is a caught section: a handler's call, a sink's send.
+    pub(crate) struct Quiet<F> {
+        #[pin]
+        inner: F,
+    }
+}
 
-impl<T> Future for Quiet<T> {
-    type Output = T;
+impl<F> Quiet<F> {
+    pub(crate) fn new(inner: F) -> Quiet<F> {
+        Quiet { inner }
+    }
+}
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+impl<F: Future> Future for Quiet<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let _section = Section::enter();
-        self.0.as_mut().poll(cx)
+        self.project().inner.poll(cx)
     }
 }
 

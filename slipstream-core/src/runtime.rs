@@ -51,7 +51,7 @@ impl Hook {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| panics::quietly(f)))
             }
             Hook::Async(future) => {
-                std::panic::AssertUnwindSafe(panics::Quiet(future))
+                std::panic::AssertUnwindSafe(panics::Quiet::new(future))
                     .catch_unwind()
                     .await
             }
@@ -578,7 +578,7 @@ impl App {
         let mut tasks = JoinSet::new();
         let mut names = HashMap::new();
         for task in wiring.tasks.drain(..) {
-            let id = tasks.spawn(panics::Quiet(task.future)).id();
+            let id = tasks.spawn(task.future).id();
             names.insert(id, task.name);
         }
         let mut background = JoinSet::new();

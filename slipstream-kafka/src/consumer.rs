@@ -11,12 +11,14 @@ use futures::Stream;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
+    StreamConsumer,
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::metadata::Metadata;
 use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
 
@@ -43,8 +45,8 @@ const COMMITTED_TIMEOUT: Duration = Duration::from_secs(2);
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a consumer's start waits for a broker to answer, unless its topic says.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long each of start-up's metadata requests waits, between checks for a failed
-/// authentication.
+/// How long start-up's first metadata request waits (each next one twice as long), between
+/// checks for a failed authentication.
 const CONNECT_SLICE: Duration = Duration::from_millis(500);
 /// How long start-up serves its probe's logs and errors after each unanswered request.
 const PROBE_POLL: Duration = Duration::from_millis(50);
@@ -63,6 +65,46 @@ pub(crate) struct Context {
     rebalances: Arc<AtomicU64>,
     /// What the client knows of its brokers (its health probe).
     link: Arc<Link>,
+    /// Where a group consumer starts reading each partition the group assigns it for the first
+    /// time (`None`: from the committed offsets), and the partitions it has started.
+    start: Option<StartAt>,
+    started: Mutex<std::collections::HashSet<i32>>,
+}
+
+impl Context {
+    /// Sets the start position of the partitions in `assigned` this consumer was never assigned
+    /// before.
+    fn apply_start(&self, assigned: &mut TopicPartitionList) {
+        let Some(start) = &self.start else {
+            return;
+        };
+        let mut started = lock(&self.started);
+        let fresh: Vec<i32> = assigned
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition())
+            .filter(|p| started.insert(*p))
+            .collect();
+        for partition in fresh {
+            let offset = start_offset(start, partition);
+            if let Err(error) = assigned.set_partition_offset(&self.topic, partition, offset) {
+                tracing::warn!(topic = %self.topic, partition, %error, "cannot apply the start position");
+            }
+        }
+    }
+}
+
+/// Where `start` says to read `partition` from.
+fn start_offset(start: &StartAt, partition: i32) -> Offset {
+    match start {
+        StartAt::Committed => Offset::Stored,
+        StartAt::Beginning => Offset::Beginning,
+        StartAt::End => Offset::End,
+        StartAt::Offsets(offsets) => offsets
+            .iter()
+            .find(|(p, _)| *p == partition)
+            .map_or(Offset::Stored, |(_, o)| Offset::Offset(*o)),
+    }
 }
 
 impl ClientContext for Context {
@@ -96,6 +138,52 @@ impl ConsumerContext for Context {
             let failed: Vec<(i32, i64)> = positions(offsets, &self.topic).collect();
             tracing::warn!(topic = %self.topic, %error, ?failed, "commit failed; it will be retried");
             self.tracker.uncommitted(&failed);
+        }
+    }
+
+    /// rdkafka's rebalance, with the start position applied to newly assigned partitions.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        partitions: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let outcome = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.apply_start(partitions);
+                self.pre_rebalance(consumer, &Rebalance::Assign(partitions));
+                let assigned = if cooperative {
+                    consumer.incremental_assign(partitions)
+                } else {
+                    consumer.assign(partitions)
+                };
+                self.post_rebalance(consumer, &Rebalance::Assign(partitions));
+                assigned
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.pre_rebalance(consumer, &Rebalance::Revoke(partitions));
+                let revoked = if cooperative {
+                    consumer.incremental_unassign(partitions)
+                } else {
+                    consumer.unassign()
+                };
+                self.post_rebalance(consumer, &Rebalance::Revoke(partitions));
+                revoked
+            }
+            other => {
+                let error = KafkaError::Rebalance(other.into());
+                self.pre_rebalance(consumer, &Rebalance::Error(error.clone()));
+                let unassigned = consumer.unassign();
+                self.post_rebalance(consumer, &Rebalance::Error(error));
+                unassigned
+            }
+        };
+        if let Err(error) = outcome {
+            tracing::warn!(topic = %self.topic, %error, "cannot apply the group's assignment");
         }
     }
 
@@ -233,9 +321,13 @@ fn connect(
         .map_err(|e| client::creation_error(topic, e))?;
     let servers = conf.get("bootstrap.servers").unwrap_or_default();
     let deadline = Instant::now() + timeout;
+    // Each request waits twice as long as the one before (a slow broker is answered in time).
+    let mut slice = CONNECT_SLICE;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let error = match probe.fetch_metadata(Some(topic), left.min(CONNECT_SLICE)) {
+        let answer = probe.fetch_metadata(Some(topic), left.min(slice));
+        slice *= 2;
+        let error = match answer {
             Ok(metadata) => return Ok(metadata),
             Err(error) => error,
         };
@@ -310,6 +402,8 @@ impl Running {
             group,
             failed: Arc::clone(&failed),
             status: Arc::clone(&status),
+            start: (group && !matches!(start, StartAt::Committed)).then(|| start.clone()),
+            started: Mutex::default(),
         };
         // A broker must answer before the application counts as started: an unreachable one is
         // an error now, not a consumer retrying in the background forever.
@@ -318,7 +412,8 @@ impl Running {
             .create_with_context(context)
             .map_err(|e| client::creation_error(topic, e))?;
         let kafka_error = |e: KafkaError| Error::kafka(topic, e);
-        if group && matches!(start, StartAt::Committed) {
+        if group {
+            // In the group: the start position, if any, is applied as it assigns partitions.
             consumer.subscribe(&[topic]).map_err(kafka_error)?;
         } else {
             let partitions: Vec<i32> = metadata
@@ -335,16 +430,7 @@ impl Running {
             }
             let mut list = TopicPartitionList::with_capacity(partitions.len());
             for partition in partitions {
-                let offset = match start {
-                    StartAt::Committed => Offset::Stored,
-                    StartAt::Beginning => Offset::Beginning,
-                    StartAt::End => Offset::End,
-                    StartAt::Offsets(offsets) => offsets
-                        .iter()
-                        .find(|(p, _)| *p == partition)
-                        .map_or(Offset::Stored, |(_, o)| Offset::Offset(*o)),
-                };
-                list.add_partition_offset(topic, partition, offset)
+                list.add_partition_offset(topic, partition, start_offset(start, partition))
                     .map_err(kafka_error)?;
             }
             consumer.assign(&list).map_err(kafka_error)?;
@@ -387,12 +473,12 @@ impl Running {
         self.status.assignment()
     }
 
-    /// What health reports of this consumer.
     /// What its client knows of the brokers (its health probe).
     pub(crate) fn link(&self) -> Arc<Link> {
         Arc::clone(&self.consumer.context().link)
     }
 
+    /// What health reports of this consumer.
     pub(crate) fn status(&self) -> Arc<ConsumerStatus> {
         Arc::clone(&self.status)
     }
@@ -748,7 +834,9 @@ impl<K: 'static, V: 'static> State<K, V> {
                     return None;
                 }
                 Err(error) => {
-                    tracing::warn!(topic = %self.running.topic, %error, "consumer error");
+                    // The client's error callback has had it too, and logs it (without
+                    // repeating it every time it comes).
+                    tracing::debug!(topic = %self.running.topic, %error, "consumer error");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }

@@ -17,6 +17,9 @@ use slipstream_core::__component::{HealthProbe, lock};
 /// How often one error is logged at most (the others are counted).
 pub(crate) const REPEAT_WINDOW: Duration = Duration::from_secs(30);
 
+/// How recent a delivery failure must be to count as still failing (when the grace is shorter).
+const RECENT: Duration = Duration::from_secs(10);
+
 /// How often librdkafka reports statistics, unless `statistics.interval.ms` is set: they say
 /// whether a broker is up.
 pub(crate) const STATISTICS_INTERVAL_MS: &str = "1000";
@@ -38,11 +41,17 @@ struct State {
     last_error: Option<String>,
     /// An authentication failure: retrying cannot help.
     authentication: Option<String>,
-    /// Since when deliveries have been failing, and the last failure (none has succeeded since).
-    failing: Option<(Instant, String)>,
+    /// Deliveries failing (none has succeeded since): since when, the last failure and when.
+    failing: Option<Failing>,
     /// Warnings and errors logged lately: when each was logged, and how many times it came
     /// since without being logged.
     logged: HashMap<String, (Instant, u64)>,
+}
+
+struct Failing {
+    since: Instant,
+    last: Instant,
+    error: String,
 }
 
 impl State {
@@ -115,7 +124,9 @@ impl Link {
         let mut state = lock(&self.state);
         if facility == "FAIL" {
             state.last_error = Some(message.to_owned());
-            if message.contains("uthentication") {
+            // Not librdkafka's hint after a disconnection ("broker might require SASL
+            // authentication"): only an authentication that failed.
+            if message.contains("SASL authentication error") {
                 state.authentication = Some(message.to_owned());
             }
         }
@@ -156,9 +167,14 @@ impl Link {
 
     /// A delivery failed.
     pub(crate) fn delivery_failed(&self, error: &dyn std::fmt::Display) {
+        let now = Instant::now();
         let mut state = lock(&self.state);
-        let since = state.failing.as_ref().map_or_else(Instant::now, |f| f.0);
-        state.failing = Some((since, error.to_string()));
+        let since = state.failing.as_ref().map_or(now, |f| f.since);
+        state.failing = Some(Failing {
+            since,
+            last: now,
+            error: error.to_string(),
+        });
     }
 
     /// The last error librdkafka reported, if any.
@@ -186,12 +202,15 @@ impl HealthProbe for Link {
                 self.what
             ));
         }
-        if let Some((since, error)) = &state.failing
-            && let Some(secs) = late(*since)
+        // Failing for the grace period, and still failing lately: one failure followed by
+        // silence does not keep the application unhealthy.
+        if let Some(failing) = &state.failing
+            && failing.last.elapsed() < self.grace.max(RECENT)
+            && let Some(secs) = late(failing.since)
         {
             return Some(format!(
-                "{}: deliveries failing for {secs} s (last: {error})",
-                self.what
+                "{}: deliveries failing for {secs} s (last: {})",
+                self.what, failing.error
             ));
         }
         None

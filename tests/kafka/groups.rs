@@ -138,3 +138,97 @@ mod two_topics_one_group {
         assert_eq!(seen, ["alast", "blast"]);
     }
 }
+
+/// Two instances of one group started at the beginning: they stay in their group and share the
+/// partitions (each reads its own from the beginning, past what the group had committed)
+/// instead of both reading everything.
+mod start_in_group {
+    use super::*;
+    use slipstream::StartAt;
+
+    static NAME: LazyLock<String> = LazyLock::new(|| unique("start-in-group"));
+    static GROUP: LazyLock<String> = LazyLock::new(|| unique("start-in-group-group"));
+    pub static SEEN: Collected<String> = Collected::new();
+
+    /// Reads the topic once in the group, from its committed offsets, committing what it read.
+    mod earlier {
+        use super::*;
+
+        pub static INPUT: LazyLock<Topic> =
+            LazyLock::new(|| topic(&NAME, &GROUP).stop_at_end(true));
+
+        #[handle(source = INPUT, name = "earlier_reader")]
+        fn read(_msg: Message<String, String>) {}
+    }
+
+    macro_rules! instance {
+        ($module:ident, $name:literal) => {
+            pub mod $module {
+                use super::*;
+
+                pub static INPUT: LazyLock<Topic> =
+                    LazyLock::new(|| topic(&NAME, &GROUP).start(StartAt::Beginning));
+
+                #[handle(source = INPUT, sink = [|v: String| SEEN.push(v)], name = $name)]
+                fn read(msg: Message<String, String>) -> String {
+                    msg.value
+                }
+            }
+        };
+    }
+
+    instance!(first, "first_from_start");
+    instance!(second, "second_from_start");
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn instances_started_at_the_beginning_share_the_partitions() {
+        create(&NAME, 2).await;
+        for i in 0..10 {
+            earlier::INPUT
+                .send(format!("key{i}"), format!("old{i}"))
+                .await
+                .unwrap();
+        }
+        // The group commits past the first ten.
+        within(60, app(&format!("{}::earlier", module_path!())).run())
+            .await
+            .unwrap();
+
+        let one = app(&format!("{}::first", module_path!()));
+        let two = app(&format!("{}::second", module_path!()));
+        let (h1, h2) = (one.handle(), two.handle());
+        let r1 = tokio::spawn(one.run());
+        let r2 = tokio::spawn(two.run());
+        until(90, || {
+            first::INPUT.assignment().len() == 1 && second::INPUT.assignment().len() == 1
+        })
+        .await;
+        for i in 0..100 {
+            first::INPUT
+                .send(format!("key{i}"), format!("new{i}"))
+                .await
+                .unwrap();
+        }
+        until(60, || SEEN.starting_with("new").len() >= 100).await;
+        // Read from the beginning, past the group's commits: the first ten again.
+        until(60, || {
+            let seen: std::collections::BTreeSet<String> =
+                SEEN.starting_with("old").into_iter().collect();
+            seen.len() == 10
+        })
+        .await;
+        h1.shutdown();
+        h2.shutdown();
+        within(30, r1).await.unwrap().unwrap();
+        within(30, r2).await.unwrap().unwrap();
+        let mut new = SEEN.starting_with("new");
+        new.sort();
+        new.dedup();
+        assert_eq!(
+            SEEN.starting_with("new").len(),
+            100,
+            "each new message once: the instances share the partitions"
+        );
+        assert_eq!(new.len(), 100);
+    }
+}

@@ -241,19 +241,18 @@ async fn a_sasl_ssl_run_works_and_never_logs_the_password() {
         stderr.contains("SASL"),
         "librdkafka's debug log was captured"
     );
-    for output in [&ok, &refused] {
-        for stream in [&output.stdout, &output.stderr] {
-            assert!(
-                !String::from_utf8_lossy(stream).contains(PASSWORD),
-                "the password is in the log"
-            );
-        }
+    for stream in [&ok.stdout, &ok.stderr] {
+        assert!(
+            !String::from_utf8_lossy(stream).contains(PASSWORD),
+            "the password is in the log"
+        );
     }
 
     let refused_out = String::from_utf8_lossy(&refused.stdout);
     assert!(
-        refused_out.contains("child failed") && refused_out.contains("uthentication"),
-        "a wrong password fails start-up naming the cause: {refused_out}\n{}",
+        refused_out
+            .contains("child failed: Kafka error on topic `secure-in`: authentication failed"),
+        "a wrong password fails start-up at once, naming the cause: {refused_out}\n{}",
         tail(&String::from_utf8_lossy(&refused.stderr))
     );
 }

@@ -26,7 +26,8 @@ pub fn free_port() -> u16 {
 
 /// A running tansu; stopped with SIGTERM when dropped.
 pub struct Tansu {
-    child: Child,
+    /// `None` once stopped.
+    child: Option<Child>,
 }
 
 impl Tansu {
@@ -48,7 +49,7 @@ impl Tansu {
             .expect("tansu starts");
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Tansu { child };
+                return Tansu { child: Some(child) };
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -63,10 +64,10 @@ impl Tansu {
     }
 
     fn terminate(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -107,7 +107,7 @@ impl Monitor {
             .collect()
     }
 
-    /// How many messages the running consumers have delivered and not had acknowledged.
+    /// Adds a health probe (once: the same probe added again is ignored).
     pub(crate) fn add_probe(&self, probe: Weak<dyn HealthProbe>) {
         let mut probes = lock(&self.probes);
         probes.retain(|p| p.strong_count() > 0);
@@ -125,6 +125,7 @@ impl Monitor {
         probes.iter().filter_map(|p| p.problem()).collect()
     }
 
+    /// How many messages the running consumers have delivered and not had acknowledged.
     pub(crate) fn in_flight(&self) -> usize {
         self.consumers().iter().map(|c| c.in_flight()).sum()
     }
