@@ -83,6 +83,24 @@ pub async fn until(secs: u64, mut condition: impl FnMut() -> bool) {
     .await
 }
 
+/// Waits until `condition` holds (polling every 5 ms), failing after `secs` seconds with what
+/// `state` says then.
+pub async fn until_or<S: std::fmt::Debug>(
+    secs: u64,
+    mut condition: impl FnMut() -> bool,
+    state: impl FnOnce() -> S,
+) {
+    let waited = tokio::time::timeout(Duration::from_secs(secs), async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    if waited.is_err() {
+        panic!("still waiting after {secs} s: {:?}", state());
+    }
+}
+
 /// Runs one test of the current test binary in a child process, with `env` set, and waits until
 /// it prints a line containing `ready` (the child test does nothing unless its variable is set).
 /// Panics if the child ends first.

@@ -65,31 +65,66 @@ pub(crate) struct Context {
     rebalances: Arc<AtomicU64>,
     /// What the client knows of its brokers (its health probe).
     link: Arc<Link>,
-    /// Where a group consumer starts reading each partition the group assigns it for the first
-    /// time (`None`: from the committed offsets), and the partitions it has started.
+    /// Where a group consumer starts reading each partition the group assigns it (`None`: from
+    /// the committed offsets), until it has committed an offset of that partition itself.
     start: Option<StartAt>,
+    /// The partitions this consumer has committed offsets of: they resume from there.
     started: Mutex<std::collections::HashSet<i32>>,
+    /// Positions whose commit failed when their partitions were revoked (during a rebalance):
+    /// if the next assignment gives them back, they resume there and are committed then,
+    /// instead of being read again from the older committed offsets.
+    resume: Mutex<HashMap<i32, i64>>,
 }
 
 impl Context {
-    /// Sets the start position of the partitions in `assigned` this consumer was never assigned
-    /// before.
+    /// Sets the start position of the partitions in `assigned` this consumer has not committed
+    /// an offset of yet.
     fn apply_start(&self, assigned: &mut TopicPartitionList) {
         let Some(start) = &self.start else {
             return;
         };
-        let mut started = lock(&self.started);
+        let started = lock(&self.started);
         let fresh: Vec<i32> = assigned
             .elements_for_topic(&self.topic)
             .iter()
             .map(|e| e.partition())
-            .filter(|p| started.insert(*p))
+            .filter(|p| !started.contains(p))
             .collect();
+        drop(started);
         for partition in fresh {
             let offset = start_offset(start, partition);
             if let Err(error) = assigned.set_partition_offset(&self.topic, partition, offset) {
                 tracing::warn!(topic = %self.topic, partition, %error, "cannot apply the start position");
             }
+        }
+    }
+}
+
+impl Context {
+    /// Sets the offset of the partitions in `assigned` that resume where a failed revocation
+    /// commit left them, and returns them; positions of partitions not given back are dropped
+    /// (another member may have read further since).
+    fn take_resumed(&self, assigned: &mut TopicPartitionList) -> Vec<(i32, i64)> {
+        let resume = std::mem::take(&mut *lock(&self.resume));
+        let back: Vec<(i32, i64)> = assigned
+            .elements_for_topic(&self.topic)
+            .iter()
+            .filter_map(|e| resume.get(&e.partition()).map(|o| (e.partition(), *o)))
+            .collect();
+        for (partition, position) in &back {
+            let offset = Offset::Offset(*position);
+            if let Err(error) = assigned.set_partition_offset(&self.topic, *partition, offset) {
+                tracing::warn!(topic = %self.topic, partition, %error, "cannot resume the partition");
+            }
+        }
+        self.committed(back.iter().map(|(p, _)| *p));
+        back
+    }
+
+    /// Records that this consumer committed offsets of `partitions`.
+    fn committed(&self, partitions: impl IntoIterator<Item = i32>) {
+        if self.start.is_some() {
+            lock(&self.started).extend(partitions);
         }
     }
 }
@@ -133,6 +168,9 @@ impl ConsumerContext for Context {
         result: rdkafka::error::KafkaResult<()>,
         offsets: &TopicPartitionList,
     ) {
+        if result.is_ok() {
+            self.committed(positions(offsets, &self.topic).map(|(p, _)| p));
+        }
         if let Err(error) = result {
             // Taken again on the next occasion (a commit refused during a rebalance, say).
             let failed: Vec<(i32, i64)> = positions(offsets, &self.topic).collect();
@@ -154,6 +192,10 @@ impl ConsumerContext for Context {
         );
         let outcome = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let resumed = self.take_resumed(partitions);
+                for (partition, position) in &resumed {
+                    self.tracker.resume(*partition, *position);
+                }
                 self.apply_start(partitions);
                 self.pre_rebalance(consumer, &Rebalance::Assign(partitions));
                 let assigned = if cooperative {
@@ -215,9 +257,14 @@ impl ConsumerContext for Context {
             let commits = self.tracker.revoke(&partitions);
             if commit && !commits.is_empty() {
                 let list = offsets(&self.topic, &commits);
-                if let Err(error) = consumer.commit(&list, CommitMode::Sync) {
-                    // The new owner reads them again (at-least-once).
-                    tracing::warn!(topic = %self.topic, %error, "commit on revocation failed");
+                match consumer.commit(&list, CommitMode::Sync) {
+                    Ok(()) => self.committed(commits.iter().map(|(p, _)| *p)),
+                    // Kept for when the partitions come back (the commit is refused while the
+                    // group rebalances); a new owner reads them again (at-least-once).
+                    Err(error) => {
+                        tracing::info!(topic = %self.topic, %error, "commit on revocation failed; kept for the next assignment");
+                        lock(&self.resume).extend(commits.iter().copied());
+                    }
                 }
             }
         }
@@ -404,6 +451,7 @@ impl Running {
             status: Arc::clone(&status),
             start: (group && !matches!(start, StartAt::Committed)).then(|| start.clone()),
             started: Mutex::default(),
+            resume: Mutex::default(),
         };
         // A broker must answer before the application counts as started: an unreachable one is
         // an error now, not a consumer retrying in the background forever.

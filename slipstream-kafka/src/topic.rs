@@ -37,12 +37,12 @@ type Acked<K, V> = BoxStream<'static, (Message<K, V>, Ack)>;
 /// Where a topic's consumer starts reading.
 ///
 /// Without a `group.id`, the consumer is assigned every partition at start, from there. With
-/// one, it stays in its group: the group assigns it partitions, and each partition starts from
-/// this position the first time the group assigns it to this consumer; a partition that comes
-/// back to it later in the same run (after a rebalance) resumes from the group's committed
-/// offset. So instances of one group started with `Beginning` share the partitions instead of
-/// each reading everything; one that joins while others have been reading reads its new
-/// partitions from the start again (at-least-once).
+/// one, it stays in its group: the group assigns it partitions, and each starts from this
+/// position until the consumer has committed an offset of it; from then on (when a rebalance
+/// gives it back, say) it resumes from the committed offset. So instances of one group started
+/// with `Beginning` share the partitions instead of each reading everything; a partition that
+/// moves to another instance after being read is read there from the start again
+/// (at-least-once).
 ///
 /// ```
 /// use slipstream_kafka::{StartAt, Topic};

@@ -176,6 +176,15 @@ impl Tracker {
         }
     }
 
+    /// `partition`, assigned again, resumes at `position` (what was done before its
+    /// revocation, whose commit failed then): the next commit takes it.
+    pub(crate) fn resume(&self, partition: i32, position: i64) {
+        let mut partitions = self.lock();
+        let p = partitions.entry(partition).or_default();
+        p.next = Some(p.next.map_or(position, |next| next.max(position)));
+        p.committed = None;
+    }
+
     /// The positions that advanced since they were last taken (every position when `all`,
     /// for a last commit whose predecessors may have failed unseen), marking them committed.
     pub(crate) fn take_commits(&self, all: bool) -> Vec<(i32, i64)> {
@@ -373,6 +382,17 @@ mod tests {
         sought.done();
         next.done();
         assert_eq!(tracker.take_commits(false), [(0, 52)]);
+    }
+
+    #[test]
+    fn a_partition_resumed_after_a_failed_revocation_commit_is_committed_there() {
+        let tracker = tracker();
+        tracker.resume(0, 42);
+        assert_eq!(tracker.take_commits(false), [(0, 42)]);
+        assert_eq!(tracker.take_commits(false), []);
+        let ack = tracker.received(0, 42, tracker.generation()).unwrap();
+        ack.done();
+        assert_eq!(tracker.take_commits(false), [(0, 43)]);
     }
 
     #[test]

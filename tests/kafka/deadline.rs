@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use slipstream::prelude::*;
 use slipstream::{Message, Topic};
-use slipstream_tests::{Collected, app, until, within};
+use slipstream_tests::{Collected, app, sample, until, within};
 use tokio::sync::Semaphore;
 
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
@@ -65,6 +65,22 @@ async fn a_shutdown_with_the_broker_down_ends_at_its_deadline_and_loses_nothing(
     let handle = app.handle();
     let run = tokio::spawn(app.run());
     until(60, || !SEEN.is_empty()).await;
+    // Every record has been read (the handler holds the first, the rest wait for it).
+    let position = format!(
+        r#"topic="{}",partition="0",group="deadline-group""#,
+        NAMES.0
+    );
+    within(60, async {
+        while sample(
+            &handle.metrics().await,
+            "slipstream_topic_partition_position",
+            &position,
+        ) != Some(N as f64)
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
 
     // The broker goes down; the handler then produces every record, none can be delivered.
     cluster().send(Command::Down);

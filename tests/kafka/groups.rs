@@ -145,6 +145,7 @@ mod two_topics_one_group {
 mod start_in_group {
     use super::*;
     use slipstream::StartAt;
+    use slipstream_tests::until_or;
 
     static NAME: LazyLock<String> = LazyLock::new(|| unique("start-in-group"));
     static GROUP: LazyLock<String> = LazyLock::new(|| unique("start-in-group-group"));
@@ -199,9 +200,18 @@ mod start_in_group {
         let (h1, h2) = (one.handle(), two.handle());
         let r1 = tokio::spawn(one.run());
         let r2 = tokio::spawn(two.run());
-        until(90, || {
-            first::INPUT.assignment().len() == 1 && second::INPUT.assignment().len() == 1
-        })
+        let state = || {
+            (
+                first::INPUT.assignment(),
+                second::INPUT.assignment(),
+                SEEN.len(),
+            )
+        };
+        until_or(
+            90,
+            || first::INPUT.assignment().len() == 1 && second::INPUT.assignment().len() == 1,
+            state,
+        )
         .await;
         for i in 0..100 {
             first::INPUT
@@ -209,14 +219,14 @@ mod start_in_group {
                 .await
                 .unwrap();
         }
-        until(60, || SEEN.starting_with("new").len() >= 100).await;
+        until_or(60, || SEEN.starting_with("new").len() >= 100, state).await;
         // Read from the beginning, past the group's commits: the first ten again.
-        until(60, || {
+        let old = || {
             let seen: std::collections::BTreeSet<String> =
                 SEEN.starting_with("old").into_iter().collect();
-            seen.len() == 10
-        })
-        .await;
+            seen.len()
+        };
+        until_or(60, || old() == 10, || (state(), old())).await;
         h1.shutdown();
         h2.shutdown();
         within(30, r1).await.unwrap().unwrap();
