@@ -46,7 +46,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a consumer's start waits for a broker to answer, unless its topic says.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long start-up's first metadata request waits (each next one twice as long), between
-/// checks for a failed authentication.
+/// checks for a failed authentication or TLS handshake.
 const CONNECT_SLICE: Duration = Duration::from_millis(500);
 /// How long start-up serves its probe's logs and errors after each unanswered request.
 const PROBE_POLL: Duration = Duration::from_millis(50);
@@ -354,7 +354,8 @@ pub(crate) struct Shared {
 }
 
 /// Asks for `topic`'s metadata until a broker answers, failing past `timeout` with the last
-/// error librdkafka reported, or at once when authentication failed (retrying cannot help).
+/// error librdkafka reported, or at once when authentication or the TLS handshake failed
+/// (retrying cannot help).
 /// It asks with a client of its own, polled here so that its logs and errors reach `link`
 /// meanwhile (a stream consumer's are served only once it is read).
 fn connect(
@@ -381,10 +382,10 @@ fn connect(
         // Serves what the probe logged and reported meanwhile (it reads nothing: it subscribes
         // to nothing).
         let _ = probe.poll(PROBE_POLL);
-        if let Some(failure) = link.authentication_failure() {
+        if let Some((what, failure)) = link.refusal() {
             return Err(Error::kafka(
                 topic,
-                format!("authentication failed (bootstrap.servers = {servers}): {failure}"),
+                format!("{what} (bootstrap.servers = {servers}): {failure}"),
             ));
         }
         if Instant::now() >= deadline {

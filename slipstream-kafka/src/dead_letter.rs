@@ -78,7 +78,7 @@ impl DeadLetters {
             destination,
             &self.conf,
             self.dry,
-            crate::consumer::CONNECT_TIMEOUT,
+            None,
             Vec::<u8>::default_codec(),
             Vec::<u8>::default_codec(),
         )?;

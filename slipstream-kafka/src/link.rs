@@ -1,6 +1,7 @@
 //! What a client knows of its brokers, from librdkafka's callbacks: whether any broker is up
 //! (its statistics, every second), the last connection failure (named when start-up fails), an
-//! authentication failure (start-up fails at once), and whether deliveries keep failing. It is
+//! authentication or TLS handshake failure (start-up fails at once), and whether deliveries keep
+//! failing. It is
 //! the client's health probe, and it logs librdkafka's warnings and errors without flooding the
 //! log: one repeated is logged once per [`REPEAT_WINDOW`], with how many times it came.
 
@@ -13,6 +14,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use slipstream_core::__component::{HealthProbe, lock};
+
+/// What a failed authentication is called.
+const AUTHENTICATION: &str = "authentication failed";
 
 /// How often one error is logged at most (the others are counted).
 pub(crate) const REPEAT_WINDOW: Duration = Duration::from_secs(30);
@@ -39,8 +43,9 @@ struct State {
     down_since: Option<Instant>,
     /// The last connection failure or error librdkafka reported.
     last_error: Option<String>,
-    /// An authentication failure: retrying cannot help.
-    authentication: Option<String>,
+    /// A failure retrying cannot help (what failed, and librdkafka's message): an
+    /// authentication, a TLS handshake (a certificate that cannot be verified, say).
+    refused: Option<(&'static str, String)>,
     /// Deliveries failing (none has succeeded since): since when, the last failure and when.
     failing: Option<Failing>,
     /// Warnings and errors logged lately: when each was logged, and how many times it came
@@ -95,7 +100,7 @@ impl Link {
         let key = format!("{error}: {}", log_key(reason));
         let mut state = lock(&self.state);
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Authentication) {
-            state.authentication = Some(reason.to_owned());
+            state.refused = Some((AUTHENTICATION, reason.to_owned()));
         }
         state.last_error = Some(reason.to_owned());
         let admitted = state.admit(&key, Instant::now());
@@ -113,7 +118,7 @@ impl Link {
 
     /// A line librdkafka logs. Warnings and errors are limited as [`error`](Self::error)s are;
     /// a broker connection failure (facility `FAIL`) is recorded as the last error, and one in
-    /// authentication as the authentication failure.
+    /// authentication or a TLS handshake as the reason start-up fails.
     pub(crate) fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         if matches!(
             level,
@@ -127,7 +132,9 @@ impl Link {
             // Not librdkafka's hint after a disconnection ("broker might require SASL
             // authentication"): only an authentication that failed.
             if message.contains("SASL authentication error") {
-                state.authentication = Some(message.to_owned());
+                state.refused = Some((AUTHENTICATION, message.to_owned()));
+            } else if message.contains("SSL handshake failed") {
+                state.refused = Some(("the TLS handshake failed", message.to_owned()));
             }
         }
         let admitted = state.admit(log_key(message), Instant::now());
@@ -182,9 +189,10 @@ impl Link {
         lock(&self.state).last_error.clone()
     }
 
-    /// The authentication failure librdkafka reported, if any.
-    pub(crate) fn authentication_failure(&self) -> Option<String> {
-        lock(&self.state).authentication.clone()
+    /// A failure retrying cannot help, if librdkafka reported one: what failed (`authentication
+    /// failed`, `the TLS handshake failed`) and its message.
+    pub(crate) fn refusal(&self) -> Option<(&'static str, String)> {
+        lock(&self.state).refused.clone()
     }
 }
 
@@ -239,7 +247,17 @@ mod tests {
             lock(&link.state).logged.get(log_key(fail)).map(|l| l.1),
             Some(1)
         );
-        assert_eq!(link.authentication_failure().as_deref(), Some(fail));
+        assert_eq!(link.refusal(), Some((AUTHENTICATION, fail.to_owned())));
+        let tls = "ssl://b:9/bootstrap: SSL handshake failed: certificate verify failed (after 3ms in state SSL_HANDSHAKE)";
+        link.log(RDKafkaLogLevel::Error, "FAIL", tls);
+        assert_eq!(
+            link.refusal(),
+            Some(("the TLS handshake failed", tls.to_owned()))
+        );
+        let hint = "b:9/bootstrap: Disconnected: verify that security.protocol is correctly configured, broker might require SASL authentication (after 5ms in state UP)";
+        let other = Link::new("topic `in`".to_owned(), Duration::ZERO);
+        other.log(RDKafkaLogLevel::Error, "FAIL", hint);
+        assert_eq!(other.refusal(), None);
     }
 
     #[test]
@@ -270,14 +288,14 @@ mod tests {
         let key = format!("{refused}: connection refused");
         assert_eq!(lock(&link.state).logged.get(&key).map(|l| l.1), Some(2));
         assert!(link.last_error().unwrap().contains("connection refused"));
-        assert_eq!(link.authentication_failure(), None);
+        assert_eq!(link.refusal(), None);
         link.error(
             &KafkaError::Global(RDKafkaErrorCode::Authentication),
             "SASL authentication error",
         );
         assert_eq!(
-            link.authentication_failure().as_deref(),
-            Some("SASL authentication error")
+            link.refusal(),
+            Some((AUTHENTICATION, "SASL authentication error".to_owned()))
         );
     }
 }

@@ -46,17 +46,22 @@ impl<K, V> Clone for Producer<K, V> {
 }
 
 impl<K: 'static, V: 'static> Producer<K, V> {
-    /// A producer for `topic`; `dry` logs records instead of producing them. Health reports it
-    /// once no broker has been reachable, or its deliveries have kept failing, for `grace`.
+    /// A producer for `topic`; `dry` logs records instead of producing them. With a `grace`,
+    /// health reports it once no broker has been reachable, or its deliveries have kept failing,
+    /// that long (it asks librdkafka for statistics); without, it is not watched (a dead-letter
+    /// producer: its failures stop the application).
     pub(crate) fn new(
         topic: &str,
         effective: &Conf,
         dry: bool,
-        grace: Duration,
+        grace: Option<Duration>,
         key_codec: Arc<dyn Codec<K>>,
         value_codec: Arc<dyn Codec<V>>,
     ) -> Result<Self, Error> {
-        let link = Arc::new(Link::new(format!("sink `{topic}`"), grace));
+        let link = Arc::new(Link::new(
+            format!("sink `{topic}`"),
+            grace.unwrap_or(Duration::MAX),
+        ));
         let producer = if dry {
             None
         } else {
@@ -71,7 +76,9 @@ impl<K: 'static, V: 'static> Producer<K, V> {
             ] {
                 conf.remove(key);
             }
-            client::ask_statistics(&mut conf);
+            if grace.is_some() {
+                client::ask_statistics(&mut conf);
+            }
             let producer = client::client_config(&conf)
                 .create_with_context(Linked(Arc::clone(&link)))
                 .map_err(|e| client::creation_error(topic, e))?;

@@ -250,7 +250,7 @@ impl<K: 'static, V: 'static> Topic<K, V> {
             &self.name,
             &self.effective_conf(),
             self.dry,
-            self.connect_timeout,
+            Some(self.connect_timeout),
             Arc::clone(&self.key_codec),
             Arc::clone(&self.value_codec),
         )?;

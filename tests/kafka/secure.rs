@@ -2,9 +2,9 @@
 //! TLS proxy started here fronts it (tansu 0.6 takes a certificate but serves no TLS); tansu
 //! advertises the proxy's address, so every connection the clients make is TLS and
 //! authenticated. A topic → handler → topic run goes through it, in a child process logging
-//! everything (`debug=all`), and the password appears nowhere in that log; a wrong password
-//! fails start-up with an authentication error. It runs in the real-broker pass
-//! (`TEST_KAFKA_BROKER` set, tansu installed).
+//! everything (`debug=all`), and the password appears nowhere in that log; a wrong password,
+//! or a CA that did not sign the broker's certificate, fails start-up at once naming the cause.
+//! It runs in the real-broker pass (`TEST_KAFKA_BROKER` set, tansu installed).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -196,7 +196,7 @@ async fn a_sasl_ssl_run_works_and_never_logs_the_password() {
     let dir = std::env::temp_dir().join(format!("slipstream-secure-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let ca = dir.join("ca.pem");
-    let acceptor = acceptor(&ca);
+    let tls = acceptor(&ca);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy = listener.local_addr().unwrap();
     let port = free_port();
@@ -214,12 +214,16 @@ async fn a_sasl_ssl_run_works_and_never_logs_the_password() {
     let broker = Tansu::start(&dir, port, proxy.port(), &["--authentication"]);
     static HANDSHAKES: AtomicUsize = AtomicUsize::new(0);
     let upstream = SocketAddr::from(([127, 0, 0, 1], port));
-    let proxying = tokio::spawn(tls_proxy(listener, acceptor, upstream, &HANDSHAKES));
+    let proxying = tokio::spawn(tls_proxy(listener, tls, upstream, &HANDSHAKES));
 
-    let (ok, refused) = tokio::task::spawn_blocking(move || {
+    // A CA that did not sign the proxy's certificate.
+    let other_ca = dir.join("other-ca.pem");
+    drop(acceptor(&other_ca));
+    let (ok, refused, untrusted) = tokio::task::spawn_blocking(move || {
         (
             child(proxy, &ca, PASSWORD, true),
             child(proxy, &ca, "not-the-password", false),
+            child(proxy, &other_ca, PASSWORD, false),
         )
     })
     .await
@@ -254,6 +258,13 @@ async fn a_sasl_ssl_run_works_and_never_logs_the_password() {
             .contains("child failed: Kafka error on topic `secure-in`: authentication failed"),
         "a wrong password fails start-up at once, naming the cause: {refused_out}\n{}",
         tail(&String::from_utf8_lossy(&refused.stderr))
+    );
+    let untrusted_out = String::from_utf8_lossy(&untrusted.stdout);
+    assert!(
+        untrusted_out
+            .contains("child failed: Kafka error on topic `secure-in`: the TLS handshake failed"),
+        "a certificate that cannot be verified fails start-up at once: {untrusted_out}\n{}",
+        tail(&String::from_utf8_lossy(&untrusted.stderr))
     );
 }
 
