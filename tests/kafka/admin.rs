@@ -23,6 +23,17 @@ fn partition_sum(metrics: &str, name: &str, topic: &str, group: &str) -> Option<
         .sum()
 }
 
+/// Asserts that the partitions of `topic` hold `records` in all and that `group` lags behind
+/// none of them.
+fn assert_caught_up(metrics: &str, topic: &str, group: &str, records: u32) {
+    let sum = |gauge| partition_sum(metrics, gauge, topic, group);
+    assert_eq!(
+        sum("slipstream_topic_partition_high_watermark"),
+        Some(f64::from(records))
+    );
+    assert_eq!(sum("slipstream_topic_partition_lag"), Some(0.0));
+}
+
 mod lag {
     use super::*;
 
@@ -70,16 +81,11 @@ mod lag {
             Some(f64::from(N))
         );
         check_exposition(&metrics);
-        let sum = |gauge| partition_sum(&metrics, gauge, name, group);
         assert_eq!(
-            sum("slipstream_topic_partition_position"),
+            partition_sum(&metrics, "slipstream_topic_partition_position", name, group),
             Some(f64::from(N))
         );
-        assert_eq!(
-            sum("slipstream_topic_partition_high_watermark"),
-            Some(f64::from(N))
-        );
-        assert_eq!(sum("slipstream_topic_partition_lag"), Some(0.0));
+        assert_caught_up(&metrics, name, group, N);
 
         handle.shutdown();
         within(30, run).await.unwrap().unwrap();
@@ -124,12 +130,7 @@ mod idle {
         })
         .await
         .body;
-        let sum = |gauge| partition_sum(&metrics, gauge, name, group);
-        assert_eq!(
-            sum("slipstream_topic_partition_high_watermark"),
-            Some(f64::from(N))
-        );
-        assert_eq!(sum("slipstream_topic_partition_lag"), Some(0.0));
+        assert_caught_up(&metrics, name, group, N);
         handle.shutdown();
         within(30, run).await.unwrap().unwrap();
     }
