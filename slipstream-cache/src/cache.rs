@@ -1,6 +1,7 @@
 //! `Cache`: persistent, ordered key-value state in RocksDB, usable as a handler sink (stores and
 //! publishes each update) and source (the update feed).
 
+mod follow;
 mod iter;
 mod key;
 
@@ -222,6 +223,7 @@ impl CacheOptions {
             pause: PauseHandle::new(),
             updates: std::sync::OnceLock::new(),
             outside: std::sync::Mutex::new(None),
+            follow: None,
             _types: PhantomData,
         })
     }
@@ -266,6 +268,8 @@ pub struct Cache<K, V> {
     updates: std::sync::OnceLock<tokio::sync::broadcast::Sender<(K, V)>>,
     /// Publishes into the running update feed from outside handlers ([`Cache::send`]).
     outside: std::sync::Mutex<Option<Outside<(K, V)>>>,
+    /// The partitioned source whose partitions the cache follows ([`Cache::follow`]).
+    follow: Option<Arc<follow::Follow>>,
     _types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -335,6 +339,7 @@ impl<K, V> Cache<K, V> {
             pause: PauseHandle::new(),
             updates: std::sync::OnceLock::new(),
             outside: std::sync::Mutex::new(None),
+            follow: None,
             _types: PhantomData,
         })
     }
@@ -370,22 +375,26 @@ impl<K, V> Cache<K, V> {
         let key = Self::encode_key(key);
         let value = self.encode_value(value)?;
         let db = &self.shared.db;
-        match self.family() {
-            Some(cf) => db.put_cf(&cf, key, value),
-            None => db.put(key, value),
+        let place = self.place()?;
+        match &place.family {
+            Some(cf) => db.put_cf(cf, &key, &value),
+            None => db.put(&key, &value),
         }
-        .map_err(|e| self.error(e))
+        .map_err(|e| self.error(e))?;
+        self.record(&place, &key, Some(&value))
     }
 
     /// Removes `key` (nothing happens if it is absent).
     pub fn delete<Q: KeyLike<K> + ?Sized>(&self, key: &Q) -> Result<(), Error> {
         let key = Self::encode_key(key);
         let db = &self.shared.db;
-        match self.family() {
-            Some(cf) => db.delete_cf(&cf, key),
-            None => db.delete(key),
+        let place = self.place()?;
+        match &place.family {
+            Some(cf) => db.delete_cf(cf, &key),
+            None => db.delete(&key),
         }
-        .map_err(|e| self.error(e))
+        .map_err(|e| self.error(e))?;
+        self.record(&place, &key, None)
     }
 
     /// Whether `key` is stored.
@@ -399,16 +408,32 @@ impl<K, V> Cache<K, V> {
     ) -> Result<Option<rocksdb::DBPinnableSlice<'_>>, Error> {
         let key = Self::encode_key(key);
         let db = &self.shared.db;
-        match self.family() {
-            Some(cf) => db.get_pinned_cf(&cf, key),
-            None => db.get_pinned(key),
+        if self.follow.is_none() {
+            return match self.family() {
+                Some(cf) => db.get_pinned_cf(&cf, key),
+                None => db.get_pinned(key),
+            }
+            .map_err(|e| self.error(e));
         }
-        .map_err(|e| self.error(e))
+        for family in self.read_places()? {
+            let found = match family {
+                Some(cf) => db.get_pinned_cf(&cf, &key),
+                None => db.get_pinned(&key),
+            }
+            .map_err(|e| self.error(e))?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
     }
 
     /// Writes the memtables to disk.
     pub fn flush(&self) -> Result<(), Error> {
         let db = &self.shared.db;
+        if self.follow.is_some() {
+            return db.flush().map_err(|e| self.error(e));
+        }
         match self.family() {
             Some(cf) => db.flush_cf(&cf),
             None => db.flush(),
@@ -421,13 +446,24 @@ impl<K, V> Cache<K, V> {
         Batch {
             cache: self,
             batch: WriteBatch::default(),
-            family: self.family(),
+            place: self.place().ok(),
+            changes: Vec::new(),
         }
     }
 
     /// Applies a batch atomically.
     pub fn write(&self, batch: Batch<'_, K, V>) -> Result<(), Error> {
-        self.shared.db.write(batch.batch).map_err(|e| self.error(e))
+        let Some(place) = &batch.place else {
+            return self.place().map(drop);
+        };
+        self.shared
+            .db
+            .write(batch.batch)
+            .map_err(|e| self.error(e))?;
+        for (key, value) in &batch.changes {
+            self.record(place, key, value.as_deref())?;
+        }
+        Ok(())
     }
 
     /// Waits for the lock of `key` (one of a fixed pool, chosen by hashing the key) and holds it
@@ -476,7 +512,10 @@ pub struct Transaction {
 pub struct Batch<'a, K, V> {
     cache: &'a Cache<K, V>,
     batch: WriteBatch,
-    family: Option<Arc<BoundColumnFamily<'a>>>,
+    /// Where it goes (`None` when it cannot be written: writing says why).
+    place: Option<follow::Place<'a>>,
+    /// Its writes, for a following cache's changelog.
+    changes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl<K, V> Batch<'_, K, V> {
@@ -488,9 +527,16 @@ impl<K, V> Batch<'_, K, V> {
     {
         let key = Cache::<K, V>::encode_key(key);
         let value = self.cache.encode_value(value)?;
-        match &self.family {
-            Some(cf) => self.batch.put_cf(cf, key, value),
-            None => self.batch.put(key, value),
+        let Some(place) = &self.place else {
+            self.cache.place()?;
+            return Ok(self);
+        };
+        match &place.family {
+            Some(cf) => self.batch.put_cf(cf, &key, &value),
+            None => self.batch.put(&key, &value),
+        }
+        if place.partition.is_some() {
+            self.changes.push((key, Some(value)));
         }
         Ok(self)
     }
@@ -498,9 +544,15 @@ impl<K, V> Batch<'_, K, V> {
     /// Adds a deletion of `key`.
     pub fn delete<Q: KeyLike<K> + ?Sized>(&mut self, key: &Q) -> &mut Self {
         let key = Cache::<K, V>::encode_key(key);
-        match &self.family {
-            Some(cf) => self.batch.delete_cf(cf, key),
-            None => self.batch.delete(key),
+        let Some(place) = &self.place else {
+            return self;
+        };
+        match &place.family {
+            Some(cf) => self.batch.delete_cf(cf, &key),
+            None => self.batch.delete(&key),
+        }
+        if place.partition.is_some() {
+            self.changes.push((key, None));
         }
         self
     }
@@ -635,6 +687,8 @@ where
     type Sink = CacheSink<K, V>;
 
     fn writer(&'static self, cx: &mut BuildCx<'_>) -> Result<CacheSink<K, V>, Error> {
+        // A following cache's changelog is checked at start-up.
+        self.prepare()?;
         self.hub(cx);
         let feed = cx
             .writer(self.key(), || unreachable!("created above"))

@@ -13,7 +13,32 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 
 use crate::error::BoxError;
+use crate::partition::Origin;
 use crate::sync::lock;
+
+tokio::task_local! {
+    /// The acknowledgements of the handler whose task is running.
+    static HANDLING: Arc<AckScope>;
+}
+
+/// Runs a handler's task with its acknowledgements reachable by what it calls ([`current`]).
+pub(crate) async fn scoped<F: Future>(acks: Option<Arc<AckScope>>, task: F) -> F::Output {
+    match acks {
+        Some(acks) => HANDLING.scope(acks, task).await,
+        None => task.await,
+    }
+}
+
+/// A holder of the acknowledgement of the item the running handler works on, if any.
+pub(crate) fn current() -> Option<Ack> {
+    HANDLING.try_with(|acks| acks.current()).ok().flatten()
+}
+
+/// Where the item the running handler works on came from, if its source is partitioned (no
+/// holder is taken: a holder dropped unended would fail the item).
+pub(crate) fn current_origin() -> Option<Origin> {
+    HANDLING.try_with(|acks| acks.origin()).ok().flatten()
+}
 
 /// What a source does when an item it delivered is done with. Implement it for the
 /// bookkeeping of a custom source and wrap it in an [`Ack`].
@@ -51,6 +76,12 @@ pub trait Acknowledge: Send + Sync + 'static {
 
     /// Where the item came from, for logs (a topic's partition and offset, say).
     fn describe(&self) -> Option<String> {
+        None
+    }
+
+    /// The partition of a partitioned source the item came from (see
+    /// [`partition::origin`](crate::partition::origin)). `None` by default.
+    fn origin(&self) -> Option<Origin> {
         None
     }
 
@@ -142,6 +173,11 @@ impl Ack {
         self.shared.target.describe()
     }
 
+    /// The partition of a partitioned source the item came from, if its source says.
+    pub fn origin(&self) -> Option<Origin> {
+        self.shared.target.origin()
+    }
+
     /// Asks the source to forward the item to a dead-letter destination.
     pub fn dead_letter(
         &self,
@@ -204,6 +240,16 @@ impl Acknowledge for All {
         let acks = lock(&self.0);
         let described: Vec<String> = acks.iter().filter_map(Ack::describe).collect();
         (!described.is_empty()).then(|| described.join("; "))
+    }
+
+    /// The origin they share, if they all have the same.
+    fn origin(&self) -> Option<Origin> {
+        let acks = lock(&self.0);
+        let first = acks.first()?.origin()?;
+        acks[1..]
+            .iter()
+            .all(|a| a.origin().as_ref() == Some(&first))
+            .then_some(first)
     }
 
     fn dead_letter(
@@ -341,6 +387,14 @@ impl AckScope {
             return None;
         }
         lock(&self.state).current.clone()
+    }
+
+    /// The partition the current item came from, if its source is partitioned.
+    pub(crate) fn origin(&self) -> Option<Origin> {
+        if !self.acked.load(Ordering::Relaxed) {
+            return None;
+        }
+        lock(&self.state).current.as_ref().and_then(Ack::origin)
     }
 
     /// Where the current item came from, if its source says.

@@ -171,6 +171,9 @@ pub enum CacheErrorKind {
     Encode,
     /// Reading or writing the database failed.
     Io,
+    /// A cache that follows a partitioned source was used where the partition is unknown
+    /// (written outside a handler reading that source), or its changelog failed.
+    Partition,
 }
 
 impl std::fmt::Display for CacheErrorKind {
@@ -181,6 +184,7 @@ impl std::fmt::Display for CacheErrorKind {
             CacheErrorKind::Decode => "cannot decode",
             CacheErrorKind::Encode => "cannot encode",
             CacheErrorKind::Io => "I/O error",
+            CacheErrorKind::Partition => "partition",
         })
     }
 }

@@ -362,7 +362,8 @@ where
             "the handler's input is not `Clone`: it cannot be retried"
         );
     }
-    cx.add_task(Box::pin(async move {
+    let acks = runner.acks.clone();
+    cx.add_task(Box::pin(crate::ack::scoped(acks, async move {
         // Boxed (once per handler) so that it can be dropped before the sinks close.
         let mut source = Box::pin(source);
         let mut budget = Budget::default();
@@ -423,7 +424,7 @@ where
         drop(source);
         // The sinks are closed (flushed) even when the handler stops the application.
         runner.finish(step.close()).await
-    }));
+    })));
 }
 
 /// After a failed try: retries the item (when its input can be cloned), then applies the error

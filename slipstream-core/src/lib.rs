@@ -14,6 +14,7 @@ mod http;
 mod hub;
 mod monitor;
 mod panics;
+pub mod partition;
 mod pause;
 mod proxy;
 mod registry;
@@ -47,7 +48,9 @@ pub use source::{Acked, IntoSource, Shared, SourceHandle, SourceStream, Timer, a
 pub mod __component {
     pub use crate::ack::AckScope;
     pub use crate::hub::{Hub, Outside};
-    pub use crate::monitor::{ConsumerProbe, ConsumerStatus, HealthProbe, PartitionReport};
+    pub use crate::monitor::{
+        ConsumerProbe, ConsumerStatus, HealthProbe, PartitionReport, RestoreReport,
+    };
     pub use crate::pause::PauseChanges;
     pub use crate::sync::lock;
 }

@@ -23,6 +23,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
 
 use super::StartAt;
+use super::changelog::Followers;
 use super::client;
 use super::link::Link;
 use super::message::{Message, header_pairs};
@@ -32,11 +33,14 @@ use crate::conf::Conf;
 use crate::dead_letter::{DeadLetters, Raw, Reason};
 use slipstream_core::__component::PauseChanges;
 use slipstream_core::__component::lock;
-use slipstream_core::__component::{ConsumerProbe, ConsumerStatus, PartitionReport};
+use slipstream_core::__component::{ConsumerProbe, ConsumerStatus, PartitionReport, RestoreReport};
 use slipstream_core::{Ack, BoxError, Error, PauseHandle};
 
 /// How long the final commit waits for handlers still holding messages.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a revocation waits for the messages of its partitions being handled, when state
+/// follows the partitions.
+const REVOKE_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a refused final commit is tried again.
 const FINAL_COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a report waits for the committed offsets.
@@ -74,6 +78,9 @@ pub(crate) struct Context {
     /// if the next assignment gives them back, they resume there and are committed then,
     /// instead of being read again from the older committed offsets.
     resume: Mutex<HashMap<i32, i64>>,
+    /// Caches that follow the topic's partitions: restored before assigned partitions are
+    /// read, told when they are revoked.
+    followers: Arc<Followers>,
 }
 
 impl Context {
@@ -197,6 +204,19 @@ impl ConsumerContext for Context {
                     self.tracker.resume(*partition, *position);
                 }
                 self.apply_start(partitions);
+                let assigned: Vec<i32> = partitions
+                    .elements_for_topic(&self.topic)
+                    .iter()
+                    .map(|e| e.partition())
+                    .collect();
+                // State following the partitions is restored before any of their messages is
+                // read.
+                if let Err(error) = self.followers.assigned(&assigned) {
+                    tracing::error!(topic = %self.topic, %error, "cannot restore the state of the assigned partitions; stopping");
+                    self.failed.store(true, Ordering::SeqCst);
+                    self.followers.stop(error);
+                    return;
+                }
                 self.pre_rebalance(consumer, &Rebalance::Assign(partitions));
                 let assigned = if cooperative {
                     consumer.incremental_assign(partitions)
@@ -214,6 +234,12 @@ impl ConsumerContext for Context {
                     consumer.unassign()
                 };
                 self.post_rebalance(consumer, &Rebalance::Revoke(partitions));
+                let gone: Vec<i32> = partitions
+                    .elements_for_topic(&self.topic)
+                    .iter()
+                    .map(|e| e.partition())
+                    .collect();
+                self.followers.revoked(&gone);
                 revoked
             }
             other => {
@@ -253,6 +279,15 @@ impl ConsumerContext for Context {
                     self.tracker.revoke(&partitions);
                 }
                 return;
+            }
+            // State following the partitions holds the changes of messages being handled: they
+            // are finished and committed before another instance restores that state, which
+            // would otherwise hold changes of messages it then handles again.
+            if self.followers.any()
+                && !self.failed.load(Ordering::SeqCst)
+                && !self.tracker.wait_settled(&partitions, REVOKE_DRAIN_TIMEOUT)
+            {
+                tracing::warn!(topic = %self.topic, ?partitions, "messages of revoked partitions were still being handled after {REVOKE_DRAIN_TIMEOUT:?}: their new owner handles them again");
             }
             let commits = self.tracker.revoke(&partitions);
             if commit && !commits.is_empty() {
@@ -338,6 +373,8 @@ pub(crate) struct Running {
     rebalances: Arc<AtomicU64>,
     /// How many messages could not be decoded (the topic's count).
     undecodable: Arc<AtomicU64>,
+    /// Caches that follow the topic's partitions (their restorations' reports).
+    followers: Arc<Followers>,
     wake: Notify,
 }
 
@@ -351,6 +388,8 @@ pub(crate) struct Shared {
     pub(crate) undecodable: Arc<AtomicU64>,
     /// How long start-up waits for a broker to answer.
     pub(crate) connect_timeout: Duration,
+    /// Caches that follow the topic's partitions: restored on assignment.
+    pub(crate) followers: Arc<Followers>,
 }
 
 /// Asks for `topic`'s metadata until a broker answers, failing past `timeout` with the last
@@ -419,6 +458,7 @@ impl Running {
             letters,
             undecodable,
             connect_timeout,
+            followers,
         } = shared;
         let mut conf = client::resolve_consumer(topic, effective)?;
         // slipstream commits what handlers have finished; librdkafka must not commit on its own.
@@ -453,6 +493,7 @@ impl Running {
             start: (group && !matches!(start, StartAt::Committed)).then(|| start.clone()),
             started: Mutex::default(),
             resume: Mutex::default(),
+            followers: Arc::clone(&followers),
         };
         // A broker must answer before the application counts as started: an unreachable one is
         // an error now, not a consumer retrying in the background forever.
@@ -497,6 +538,7 @@ impl Running {
             high_seen: Mutex::default(),
             rebalances,
             undecodable,
+            followers,
             wake: Notify::new(),
         }))
     }
@@ -672,6 +714,20 @@ impl ConsumerProbe for Running {
 
     fn rebalances(&self) -> u64 {
         self.rebalances.load(Ordering::SeqCst)
+    }
+
+    fn restorations(&self) -> Vec<RestoreReport> {
+        self.followers
+            .progress()
+            .report()
+            .into_iter()
+            .map(|(changelog, partition, restored, left)| RestoreReport {
+                changelog,
+                partition,
+                restored,
+                left,
+            })
+            .collect()
     }
 
     fn in_flight(&self) -> usize {

@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+mod changelog;
 mod client;
 mod codec;
 mod conf;

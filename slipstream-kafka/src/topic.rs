@@ -14,11 +14,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use slipstream_core::__component::HealthProbe;
 use slipstream_core::__component::{Hub, lock};
+use slipstream_core::partition::{Changelog, PartitionState, Partitioned};
 use slipstream_core::{
     Ack, BuildCx, Error, Feed, OnError, Pausable, PauseHandle, SinkHandle, SourceHandle,
     SourceStream,
 };
 
+use crate::changelog::{Followers, Input};
 use crate::client;
 use crate::codec::{Codec, DefaultCodec, JsonCodec};
 use crate::conf::Conf;
@@ -108,6 +110,8 @@ pub struct Topic<K = String, V = String> {
     producer: Mutex<Option<Producer<K, V>>>,
     running: Mutex<Weak<Running>>,
     undecodable: Arc<AtomicU64>,
+    /// Caches that follow the topic's partitions.
+    followers: Arc<Followers>,
 }
 
 impl<K: DefaultCodec, V: DefaultCodec> Topic<K, V> {
@@ -148,6 +152,7 @@ impl<K: 'static, V: 'static> Topic<K, V> {
             producer: Mutex::new(None),
             running: Mutex::new(Weak::new()),
             undecodable: Arc::new(AtomicU64::new(0)),
+            followers: Arc::default(),
         }
     }
 
@@ -349,6 +354,7 @@ impl<K: 'static, V: 'static> Topic<K, V> {
                 letters,
                 undecodable: Arc::clone(&self.undecodable),
                 connect_timeout: self.connect_timeout,
+                followers: Arc::clone(&self.followers),
             },
         )?;
         *lock(&self.running) = Arc::downgrade(&running);
@@ -476,6 +482,31 @@ where
     }
 }
 
+impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Input for Topic<K, V> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn effective_conf(&self) -> Conf {
+        Topic::effective_conf(self)
+    }
+}
+
+/// State follows the topic's partitions with `Cache::follow`.
+impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Partitioned for Topic<K, V> {
+    fn source_name(&self) -> &str {
+        &self.name
+    }
+
+    fn follow(
+        &'static self,
+        state: Arc<dyn PartitionState>,
+        changelog: Option<String>,
+    ) -> Arc<dyn Changelog> {
+        self.followers.add(self, state, changelog)
+    }
+}
+
 impl<K, V> std::fmt::Debug for Topic<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Topic")
@@ -516,6 +547,10 @@ where
                 }
             };
             let fatal = Some(cx.failer());
+            // The changelogs of caches following the topic are checked before it is read.
+            self.followers.prepare(fatal.clone())?;
+            let progress: Arc<dyn HealthProbe> = self.followers.progress();
+            cx.watch_health(Arc::downgrade(&progress));
             let (messages, committer) = self.consume(policy, cx.failed_flag(), fatal)?;
             cx.add_background(committer);
             if let Some(running) = self.running() {

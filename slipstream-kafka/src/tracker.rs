@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::future::BoxFuture;
 use slipstream_core::__component::lock;
+use slipstream_core::partition::Origin;
 use slipstream_core::{Ack, Acknowledge, BoxError, DeadLetter};
 
 use crate::dead_letter::DeadLetters;
@@ -49,6 +50,8 @@ impl Partition {
 /// Offsets in flight per partition of one topic consumer.
 pub(crate) struct Tracker {
     partitions: Mutex<HashMap<i32, Partition>>,
+    /// Notified whenever a message is settled.
+    settled: std::sync::Condvar,
     /// Bumped by every seek.
     generation: std::sync::atomic::AtomicU64,
     /// The topic, for logs.
@@ -86,6 +89,8 @@ impl Entry {
                 p.stuck = Some(p.stuck.map_or(self.offset, |s| s.min(self.offset)));
             }
         }
+        drop(partitions);
+        self.tracker.settled.notify_all();
     }
 }
 
@@ -103,6 +108,13 @@ impl Acknowledge for Entry {
         partitions
             .get(&self.partition)
             .is_none_or(|p| p.epoch != self.epoch)
+    }
+
+    fn origin(&self) -> Option<Origin> {
+        Some(Origin {
+            source: Arc::clone(&self.tracker.topic),
+            partition: self.partition,
+        })
     }
 
     fn describe(&self) -> Option<String> {
@@ -126,6 +138,7 @@ impl Tracker {
     pub(crate) fn new(topic: &str, letters: Option<Arc<DeadLetters>>) -> Self {
         Tracker {
             partitions: Mutex::default(),
+            settled: std::sync::Condvar::new(),
             generation: std::sync::atomic::AtomicU64::new(0),
             topic: topic.into(),
             letters,
@@ -277,6 +290,26 @@ impl Tracker {
             .iter()
             .filter_map(|(&partition, p)| Some((partition, p.next?)))
             .collect()
+    }
+
+    /// Waits until no message of `partitions` is in flight, at most `timeout`; whether none is.
+    pub(crate) fn wait_settled(&self, partitions: &[i32], timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut tracked = self.lock();
+        loop {
+            let busy = partitions
+                .iter()
+                .any(|p| tracked.get(p).is_some_and(|p| !p.in_flight.is_empty()));
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if !busy || left.is_zero() {
+                return !busy;
+            }
+            tracked = self
+                .settled
+                .wait_timeout(tracked, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
     }
 
     /// How many messages are in flight.

@@ -3,6 +3,7 @@
 
 mod errors;
 mod feed;
+mod follow;
 mod outside;
 mod store;
 

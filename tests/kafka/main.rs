@@ -16,5 +16,6 @@ mod restart;
 mod round_trip;
 mod scrapes;
 mod secure;
+mod state;
 mod stream;
 mod tansu;

@@ -62,7 +62,9 @@ pub struct Iter<'a, K, V, P> {
     from: Option<Vec<u8>>,
     prefix: Option<Vec<u8>>,
     backwards: bool,
-    raw: Option<DBRawIteratorWithThreadMode<'a, Db>>,
+    /// One iterator per column family read (several: the partitions of a following cache),
+    /// merged in key order.
+    raws: Option<Vec<DBRawIteratorWithThreadMode<'a, Db>>>,
     done: bool,
     _project: PhantomData<fn() -> P>,
 }
@@ -82,7 +84,7 @@ impl<'a, K, V, P> Iter<'a, K, V, P> {
             from: None,
             prefix: None,
             backwards: false,
-            raw: None,
+            raws: None,
             done: false,
             _project: PhantomData,
         }
@@ -108,13 +110,24 @@ impl<'a, K, V, P> Iter<'a, K, V, P> {
         self
     }
 
-    fn start(&mut self) -> DBRawIteratorWithThreadMode<'a, Db> {
+    fn start(&self) -> Result<Vec<DBRawIteratorWithThreadMode<'a, Db>>, Error> {
+        let families = self.cache.read_places()?;
+        Ok(families
+            .into_iter()
+            .map(|family| self.start_one(family))
+            .collect())
+    }
+
+    fn start_one(
+        &self,
+        family: Option<std::sync::Arc<rocksdb::BoundColumnFamily<'a>>>,
+    ) -> DBRawIteratorWithThreadMode<'a, Db> {
         let mut options = ReadOptions::default();
         if let Some(snapshot) = self.snapshot {
             options.set_snapshot(snapshot);
         }
         let db = &self.cache.shared.db;
-        let mut raw = match self.cache.family() {
+        let mut raw = match family {
             Some(cf) => db.raw_iterator_cf_opt(&cf, options),
             None => db.raw_iterator_opt(options),
         };
@@ -164,17 +177,41 @@ impl<K, V, P: Project<K, V>> Iterator for Iter<'_, K, V, P> {
         if self.done {
             return None;
         }
-        if self.raw.is_none() {
-            self.raw = Some(self.start());
+        if self.raws.is_none() {
+            match self.start() {
+                Ok(raws) => self.raws = Some(raws),
+                Err(error) => {
+                    self.done = true;
+                    return Some(Err(error));
+                }
+            }
         }
-        let raw = self.raw.as_mut().expect("started");
-        let Some((key, value)) = raw.item() else {
+        let backwards = self.backwards;
+        let raws = self.raws.as_mut().expect("started");
+        // The iterator whose key comes first in the direction of iteration.
+        let mut first: Option<usize> = None;
+        for (i, raw) in raws.iter().enumerate() {
+            let Some(key) = raw.key() else {
+                if let Err(error) = raw.status() {
+                    self.done = true;
+                    return Some(Err(super::db_error(&self.cache.shared.path, error)));
+                }
+                continue;
+            };
+            let better = first.is_none_or(|f| {
+                let best = raws[f].key().expect("valid");
+                if backwards { key > best } else { key < best }
+            });
+            if better {
+                first = Some(i);
+            }
+        }
+        let Some(first) = first else {
             self.done = true;
-            return raw
-                .status()
-                .err()
-                .map(|e| Err(super::db_error(&self.cache.shared.path, e)));
+            return None;
         };
+        let raw = &mut raws[first];
+        let (key, value) = raw.item().expect("valid");
         if let Some(prefix) = &self.prefix
             && !key.starts_with(prefix)
         {
@@ -245,13 +282,16 @@ impl<K, V: DeserializeOwned> Snapshot<'_, K, V> {
     /// The value of `key`, as it was.
     pub fn get<Q: KeyLike<K> + ?Sized>(&self, key: &Q) -> Result<Option<V>, Error> {
         let key = Cache::<K, V>::encode_key(key);
-        let found = match self.cache.family() {
-            Some(cf) => self.snapshot.get_cf(&cf, key),
-            None => self.snapshot.get(key),
+        for family in self.cache.read_places()? {
+            let found = match family {
+                Some(cf) => self.snapshot.get_cf(&cf, &key),
+                None => self.snapshot.get(&key),
+            }
+            .map_err(|e| super::db_error(&self.cache.shared.path, e))?;
+            if let Some(bytes) = found {
+                return self.cache.decode_value(&bytes).map(Some);
+            }
         }
-        .map_err(|e| super::db_error(&self.cache.shared.path, e))?;
-        found
-            .map(|bytes| self.cache.decode_value(&bytes))
-            .transpose()
+        Ok(None)
     }
 }

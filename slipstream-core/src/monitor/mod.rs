@@ -426,6 +426,11 @@ pub trait ConsumerProbe: Send + Sync {
     fn in_flight(&self) -> usize {
         0
     }
+    /// The restorations of state following its partitions (each partition restored or being
+    /// restored since the start).
+    fn restorations(&self) -> Vec<RestoreReport> {
+        Vec::new()
+    }
 }
 
 /// One partition of a running consumer.
@@ -439,6 +444,19 @@ pub struct PartitionReport {
     pub committed: Option<i64>,
     /// The partition's high watermark (the offset after its last message).
     pub high_watermark: Option<i64>,
+}
+
+/// The restoration of one partition of state that follows a topic's partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// The changelog topic.
+    pub changelog: String,
+    /// The partition.
+    pub partition: i32,
+    /// Changelog records applied so far.
+    pub restored: u64,
+    /// Records left to apply (0 once restored).
+    pub left: i64,
 }
 
 impl PartitionReport {

@@ -237,6 +237,8 @@ impl Monitor {
         let mut rows = Vec::new();
         let mut undecodable = Vec::new();
         let mut rebalances = Vec::new();
+        let mut restored = Vec::new();
+        let mut restore_lag = Vec::new();
         let deadline = std::time::Instant::now() + SCRAPE_BUDGET;
         for consumer in self.consumers() {
             let group = consumer.group().unwrap_or("").to_owned();
@@ -244,6 +246,16 @@ impl Monitor {
             if !undecodable.iter().any(|(l, _)| *l == labels) {
                 undecodable.push((labels.clone(), consumer.undecodable() as i64));
                 rebalances.push((labels, consumer.rebalances() as i64));
+                for r in consumer.restorations() {
+                    let partition = r.partition.to_string();
+                    let labels = self::labels(&[
+                        ("topic", consumer.topic()),
+                        ("changelog", &r.changelog),
+                        ("partition", &partition),
+                    ]);
+                    restored.push((labels.clone(), r.restored as i64));
+                    restore_lag.push((labels, r.left));
+                }
             }
             for p in consumer.partitions(deadline) {
                 rows.push((consumer.topic().to_owned(), group.clone(), p));
@@ -260,6 +272,18 @@ impl Monitor {
             "slipstream_topic_rebalances_total",
             "Assignments and revocations of the topic consumer's partitions.",
             rebalances.into_iter(),
+        );
+        counter_family(
+            out,
+            "slipstream_restore_records_total",
+            "Changelog records applied to restore a partition of state that follows the topic.",
+            restored.into_iter(),
+        );
+        gauge_family(
+            out,
+            "slipstream_restore_lag",
+            "Changelog records left to apply before the partition's state is restored.",
+            restore_lag.into_iter(),
         );
         // Two consumers of one topic without a group (two `Topic` statics) would report the
         // same series twice, which Prometheus rejects: the first one is reported.

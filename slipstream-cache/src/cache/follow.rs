@@ -1,0 +1,439 @@
+//! A cache whose state follows the partitions of a source ([`Cache::follow`]): one column
+//! family per partition, the changelog positions of each next to the data.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rocksdb::{BoundColumnFamily, WriteBatch};
+
+use slipstream_core::__component::lock;
+use slipstream_core::partition::{Change, Changelog, PartitionState, Partitioned};
+use slipstream_core::{CacheErrorKind, Error};
+
+use super::{Cache, Shared, cache_error, db_error};
+
+/// The column family holding each partition's changelog position.
+const POSITIONS: &str = "slipstream.positions";
+/// How often positions learnt from deliveries are written down (they are also written when
+/// partitions are revoked; a position written late only makes a restart restore more).
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+
+/// What a following cache is attached to.
+pub(super) struct Follow {
+    /// The source's name, as item origins give it.
+    pub(super) source: Arc<str>,
+    pub(super) partitions: Arc<Partitions>,
+    pub(super) changelog: Arc<dyn Changelog>,
+}
+
+/// The partitions of a following cache in its database.
+pub(super) struct Partitions {
+    shared: Arc<Shared>,
+    /// The cache's own column family (`None`: the default one).
+    base: Option<String>,
+    /// Partitions this instance holds and has restored.
+    ready: Mutex<BTreeSet<i32>>,
+    positions: Mutex<Positions>,
+}
+
+#[derive(Default)]
+struct Positions {
+    /// Positions applied or delivered since the cache opened.
+    known: HashMap<i32, i64>,
+    /// Positions not written down yet.
+    unsaved: BTreeSet<i32>,
+    saved_at: Option<Instant>,
+}
+
+impl Partitions {
+    pub(super) fn new(shared: Arc<Shared>, base: Option<String>) -> Self {
+        Partitions {
+            shared,
+            base,
+            ready: Mutex::default(),
+            positions: Mutex::default(),
+        }
+    }
+
+    /// The column family of `partition`'s data.
+    fn family_name(&self, partition: i32) -> String {
+        match &self.base {
+            Some(base) => format!("{base}/partition-{partition}"),
+            None => format!("partition-{partition}"),
+        }
+    }
+
+    fn error(&self, error: rocksdb::Error) -> Error {
+        db_error(&self.shared.path, error)
+    }
+
+    /// A column family, created when missing.
+    fn family(&self, name: &str) -> Result<Arc<BoundColumnFamily<'_>>, Error> {
+        let db = &self.shared.db;
+        if let Some(cf) = db.cf_handle(name) {
+            return Ok(cf);
+        }
+        match db.create_cf(name, &self.shared.options) {
+            Ok(()) => {}
+            // Created meanwhile by another thread.
+            Err(_) if db.cf_handle(name).is_some() => {}
+            Err(error) => return Err(self.error(error)),
+        }
+        db.cf_handle(name)
+            .ok_or_else(|| cache_error(&self.shared.path, CacheErrorKind::Io, "no column family"))
+    }
+
+    /// The column family of `partition`'s data.
+    pub(super) fn data(&self, partition: i32) -> Result<Arc<BoundColumnFamily<'_>>, Error> {
+        self.family(&self.family_name(partition))
+    }
+
+    pub(super) fn is_ready(&self, partition: i32) -> bool {
+        lock(&self.ready).contains(&partition)
+    }
+
+    /// The partitions this instance holds.
+    pub(super) fn held(&self) -> Vec<i32> {
+        lock(&self.ready).iter().copied().collect()
+    }
+
+    fn stored_position(&self, partition: i32) -> Result<Option<i64>, Error> {
+        let Some(cf) = self.shared.db.cf_handle(POSITIONS) else {
+            return Ok(None);
+        };
+        let stored = self
+            .shared
+            .db
+            .get_pinned_cf(&cf, self.family_name(partition))
+            .map_err(|e| self.error(e))?;
+        Ok(stored.and_then(|bytes| Some(i64::from_be_bytes(bytes.as_ref().try_into().ok()?))))
+    }
+
+    /// Writes down the positions of `partitions` (all unsaved ones when `None`).
+    fn save(&self, partitions: Option<&[i32]>) -> Result<(), Error> {
+        let mut positions = lock(&self.positions);
+        let chosen: Vec<(i32, i64)> = positions
+            .unsaved
+            .iter()
+            .filter(|p| partitions.is_none_or(|only| only.contains(p)))
+            .filter_map(|p| positions.known.get(p).map(|o| (*p, *o)))
+            .collect();
+        positions.saved_at = Some(Instant::now());
+        if chosen.is_empty() {
+            return Ok(());
+        }
+        let cf = self.family(POSITIONS)?;
+        let mut batch = WriteBatch::default();
+        for (partition, position) in &chosen {
+            batch.put_cf(&cf, self.family_name(*partition), position.to_be_bytes());
+        }
+        self.shared.db.write(batch).map_err(|e| self.error(e))?;
+        for (partition, _) in chosen {
+            positions.unsaved.remove(&partition);
+        }
+        Ok(())
+    }
+}
+
+/// What the changelog side (the source's restoration and deliveries) asks of the cache.
+pub(super) struct State {
+    pub(super) partitions: Arc<Partitions>,
+    pub(super) name: String,
+}
+
+impl PartitionState for State {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn position(&self, partition: i32) -> Result<Option<i64>, Error> {
+        let known = lock(&self.partitions.positions)
+            .known
+            .get(&partition)
+            .copied();
+        match known {
+            Some(position) => Ok(Some(position)),
+            None => self.partitions.stored_position(partition),
+        }
+    }
+
+    fn apply(&self, partition: i32, changes: &[Change], next: i64) -> Result<(), Error> {
+        let partitions = &self.partitions;
+        let data = partitions.data(partition)?;
+        let positions = partitions.family(POSITIONS)?;
+        let mut batch = WriteBatch::default();
+        for change in changes {
+            match &change.value {
+                Some(value) => batch.put_cf(&data, &change.key, value),
+                None => batch.delete_cf(&data, &change.key),
+            }
+        }
+        batch.put_cf(
+            &positions,
+            partitions.family_name(partition),
+            next.to_be_bytes(),
+        );
+        partitions
+            .shared
+            .db
+            .write(batch)
+            .map_err(|e| partitions.error(e))?;
+        let mut known = lock(&partitions.positions);
+        known.known.insert(partition, next);
+        known.unsaved.remove(&partition);
+        Ok(())
+    }
+
+    fn clear(&self, partition: i32) -> Result<(), Error> {
+        let partitions = &self.partitions;
+        let db = &partitions.shared.db;
+        let data = partitions.data(partition)?;
+        let mut raw = db.raw_iterator_cf(&data);
+        raw.seek_to_first();
+        let first = raw.key().map(<[u8]>::to_vec);
+        raw.seek_to_last();
+        let last = raw.key().map(<[u8]>::to_vec);
+        drop(raw);
+        let mut batch = WriteBatch::default();
+        if let (Some(first), Some(last)) = (first, last) {
+            batch.delete_range_cf(&data, &first, &last);
+            batch.delete_cf(&data, &last);
+        }
+        if let Some(positions) = db.cf_handle(POSITIONS) {
+            batch.delete_cf(&positions, partitions.family_name(partition));
+        }
+        db.write(batch).map_err(|e| partitions.error(e))?;
+        let mut known = lock(&partitions.positions);
+        known.known.remove(&partition);
+        known.unsaved.remove(&partition);
+        Ok(())
+    }
+
+    fn delivered(&self, partition: i32, offset: i64) {
+        let partitions = &self.partitions;
+        let due = {
+            let mut positions = lock(&partitions.positions);
+            let known = positions.known.entry(partition).or_insert(offset + 1);
+            *known = (*known).max(offset + 1);
+            positions.unsaved.insert(partition);
+            positions
+                .saved_at
+                .is_none_or(|at| at.elapsed() >= SAVE_EVERY)
+        };
+        if due && let Err(error) = partitions.save(None) {
+            tracing::warn!(%error, "cannot write down the cache's changelog positions");
+        }
+    }
+
+    fn ready(&self, ready: &[i32]) {
+        lock(&self.partitions.ready).extend(ready.iter().copied());
+    }
+
+    fn revoked(&self, revoked: &[i32]) {
+        let partitions = &self.partitions;
+        {
+            let mut ready = lock(&partitions.ready);
+            for partition in revoked {
+                ready.remove(partition);
+            }
+        }
+        if let Err(error) = partitions.save(Some(revoked)) {
+            tracing::warn!(%error, "cannot write down the cache's changelog positions");
+        }
+    }
+}
+
+impl<K, V> Cache<K, V> {
+    /// Makes the cache follow the partitions of `source`, a Kafka topic read in a consumer
+    /// group: what a handler writes while working on a message of partition *p* is stored under
+    /// *p* and recorded in partition *p* of a compacted changelog topic; what it reads is the
+    /// state of *p*. When the group assigns *p* to this instance, *p*'s state is restored from
+    /// the changelog before its messages reach the handlers, so state moves with its partitions
+    /// between the instances of an application and counts do not depend on how many run.
+    ///
+    /// The changelog topic is `{group.id}-{cache directory name}-changelog` (see
+    /// [`follow_with_changelog`](Cache::follow_with_changelog) to name it), created when
+    /// missing with the source's partition count and `cleanup.policy=compact`; one with another
+    /// partition count is an error at start-up. Keys and values are recorded in the cache's own
+    /// encoding; deletions as tombstones.
+    ///
+    /// - Writes (`put`, `delete`, batches, the cache as a handler's sink) happen in handlers
+    ///   reading `source` (or downstream of them, through proxies): elsewhere the partition is
+    ///   unknown and they fail. A message is acknowledged (its offset committed) once its
+    ///   changelog records are delivered.
+    /// - Reads in such a handler see the message's partition. Elsewhere (a timer, an HTTP
+    ///   endpoint) they see every partition this instance holds: `get` looks in each, and
+    ///   iteration merges them in key order.
+    /// - Partitions revoked from this instance are kept on disk with their changelog position:
+    ///   if one comes back (or the instance restarts with its directory), only the changelog's
+    ///   tail is applied. An empty directory restores everything.
+    ///
+    /// ```no_run
+    /// use std::sync::LazyLock;
+    /// use slipstream::prelude::*;
+    ///
+    /// static EVENTS: LazyLock<Topic> = LazyLock::new(|| {
+    ///     Topic::new("events").conf([("group.id", "counter"), ("auto.offset.reset", "earliest")])
+    /// });
+    /// static COUNTS: LazyLock<Cache<String, u64>> = LazyLock::new(|| {
+    ///     Cache::open("db/counts").expect("the cache opens").follow(&EVENTS)
+    /// });
+    ///
+    /// #[handle(source = EVENTS, sink = [print])]
+    /// fn count(msg: Message<String, String>) -> Result<String, slipstream::Error> {
+    ///     let count = COUNTS.get(&msg.value)?.unwrap_or(0) + 1;
+    ///     COUNTS.put(&msg.value, &count)?;
+    ///     Ok(format!("{} {count}", msg.value))
+    /// }
+    /// ```
+    pub fn follow<S: Partitioned>(self, source: &'static S) -> Self {
+        self.follow_changelog(source, None)
+    }
+
+    /// [`follow`](Cache::follow), with the changelog topic named `changelog`.
+    pub fn follow_with_changelog<S: Partitioned>(
+        self,
+        source: &'static S,
+        changelog: impl Into<String>,
+    ) -> Self {
+        self.follow_changelog(source, Some(changelog.into()))
+    }
+
+    fn follow_changelog<S: Partitioned>(
+        mut self,
+        source: &'static S,
+        changelog: Option<String>,
+    ) -> Self {
+        let partitions = Arc::new(Partitions::new(
+            Arc::clone(&self.shared),
+            self.family.clone(),
+        ));
+        let state = Arc::new(State {
+            partitions: Arc::clone(&partitions),
+            name: self.state_name(),
+        });
+        let changelog = source.follow(state, changelog);
+        self.follow = Some(Arc::new(Follow {
+            source: source.source_name().into(),
+            partitions,
+            changelog,
+        }));
+        self
+    }
+
+    /// The cache's name in its changelog topic's: its directory's, and its column family's.
+    fn state_name(&self) -> String {
+        let directory = self
+            .shared
+            .path
+            .file_name()
+            .map_or_else(|| "cache".into(), |n| n.to_string_lossy().into_owned());
+        match &self.family {
+            Some(family) => format!("{directory}-{family}"),
+            None => directory,
+        }
+    }
+
+    /// The changelog of a following cache (for benchmarks and tools: restoring partitions
+    /// directly).
+    #[doc(hidden)]
+    pub fn changelog(&self) -> Option<Arc<dyn Changelog>> {
+        self.follow.as_ref().map(|f| Arc::clone(&f.changelog))
+    }
+
+    /// Checks (or creates) the changelog of a following cache; nothing otherwise.
+    pub(super) fn prepare(&self) -> Result<(), Error> {
+        match &self.follow {
+            Some(follow) => follow.changelog.prepare(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Where a write, or a read in a handler, goes.
+pub(super) struct Place<'a> {
+    pub(super) family: Option<Arc<BoundColumnFamily<'a>>>,
+    /// The partition, in a following cache.
+    pub(super) partition: Option<i32>,
+}
+
+impl<K, V> Cache<K, V> {
+    /// Where writes go: the cache's column family or, in a following cache, the partition of the
+    /// item being handled (restored first if it was not yet).
+    pub(super) fn place(&self) -> Result<Place<'_>, Error> {
+        let Some(follow) = &self.follow else {
+            return Ok(Place {
+                family: self.family(),
+                partition: None,
+            });
+        };
+        let path = &self.shared.path;
+        let origin = slipstream_core::partition::origin();
+        match origin {
+            Some(origin) if *origin.source == *follow.source => {
+                let partition = origin.partition;
+                if !follow.partitions.is_ready(partition) {
+                    follow.changelog.restore(&[partition])?;
+                }
+                Ok(Place {
+                    family: Some(follow.partitions.data(partition)?),
+                    partition: Some(partition),
+                })
+            }
+            Some(origin) => Err(cache_error(
+                path,
+                CacheErrorKind::Partition,
+                format!(
+                    "the cache follows the partitions of `{}`, but it is written while handling an item of `{}`: write it in handlers reading `{}`",
+                    follow.source, origin.source, follow.source
+                ),
+            )),
+            None => Err(cache_error(
+                path,
+                CacheErrorKind::Partition,
+                format!(
+                    "the cache follows the partitions of `{}`: it is written in handlers reading `{}` (elsewhere the partition is unknown)",
+                    follow.source, follow.source
+                ),
+            )),
+        }
+    }
+
+    /// Where reads go: where writes go in a handler reading the followed source; elsewhere,
+    /// every partition this instance holds.
+    pub(super) fn read_places(&self) -> Result<Vec<Option<Arc<BoundColumnFamily<'_>>>>, Error> {
+        let Some(follow) = &self.follow else {
+            return Ok(vec![self.family()]);
+        };
+        let origin = slipstream_core::partition::origin();
+        if origin.is_some_and(|o| *o.source == *follow.source) {
+            return Ok(vec![self.place()?.family]);
+        }
+        follow
+            .partitions
+            .held()
+            .into_iter()
+            .map(|p| follow.partitions.data(p).map(Some))
+            .collect()
+    }
+
+    /// Records a write in the changelog, in a following cache.
+    pub(super) fn record(
+        &self,
+        place: &Place<'_>,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), Error> {
+        let (Some(follow), Some(partition)) = (&self.follow, place.partition) else {
+            return Ok(());
+        };
+        let change = Change {
+            key: key.to_vec(),
+            value: value.map(<[u8]>::to_vec),
+        };
+        follow
+            .changelog
+            .append(partition, change, slipstream_core::partition::current_ack())
+    }
+}

@@ -1,0 +1,134 @@
+//! State that follows the partitions of a source read by a group of instances.
+//!
+//! A partitioned source (a Kafka topic read in a consumer group) spreads its partitions over
+//! the instances of an application. State kept per partition moves with them: a store
+//! ([`PartitionState`], a cache) keeps what handlers write while working on an item of
+//! partition *p* under *p* and records it in a changelog ([`Changelog`], a compacted topic);
+//! when *p* is assigned to an instance, the instance brings its copy of *p* up to date from the
+//! changelog before handling *p*'s items. The source ([`Partitioned`]) ties the two together.
+//!
+//! Applications use this through `Cache::follow`; these traits are what a store or a source of
+//! another kind implements to take part.
+
+use std::sync::Arc;
+
+use crate::ack::Ack;
+use crate::error::Error;
+
+/// The partition of a partitioned source an item came from (see [`origin`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// The source's name (a topic).
+    pub source: Arc<str>,
+    /// The partition.
+    pub partition: i32,
+}
+
+/// The origin of the item the running handler is working on, when its source is partitioned:
+/// what a handler's writes to partitioned state are stored under. `None` outside handlers, for
+/// items of other sources, and for items combined from several partitions (a pipe's batch).
+///
+/// ```
+/// // Outside a handler there is no item.
+/// assert_eq!(slipstream::partition::origin(), None);
+/// ```
+pub fn origin() -> Option<Origin> {
+    crate::ack::current_origin()
+}
+
+/// A holder of the acknowledgement of the item the running handler is working on, if it has
+/// one: a write that is delivered later (a changelog record) holds it until then, so that the
+/// item counts as done only once the write is.
+pub fn current_ack() -> Option<Ack> {
+    crate::ack::current()
+}
+
+/// One change of a partition's state, as its changelog records it: `value` `None` is a
+/// deletion (a tombstone).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// The key, in the store's encoding.
+    pub key: Vec<u8>,
+    /// The value, in the store's encoding, or `None` for a deletion.
+    pub value: Option<Vec<u8>>,
+}
+
+/// State kept per partition of a [`Partitioned`] source (a cache that follows a topic).
+///
+/// Positions are changelog offsets: the position of a partition is the offset of the first
+/// changelog record the local copy has not applied.
+pub trait PartitionState: Send + Sync + 'static {
+    /// A name for the state, unique in the application (the changelog topic's name is made of
+    /// the consumer group and it).
+    fn name(&self) -> String;
+
+    /// The position of the local copy of `partition`; `None` when it holds nothing of it.
+    fn position(&self, partition: i32) -> Result<Option<i64>, Error>;
+
+    /// Applies changelog records of `partition` and records `next` as its position, atomically
+    /// (a restoration interrupted at any point resumes from the last batch applied).
+    fn apply(&self, partition: i32, changes: &[Change], next: i64) -> Result<(), Error>;
+
+    /// Drops the local copy of `partition` (its position too).
+    fn clear(&self, partition: i32) -> Result<(), Error>;
+
+    /// The changelog acknowledged a record of `partition` at `offset`: the local copy, which
+    /// held the change already, is up to date through it.
+    fn delivered(&self, partition: i32, offset: i64);
+
+    /// `partitions` are this instance's and up to date: handlers may use them.
+    fn ready(&self, partitions: &[i32]);
+
+    /// `partitions` went to another instance: their local copies are kept, with their
+    /// positions, for a fast return.
+    fn revoked(&self, partitions: &[i32]);
+}
+
+/// Where a [`PartitionState`] records its changes (a compacted topic with a partition per
+/// source partition).
+pub trait Changelog: Send + Sync + 'static {
+    /// The changelog's name, once it is known.
+    fn name(&self) -> Result<String, Error>;
+
+    /// Checks (or creates) the changelog. Called at start-up by the components that know the
+    /// state is used; every other call does it too when it has not been done.
+    fn prepare(&self) -> Result<(), Error>;
+
+    /// Records a change of `partition`, delivered in the background; `ack` is held until the
+    /// changelog has it (a refused record fails it and stops the application).
+    fn append(&self, partition: i32, change: Change, ack: Option<Ack>) -> Result<(), Error>;
+
+    /// Brings the local copies of `partitions` up to date from the changelog, blocking until
+    /// done, then marks them ready.
+    fn restore(&self, partitions: &[i32]) -> Result<(), Error>;
+}
+
+/// A source whose partitions state can follow (a Kafka topic read in a consumer group).
+pub trait Partitioned: Send + Sync + 'static {
+    /// The source's name, as [`Origin::source`] gives it.
+    fn source_name(&self) -> &str;
+
+    /// Attaches `state` to the source: from now on its partitions are restored when the source
+    /// is assigned them and released when they are revoked. Returns the changelog the state
+    /// records its changes in. Nothing is checked yet (see [`Changelog::prepare`]).
+    fn follow(
+        &'static self,
+        state: Arc<dyn PartitionState>,
+        changelog: Option<String>,
+    ) -> Arc<dyn Changelog>;
+}
+
+impl<T: Partitioned, F: FnOnce() -> T + Send + 'static> Partitioned for std::sync::LazyLock<T, F> {
+    fn source_name(&self) -> &str {
+        (**self).source_name()
+    }
+
+    fn follow(
+        &'static self,
+        state: Arc<dyn PartitionState>,
+        changelog: Option<String>,
+    ) -> Arc<dyn Changelog> {
+        let source: &'static T = self;
+        source.follow(state, changelog)
+    }
+}

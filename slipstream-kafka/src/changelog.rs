@@ -1,0 +1,552 @@
+//! State that follows a topic's partitions (`Cache::follow`): its compacted changelog topic,
+//! the producer recording changes, and restoration when the group assigns partitions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message as _;
+use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+use slipstream_core::__component::{HealthProbe, lock};
+use slipstream_core::partition::{Change, Changelog, PartitionState};
+use slipstream_core::{Ack, Error};
+
+use crate::client;
+use crate::conf::Conf;
+use crate::embedded::{self, EMBEDDED};
+
+/// How long metadata and watermark requests wait.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Changelog records applied in one write.
+const BATCH: usize = 10_000;
+/// How long a full producer queue is waited for before a change fails.
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Stops the application.
+pub(crate) type Fatal = Arc<dyn Fn(Error) + Send + Sync>;
+
+/// What a changelog needs of the topic it follows.
+pub(crate) trait Input: Send + Sync {
+    fn name(&self) -> &str;
+    fn effective_conf(&self) -> Conf;
+}
+
+/// The states following one topic, shared by the topic and its consumer.
+#[derive(Default)]
+pub(crate) struct Followers {
+    list: Mutex<Vec<Arc<TopicChangelog>>>,
+    /// Stops the running application (set when a handler reads the topic).
+    fatal: Arc<Mutex<Option<Fatal>>>,
+    progress: Arc<Progress>,
+}
+
+impl Followers {
+    pub(crate) fn add(
+        &self,
+        input: &'static dyn Input,
+        state: Arc<dyn PartitionState>,
+        name: Option<String>,
+    ) -> Arc<TopicChangelog> {
+        let changelog = Arc::new(TopicChangelog {
+            input,
+            state,
+            requested: name,
+            ready: OnceLock::new(),
+            preparing: Mutex::new(()),
+            restoring: Mutex::new(()),
+            fatal: Arc::clone(&self.fatal),
+            progress: Arc::clone(&self.progress),
+        });
+        lock(&self.list).push(Arc::clone(&changelog));
+        changelog
+    }
+
+    /// Whether any state follows the topic.
+    pub(crate) fn any(&self) -> bool {
+        !lock(&self.list).is_empty()
+    }
+
+    fn all(&self) -> Vec<Arc<TopicChangelog>> {
+        lock(&self.list).clone()
+    }
+
+    /// Checks (or creates) every changelog: called when a consumer of the topic starts.
+    pub(crate) fn prepare(&self, fatal: Option<Fatal>) -> Result<(), Error> {
+        if fatal.is_some() {
+            *lock(&self.fatal) = fatal;
+        }
+        self.all().iter().try_for_each(|c| c.prepare())
+    }
+
+    /// Restores `partitions` of every state (the group assigned them).
+    pub(crate) fn assigned(&self, partitions: &[i32]) -> Result<(), Error> {
+        self.all().iter().try_for_each(|c| c.restore(partitions))
+    }
+
+    /// `partitions` went elsewhere.
+    pub(crate) fn revoked(&self, partitions: &[i32]) {
+        for changelog in self.all() {
+            changelog.state.revoked(partitions);
+        }
+    }
+
+    /// The restoration's health probe.
+    pub(crate) fn progress(&self) -> Arc<Progress> {
+        Arc::clone(&self.progress)
+    }
+
+    /// Stops the application (a restoration failed).
+    pub(crate) fn stop(&self, error: Error) {
+        Followers::fail(&self.fatal, error);
+    }
+
+    /// Stops the application, when a handler reads the topic.
+    fn fail(fatal: &Mutex<Option<Fatal>>, error: Error) {
+        let fatal = lock(fatal).clone();
+        match fatal {
+            Some(fatal) => fatal(error),
+            None => tracing::error!(%error, "a changelog failed"),
+        }
+    }
+}
+
+/// The restorations under way, per changelog and partition: records applied and to apply.
+#[derive(Default)]
+pub(crate) struct Progress {
+    restoring: Mutex<BTreeMap<(String, i32), (i64, i64)>>,
+    /// Records restored so far, per changelog and partition.
+    restored: Mutex<BTreeMap<(String, i32), u64>>,
+}
+
+impl Progress {
+    fn set(&self, changelog: &str, partition: i32, done: i64, total: i64) {
+        lock(&self.restoring).insert((changelog.to_owned(), partition), (done, total));
+    }
+
+    fn applied(&self, changelog: &str, partition: i32, records: u64) {
+        *lock(&self.restored)
+            .entry((changelog.to_owned(), partition))
+            .or_default() += records;
+    }
+
+    fn end(&self, changelog: &str, partition: i32) {
+        lock(&self.restoring).remove(&(changelog.to_owned(), partition));
+    }
+
+    /// Each partition restored or restoring: `(changelog, partition, records restored, records
+    /// left)`.
+    pub(crate) fn report(&self) -> Vec<(String, i32, u64, i64)> {
+        let restoring = lock(&self.restoring);
+        let restored = lock(&self.restored);
+        let mut keys: Vec<&(String, i32)> = restored.keys().chain(restoring.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        keys.into_iter()
+            .map(|key| {
+                let left = restoring.get(key).map_or(0, |(done, total)| total - done);
+                (
+                    key.0.clone(),
+                    key.1,
+                    restored.get(key).copied().unwrap_or(0),
+                    left,
+                )
+            })
+            .collect()
+    }
+}
+
+impl HealthProbe for Progress {
+    fn problem(&self) -> Option<String> {
+        let restoring = lock(&self.restoring);
+        if restoring.is_empty() {
+            return None;
+        }
+        let parts: Vec<String> = restoring
+            .iter()
+            .map(|((changelog, partition), (done, total))| {
+                format!("{changelog} partition {partition}: {done} of {total} records")
+            })
+            .collect();
+        Some(format!("restoring state: {}", parts.join(", ")))
+    }
+}
+
+/// The changelog of one state following a topic.
+pub(crate) struct TopicChangelog {
+    input: &'static dyn Input,
+    state: Arc<dyn PartitionState>,
+    /// The name the application gave it.
+    requested: Option<String>,
+    ready: OnceLock<Ready>,
+    preparing: Mutex<()>,
+    /// One restoration at a time.
+    restoring: Mutex<()>,
+    fatal: Arc<Mutex<Option<Fatal>>>,
+    progress: Arc<Progress>,
+}
+
+/// A checked changelog topic and its producer.
+struct Ready {
+    name: String,
+    producer: ThreadedProducer<Deliveries>,
+    /// Settings of the consumers that restore it.
+    restore_conf: Conf,
+}
+
+/// The changelog producer's callbacks: a delivered change brings its partition's position
+/// forward and releases the item it was made for; a refused one fails it and stops the
+/// application.
+struct Deliveries {
+    changelog: String,
+    state: Arc<dyn PartitionState>,
+    fatal: Arc<Mutex<Option<Fatal>>>,
+}
+
+impl ClientContext for Deliveries {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        client::log(level, fac, log_message);
+    }
+}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = Box<Option<Ack>>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, ack: Self::DeliveryOpaque) {
+        match result {
+            Ok(message) => {
+                self.state.delivered(message.partition(), message.offset());
+                if let Some(ack) = *ack {
+                    ack.done();
+                }
+            }
+            Err((error, message)) => {
+                if let Some(ack) = *ack {
+                    ack.fail();
+                }
+                tracing::error!(changelog = %self.changelog, partition = message.partition(), %error, "the changelog refused a change; stopping");
+                Followers::fail(&self.fatal, Error::kafka(&self.changelog, error.clone()));
+            }
+        }
+    }
+}
+
+impl TopicChangelog {
+    fn ready(&self) -> Result<&Ready, Error> {
+        if let Some(ready) = self.ready.get() {
+            return Ok(ready);
+        }
+        let _one = lock(&self.preparing);
+        if let Some(ready) = self.ready.get() {
+            return Ok(ready);
+        }
+        let ready = self.check()?;
+        Ok(self.ready.get_or_init(|| ready))
+    }
+
+    /// Checks (or creates) the changelog topic and creates its producer.
+    fn check(&self) -> Result<Ready, Error> {
+        let input = self.input.name();
+        let effective = self.input.effective_conf();
+        let Some(group) = effective.get("group.id") else {
+            return Err(Error::kafka(
+                input,
+                format!(
+                    "the cache `{}` follows the topic's partitions, so the topic must be read in a consumer group: set its `group.id`",
+                    self.state.name()
+                ),
+            ));
+        };
+        let name = self
+            .requested
+            .clone()
+            .unwrap_or_else(|| format!("{group}-{}-changelog", self.state.name()));
+        let mut conf = client::resolve(input, &effective)?;
+        for key in [
+            "group.id",
+            "group.instance.id",
+            "auto.offset.reset",
+            "enable.auto.commit",
+            "enable.partition.eof",
+            "isolation.level",
+        ] {
+            conf.remove(key);
+        }
+        let mut metadata_conf = conf.clone();
+        metadata_conf.insert("allow.auto.create.topics", "false");
+        let metadata: BaseConsumer<client::Logging> = client::client_config(&metadata_conf)
+            .create_with_context(client::Logging)
+            .map_err(|e| client::creation_error(input, e))?;
+        let partitions = match partition_count(&metadata, input)? {
+            Some(count) => count,
+            None => {
+                return Err(Error::kafka(
+                    input,
+                    "the topic does not exist: create it before its changelog can be",
+                ));
+            }
+        };
+        match partition_count(&metadata, &name)? {
+            Some(count) if count != partitions => {
+                return Err(Error::kafka(
+                    &name,
+                    format!(
+                        "the changelog of the cache `{}` has {count} partitions but `{input}` has {partitions}: they must match (delete the changelog topic, or name another with `follow_with_changelog`)",
+                        self.state.name()
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => create(&name, partitions, &conf, &effective)?,
+        }
+        let mut producer_conf = conf.clone();
+        if producer_conf.get("enable.idempotence").is_none() {
+            // Keeps each partition's changes in order through retries.
+            producer_conf.insert("enable.idempotence", "true");
+        }
+        let producer = client::client_config(&producer_conf)
+            .create_with_context(Deliveries {
+                changelog: name.clone(),
+                state: Arc::clone(&self.state),
+                fatal: Arc::clone(&self.fatal),
+            })
+            .map_err(|e| client::creation_error(&name, e))?;
+        let mut restore_conf = conf;
+        restore_conf.insert("enable.auto.commit", "false");
+        restore_conf.insert("enable.partition.eof", "true");
+        // librdkafka assigns partitions only to consumers with a group; this one never joins
+        // it nor commits.
+        restore_conf.insert("group.id", format!("{group}-restore"));
+        tracing::debug!(changelog = %name, partitions, "changelog ready");
+        Ok(Ready {
+            name,
+            producer,
+            restore_conf,
+        })
+    }
+}
+
+/// The partition count of `topic`, or `None` when it does not exist.
+fn partition_count(
+    client: &BaseConsumer<client::Logging>,
+    topic: &str,
+) -> Result<Option<i32>, Error> {
+    let metadata = client
+        .fetch_metadata(Some(topic), CALL_TIMEOUT)
+        .map_err(|e| Error::kafka(topic, e))?;
+    let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Ok(None);
+    };
+    match found.error() {
+        None => Ok(Some(found.partitions().len() as i32)),
+        Some(code) if RDKafkaErrorCode::from(code) == RDKafkaErrorCode::UnknownTopicOrPartition => {
+            Ok(None)
+        }
+        Some(code) => Err(Error::kafka(topic, KafkaError::MetadataFetch(code.into()))),
+    }
+}
+
+/// Creates a compacted changelog topic of `partitions` partitions.
+fn create(name: &str, partitions: i32, conf: &Conf, effective: &Conf) -> Result<(), Error> {
+    if effective.get("bootstrap.servers") == Some(EMBEDDED) {
+        return embedded::create_topic(name, partitions).map_err(|e| Error::kafka(name, e));
+    }
+    let admin: AdminClient<client::Logging> = client::client_config(conf)
+        .create_with_context(client::Logging)
+        .map_err(|e| client::creation_error(name, e))?;
+    let options = AdminOptions::new().request_timeout(Some(CALL_TIMEOUT));
+    // The broker's default replication factor, or 1 where the broker does not take -1.
+    for replication in [-1, 1] {
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication))
+            .set("cleanup.policy", "compact");
+        let results = futures::executor::block_on(admin.create_topics([&topic], &options))
+            .map_err(|e| Error::kafka(name, format!("cannot create the changelog topic: {e}")))?;
+        match results.into_iter().next() {
+            Some(Ok(_)) | Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) | None => {
+                tracing::info!(changelog = name, partitions, "created the changelog topic");
+                return Ok(());
+            }
+            Some(Err((_, RDKafkaErrorCode::InvalidReplicationFactor))) if replication == -1 => {}
+            Some(Err((_, code))) => {
+                return Err(Error::kafka(
+                    name,
+                    format!("cannot create the changelog topic: {code}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Changelog for TopicChangelog {
+    fn name(&self) -> Result<String, Error> {
+        Ok(self.ready()?.name.clone())
+    }
+
+    fn prepare(&self) -> Result<(), Error> {
+        self.ready().map(drop)
+    }
+
+    fn append(&self, partition: i32, change: Change, ack: Option<Ack>) -> Result<(), Error> {
+        let ready = self.ready()?;
+        let mut record = BaseRecord::with_opaque_to(&ready.name, Box::new(ack))
+            .partition(partition)
+            .key(&change.key[..]);
+        if let Some(value) = &change.value {
+            record = record.payload(&value[..]);
+        }
+        let deadline = Instant::now() + QUEUE_TIMEOUT;
+        loop {
+            match ready.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned))
+                    if Instant::now() < deadline =>
+                {
+                    record = returned;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((error, returned)) => {
+                    if let Some(ack) = *returned.delivery_opaque {
+                        ack.fail();
+                    }
+                    return Err(Error::kafka(&ready.name, error));
+                }
+            }
+        }
+    }
+
+    fn restore(&self, partitions: &[i32]) -> Result<(), Error> {
+        let ready = self.ready()?;
+        let _one = lock(&self.restoring);
+        let restored = Restore {
+            ready,
+            state: &*self.state,
+            progress: &self.progress,
+        }
+        .run(partitions);
+        for &partition in partitions {
+            self.progress.end(&ready.name, partition);
+        }
+        restored?;
+        self.state.ready(partitions);
+        Ok(())
+    }
+}
+
+/// One restoration of some partitions of a changelog.
+struct Restore<'a> {
+    ready: &'a Ready,
+    state: &'a dyn PartitionState,
+    progress: &'a Progress,
+}
+
+/// A partition being restored.
+struct Pending {
+    from: i64,
+    high: i64,
+    next: i64,
+    batch: Vec<Change>,
+}
+
+impl Restore<'_> {
+    fn run(&self, partitions: &[i32]) -> Result<(), Error> {
+        let name = &self.ready.name;
+        let consumer: BaseConsumer<client::Logging> =
+            client::client_config(&self.ready.restore_conf)
+                .create_with_context(client::Logging)
+                .map_err(|e| client::creation_error(name, e))?;
+        let mut pending = HashMap::new();
+        let mut list = TopicPartitionList::new();
+        for &partition in partitions {
+            let (low, high) = consumer
+                .fetch_watermarks(name, partition, CALL_TIMEOUT)
+                .map_err(|e| Error::kafka(name, e))?;
+            let from = match self.state.position(partition)? {
+                None => low,
+                Some(position) if position > high || position < low => {
+                    tracing::warn!(changelog = %name, partition, position, low, high, "the local state's position is outside the changelog: restoring it all");
+                    self.state.clear(partition)?;
+                    low
+                }
+                Some(position) => position,
+            };
+            if from >= high {
+                continue;
+            }
+            tracing::info!(changelog = %name, partition, from, high, "restoring");
+            self.progress.set(name, partition, 0, high - from);
+            let _ = list.add_partition_offset(name, partition, Offset::Offset(from));
+            pending.insert(
+                partition,
+                Pending {
+                    from,
+                    high,
+                    next: from,
+                    batch: Vec::new(),
+                },
+            );
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        consumer.assign(&list).map_err(|e| Error::kafka(name, e))?;
+        let stall = CALL_TIMEOUT * 3;
+        let mut heard = Instant::now();
+        while !pending.is_empty() {
+            let Some(polled) = consumer.poll(Duration::from_millis(200)) else {
+                if heard.elapsed() > stall {
+                    return Err(Error::kafka(
+                        name,
+                        format!("restoring stalled: nothing read for {stall:?}"),
+                    ));
+                }
+                continue;
+            };
+            heard = Instant::now();
+            let (partition, end) = match polled {
+                Ok(message) => {
+                    let partition = message.partition();
+                    let Some(p) = pending.get_mut(&partition) else {
+                        continue;
+                    };
+                    p.batch.push(Change {
+                        key: message.key().unwrap_or_default().to_vec(),
+                        value: message.payload().map(<[u8]>::to_vec),
+                    });
+                    p.next = message.offset() + 1;
+                    if p.batch.len() >= BATCH {
+                        self.apply(partition, p)?;
+                    }
+                    (partition, p.next >= p.high)
+                }
+                Err(KafkaError::PartitionEOF(partition)) => (partition, true),
+                Err(error) => return Err(Error::kafka(name, error)),
+            };
+            if end && let Some(mut p) = pending.remove(&partition) {
+                self.apply(partition, &mut p)?;
+                tracing::info!(changelog = %name, partition, records = p.next - p.from, "restored");
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&self, partition: i32, p: &mut Pending) -> Result<(), Error> {
+        if p.batch.is_empty() {
+            return Ok(());
+        }
+        self.state.apply(partition, &p.batch, p.next)?;
+        let name = &self.ready.name;
+        self.progress.applied(name, partition, p.batch.len() as u64);
+        self.progress
+            .set(name, partition, p.next - p.from, p.high - p.from);
+        p.batch.clear();
+        Ok(())
+    }
+}
