@@ -36,6 +36,7 @@ expect cache $'phone 📞\nprize 🏆'
 expect sliding-window "$(for i in 2 3 4 5 6 7 8 9; do echo "Sliding window ending at 10:0$i: 3 readings, total $((3 * i))"; done)"
 expect temporal-join $'The weather during swimming was 🌞\nThe weather during hiking was 🌧\nThe weather during cycling was 🌤\nThe weather during stargazing was 🌙'
 
+expect group-counts $'two instances counted: 🏆 30, 🐟 20, 📞 10\none instance counted on: 🏆 60, 🐟 40, 📞 20'
 expect synchronization $'The weather during swimming was 🌞\nThe weather is 90 minutes behind the activities: pausing them\nThe weather has caught up: replaying the activities from offset 0\nThe weather during swimming was 🌧\nThe weather during hiking was 🌤\nThe weather during cycling was ⛅'
 
 # Runs a long-running example for some seconds, stops it with Ctrl-C, prints its output.

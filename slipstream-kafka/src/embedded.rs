@@ -76,3 +76,20 @@ pub(crate) fn create_topic(topic: &str, partitions: i32) -> Result<(), String> {
         .recv()
         .map_err(|_| "the embedded broker has stopped".to_owned())?
 }
+
+/// The address of the embedded broker, started if it is not running yet: other processes of a
+/// development setup (several instances of an application, say) connect to it with
+/// `SLIPSTREAM_BOOTSTRAP_SERVERS` set to it. It lives as long as this process.
+///
+/// ```no_run
+/// let servers = slipstream::kafka::embedded_address()?;
+/// println!("instances connect to {servers}");
+/// # Ok::<(), slipstream::Error>(())
+/// ```
+pub fn embedded_address() -> Result<String, slipstream_core::Error> {
+    servers().map_err(|message| slipstream_core::Error::Conf {
+        topic: String::new(),
+        key: "bootstrap.servers".to_owned(),
+        message: format!("cannot start the embedded broker: {message}"),
+    })
+}

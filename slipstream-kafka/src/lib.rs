@@ -21,7 +21,7 @@ mod tracker;
 
 pub use codec::{Codec, DefaultCodec, JsonCodec, Nullable, Raw, Utf8};
 pub use conf::Conf;
-pub use embedded::EMBEDDED;
+pub use embedded::{EMBEDDED, embedded_address};
 pub use message::{Message, Record};
 pub use producer::TopicSink;
 pub use topic::{StartAt, Topic, TopicStream};
