@@ -69,9 +69,6 @@ pub trait PartitionState: Send + Sync + 'static {
     /// (a restoration interrupted at any point resumes from the last batch applied).
     fn apply(&self, partition: i32, changes: &[Change], next: i64) -> Result<(), Error>;
 
-    /// Drops the local copy of `partition` (its position too).
-    fn clear(&self, partition: i32) -> Result<(), Error>;
-
     /// The changelog acknowledged a record of `partition` at `offset`: the local copy, which
     /// held the change already, is up to date through it.
     fn delivered(&self, partition: i32, offset: i64);

@@ -321,6 +321,8 @@ impl TopicChangelog {
         let mut restore_conf = conf;
         restore_conf.insert("enable.auto.commit", "false");
         restore_conf.insert("enable.partition.eof", "true");
+        // A position before what the changelog still holds reads from its start.
+        restore_conf.insert("auto.offset.reset", "earliest");
         // librdkafka assigns partitions only to consumers with a group; this one never joins
         // it nor commits.
         restore_conf.insert("group.id", format!("{group}-restore"));
@@ -423,6 +425,12 @@ impl Changelog for TopicChangelog {
     }
 
     fn restore(&self, partitions: &[i32]) -> Result<(), Error> {
+        client::blocking(|| self.restore_now(partitions))
+    }
+}
+
+impl TopicChangelog {
+    fn restore_now(&self, partitions: &[i32]) -> Result<(), Error> {
         let ready = self.ready()?;
         let _one = lock(&self.restoring);
         let restored = Restore {
@@ -465,24 +473,18 @@ impl Restore<'_> {
         let mut pending = HashMap::new();
         let mut list = TopicPartitionList::new();
         for &partition in partitions {
-            let (low, high) = consumer
+            // Where the local copy stands: a restart with its directory reads only the tail. The
+            // end is the end-of-partition event (some brokers' watermarks are not to be trusted:
+            // the high watermark serves the progress report only).
+            let position = self.state.position(partition)?;
+            let from = position.unwrap_or(0);
+            let high = consumer
                 .fetch_watermarks(name, partition, CALL_TIMEOUT)
-                .map_err(|e| Error::kafka(name, e))?;
-            let from = match self.state.position(partition)? {
-                None => low,
-                Some(position) if position > high || position < low => {
-                    tracing::warn!(changelog = %name, partition, position, low, high, "the local state's position is outside the changelog: restoring it all");
-                    self.state.clear(partition)?;
-                    low
-                }
-                Some(position) => position,
-            };
-            if from >= high {
-                continue;
-            }
+                .map_or(from, |(_, high)| high.max(from));
             tracing::info!(changelog = %name, partition, from, high, "restoring");
             self.progress.set(name, partition, 0, high - from);
-            let _ = list.add_partition_offset(name, partition, Offset::Offset(from));
+            let offset = position.map_or(Offset::Beginning, Offset::Offset);
+            let _ = list.add_partition_offset(name, partition, offset);
             pending.insert(
                 partition,
                 Pending {
@@ -521,17 +523,18 @@ impl Restore<'_> {
                         value: message.payload().map(<[u8]>::to_vec),
                     });
                     p.next = message.offset() + 1;
+                    p.high = p.high.max(p.next);
                     if p.batch.len() >= BATCH {
                         self.apply(partition, p)?;
                     }
-                    (partition, p.next >= p.high)
+                    (partition, false)
                 }
                 Err(KafkaError::PartitionEOF(partition)) => (partition, true),
                 Err(error) => return Err(Error::kafka(name, error)),
             };
             if end && let Some(mut p) = pending.remove(&partition) {
                 self.apply(partition, &mut p)?;
-                tracing::info!(changelog = %name, partition, records = p.next - p.from, "restored");
+                tracing::info!(changelog = %name, partition, from = p.from, to = p.next, "restored");
             }
         }
         Ok(())
@@ -548,5 +551,28 @@ impl Restore<'_> {
             .set(name, partition, p.next - p.from, p.high - p.from);
         p.batch.clear();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_says_restoring_with_progress_until_each_partition_is_done() {
+        let progress = Progress::default();
+        assert_eq!(progress.problem(), None);
+        progress.set("counts", 3, 0, 5000);
+        progress.applied("counts", 3, 1200);
+        progress.set("counts", 3, 1200, 5000);
+        assert_eq!(
+            progress.problem().as_deref(),
+            Some("restoring state: counts partition 3: 1200 of 5000 records")
+        );
+        assert_eq!(progress.report(), [("counts".to_owned(), 3, 1200, 3800)]);
+        progress.end("counts", 3);
+        assert_eq!(progress.problem(), None);
+        // What was restored stays reported, with nothing left.
+        assert_eq!(progress.report(), [("counts".to_owned(), 3, 1200, 0)]);
     }
 }

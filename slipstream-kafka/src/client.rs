@@ -132,3 +132,16 @@ pub(crate) fn ask_statistics(conf: &mut Conf) {
         conf.insert("statistics.interval.ms", link::STATISTICS_INTERVAL_MS);
     }
 }
+
+/// Runs `work`, which blocks (a restoration, waiting for handlers), from inside a task: on a
+/// multi-threaded runtime the worker's other tasks move to another thread meanwhile (a task the
+/// blocked one just woke would otherwise wait for it, and it may be the one it waits for).
+pub(crate) fn blocking<R>(work: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}

@@ -204,11 +204,7 @@ impl ConsumerContext for Context {
                     self.tracker.resume(*partition, *position);
                 }
                 self.apply_start(partitions);
-                let assigned: Vec<i32> = partitions
-                    .elements_for_topic(&self.topic)
-                    .iter()
-                    .map(|e| e.partition())
-                    .collect();
+                let assigned = partitions_of(partitions, &self.topic);
                 // State following the partitions is restored before any of their messages is
                 // read.
                 if let Err(error) = self.followers.assigned(&assigned) {
@@ -234,11 +230,7 @@ impl ConsumerContext for Context {
                     consumer.unassign()
                 };
                 self.post_rebalance(consumer, &Rebalance::Revoke(partitions));
-                let gone: Vec<i32> = partitions
-                    .elements_for_topic(&self.topic)
-                    .iter()
-                    .map(|e| e.partition())
-                    .collect();
+                let gone = partitions_of(partitions, &self.topic);
                 self.followers.revoked(&gone);
                 revoked
             }
@@ -257,11 +249,7 @@ impl ConsumerContext for Context {
 
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(revoked) = rebalance {
-            let partitions: Vec<i32> = revoked
-                .elements_for_topic(&self.topic)
-                .iter()
-                .map(|e| e.partition())
-                .collect();
+            let partitions = partitions_of(revoked, &self.topic);
             tracing::info!(topic = %self.topic, ?partitions, "partitions revoked");
             self.rebalances.fetch_add(1, Ordering::SeqCst);
             self.status.revoke(&partitions);
@@ -285,7 +273,9 @@ impl ConsumerContext for Context {
             // would otherwise hold changes of messages it then handles again.
             if self.followers.any()
                 && !self.failed.load(Ordering::SeqCst)
-                && !self.tracker.wait_settled(&partitions, REVOKE_DRAIN_TIMEOUT)
+                && !client::blocking(|| {
+                    self.tracker.wait_settled(&partitions, REVOKE_DRAIN_TIMEOUT)
+                })
             {
                 tracing::warn!(topic = %self.topic, ?partitions, "messages of revoked partitions were still being handled after {REVOKE_DRAIN_TIMEOUT:?}: their new owner handles them again");
             }
@@ -312,11 +302,7 @@ impl ConsumerContext for Context {
             self.status.clear();
         }
         if let Rebalance::Assign(assigned) = rebalance {
-            let partitions: Vec<i32> = assigned
-                .elements_for_topic(&self.topic)
-                .iter()
-                .map(|e| e.partition())
-                .collect();
+            let partitions = partitions_of(assigned, &self.topic);
             tracing::info!(topic = %self.topic, ?partitions, "partitions assigned");
             self.rebalances.fetch_add(1, Ordering::SeqCst);
             self.status.assign(partitions);
@@ -327,6 +313,14 @@ impl ConsumerContext for Context {
             }
         }
     }
+}
+
+/// The partitions of `topic` in `list`.
+fn partitions_of(list: &TopicPartitionList, topic: &str) -> Vec<i32> {
+    list.elements_for_topic(topic)
+        .iter()
+        .map(|e| e.partition())
+        .collect()
 }
 
 /// The partitions of `topic` in `list` that have an offset, with it.

@@ -4,6 +4,7 @@
 
 mod admin;
 mod broker;
+mod changelog;
 mod deadline;
 mod delivery;
 mod faults;

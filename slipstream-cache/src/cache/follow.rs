@@ -185,31 +185,6 @@ impl PartitionState for State {
         Ok(())
     }
 
-    fn clear(&self, partition: i32) -> Result<(), Error> {
-        let partitions = &self.partitions;
-        let db = &partitions.shared.db;
-        let data = partitions.data(partition)?;
-        let mut raw = db.raw_iterator_cf(&data);
-        raw.seek_to_first();
-        let first = raw.key().map(<[u8]>::to_vec);
-        raw.seek_to_last();
-        let last = raw.key().map(<[u8]>::to_vec);
-        drop(raw);
-        let mut batch = WriteBatch::default();
-        if let (Some(first), Some(last)) = (first, last) {
-            batch.delete_range_cf(&data, &first, &last);
-            batch.delete_cf(&data, &last);
-        }
-        if let Some(positions) = db.cf_handle(POSITIONS) {
-            batch.delete_cf(&positions, partitions.family_name(partition));
-        }
-        db.write(batch).map_err(|e| partitions.error(e))?;
-        let mut known = lock(&partitions.positions);
-        known.known.remove(&partition);
-        known.unsaved.remove(&partition);
-        Ok(())
-    }
-
     fn delivered(&self, partition: i32, offset: i64) {
         let partitions = &self.partitions;
         let due = {
