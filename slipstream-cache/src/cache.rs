@@ -177,7 +177,14 @@ impl CacheOptions {
         let descriptors = |options: &Options| {
             families
                 .iter()
-                .map(|name| rocksdb::ColumnFamilyDescriptor::new(name, options.clone()))
+                .map(|name| {
+                    let options = if follow::is_partition_family(name) {
+                        follow::partition_options(options)
+                    } else {
+                        options.clone()
+                    };
+                    rocksdb::ColumnFamilyDescriptor::new(name, options)
+                })
                 .collect::<Vec<_>>()
         };
         let db = match Db::open_cf_descriptors(&options, &path, descriptors(&options)) {
@@ -448,13 +455,19 @@ impl<K, V> Cache<K, V> {
             batch: WriteBatch::default(),
             place: self.place().ok(),
             changes: Vec::new(),
+            refused: false,
         }
     }
 
     /// Applies a batch atomically.
     pub fn write(&self, batch: Batch<'_, K, V>) -> Result<(), Error> {
-        let Some(place) = &batch.place else {
-            return self.place().map(drop);
+        let Some(place) = batch.place.as_ref().filter(|_| !batch.refused) else {
+            self.place()?;
+            return Err(cache_error(
+                &self.shared.path,
+                CacheErrorKind::Partition,
+                "the batch was made where the cache could not be written: its writes were refused",
+            ));
         };
         self.shared
             .db
@@ -516,6 +529,8 @@ pub struct Batch<'a, K, V> {
     place: Option<follow::Place<'a>>,
     /// Its writes, for a following cache's changelog.
     changes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Whether a write was refused (the cache could not be written where it was made).
+    refused: bool,
 }
 
 impl<K, V> Batch<'_, K, V> {
@@ -528,8 +543,13 @@ impl<K, V> Batch<'_, K, V> {
         let key = Cache::<K, V>::encode_key(key);
         let value = self.cache.encode_value(value)?;
         let Some(place) = &self.place else {
+            self.refused = true;
             self.cache.place()?;
-            return Ok(self);
+            return Err(cache_error(
+                &self.cache.shared.path,
+                CacheErrorKind::Partition,
+                "the batch was made where the cache could not be written",
+            ));
         };
         match &place.family {
             Some(cf) => self.batch.put_cf(cf, &key, &value),
@@ -545,6 +565,7 @@ impl<K, V> Batch<'_, K, V> {
     pub fn delete<Q: KeyLike<K> + ?Sized>(&mut self, key: &Q) -> &mut Self {
         let key = Cache::<K, V>::encode_key(key);
         let Some(place) = &self.place else {
+            self.refused = true;
             return self;
         };
         match &place.family {

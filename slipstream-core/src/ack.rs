@@ -242,14 +242,10 @@ impl Acknowledge for All {
         (!described.is_empty()).then(|| described.join("; "))
     }
 
-    /// The origin they share, if they all have the same.
+    /// The newest one's (the item a pipe yielded after dropping the others, or the last of a
+    /// batch).
     fn origin(&self) -> Option<Origin> {
-        let acks = lock(&self.0);
-        let first = acks.first()?.origin()?;
-        acks[1..]
-            .iter()
-            .all(|a| a.origin().as_ref() == Some(&first))
-            .then_some(first)
+        lock(&self.0).last()?.origin()
     }
 
     fn dead_letter(

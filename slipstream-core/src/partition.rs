@@ -26,7 +26,8 @@ pub struct Origin {
 
 /// The origin of the item the running handler is working on, when its source is partitioned:
 /// what a handler's writes to partitioned state are stored under. `None` outside handlers, for
-/// items of other sources, and for items combined from several partitions (a pipe's batch).
+/// and items of other sources. For items a pipe combined (a batch, or an item following ones a
+/// filter dropped), the newest one's.
 ///
 /// ```
 /// // Outside a handler there is no item.
@@ -75,6 +76,9 @@ pub trait PartitionState: Send + Sync + 'static {
 
     /// `partitions` are this instance's and up to date: handlers may use them.
     fn ready(&self, partitions: &[i32]);
+
+    /// Whether `partition` is this instance's and up to date.
+    fn is_ready(&self, partition: i32) -> bool;
 
     /// `partitions` went to another instance: their local copies are kept, with their
     /// positions, for a fast return.

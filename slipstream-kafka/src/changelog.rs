@@ -1,7 +1,7 @@
 //! State that follows a topic's partitions (`Cache::follow`): its compacted changelog topic,
 //! the producer recording changes, and restoration when the group assigns partitions.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,9 @@ pub(crate) trait Input: Send + Sync {
 #[derive(Default)]
 pub(crate) struct Followers {
     list: Mutex<Vec<Arc<TopicChangelog>>>,
+    /// The partitions the group has assigned to this instance (whether or not any state
+    /// followed the topic then: a cache registering later restores only these).
+    owned: Arc<Mutex<BTreeSet<i32>>>,
     /// Stops the running application (set when a handler reads the topic).
     fatal: Arc<Mutex<Option<Fatal>>>,
     progress: Arc<Progress>,
@@ -62,6 +65,7 @@ impl Followers {
             ready: OnceLock::new(),
             preparing: Mutex::new(()),
             restoring: Mutex::new(()),
+            owned: Arc::clone(&self.owned),
             fatal: Arc::clone(&self.fatal),
             progress: Arc::clone(&self.progress),
         });
@@ -88,14 +92,27 @@ impl Followers {
 
     /// Restores `partitions` of every state (the group assigned them).
     pub(crate) fn assigned(&self, partitions: &[i32]) -> Result<(), Error> {
+        lock(&self.owned).extend(partitions.iter().copied());
         self.all().iter().try_for_each(|c| c.restore(partitions))
     }
 
     /// `partitions` went elsewhere.
     pub(crate) fn revoked(&self, partitions: &[i32]) {
+        {
+            let mut owned = lock(&self.owned);
+            for partition in partitions {
+                owned.remove(partition);
+            }
+        }
         for changelog in self.all() {
             changelog.state.revoked(partitions);
         }
+    }
+
+    /// Every partition went (a failed rebalance unassigns them all).
+    pub(crate) fn revoked_all(&self) {
+        let owned: Vec<i32> = lock(&self.owned).iter().copied().collect();
+        self.revoked(&owned);
     }
 
     /// The restoration's health probe.
@@ -189,6 +206,8 @@ pub(crate) struct TopicChangelog {
     preparing: Mutex<()>,
     /// One restoration at a time.
     restoring: Mutex<()>,
+    /// The partitions assigned to this instance.
+    owned: Arc<Mutex<BTreeSet<i32>>>,
     fatal: Arc<Mutex<Option<Fatal>>>,
     progress: Arc<Progress>,
 }
@@ -397,7 +416,7 @@ impl Changelog for TopicChangelog {
     }
 
     fn append(&self, partition: i32, change: Change, ack: Option<Ack>) -> Result<(), Error> {
-        let ready = self.ready()?;
+        let ready = self.ready().inspect_err(|e| self.fatal(e))?;
         let mut record = BaseRecord::with_opaque_to(&ready.name, Box::new(ack))
             .partition(partition)
             .key(&change.key[..]);
@@ -418,21 +437,52 @@ impl Changelog for TopicChangelog {
                     if let Some(ack) = *returned.delivery_opaque {
                         ack.fail();
                     }
-                    return Err(Error::kafka(&ready.name, error));
+                    // A change the local state holds and the changelog does not: nothing may
+                    // run on (whatever the handler's error policy).
+                    let error = Error::kafka(&ready.name, error);
+                    self.fatal(&error);
+                    return Err(error);
                 }
             }
         }
     }
 
     fn restore(&self, partitions: &[i32]) -> Result<(), Error> {
-        client::blocking(|| self.restore_now(partitions))
+        let owned = lock(&self.owned).clone();
+        if let Some(gone) = partitions.iter().find(|p| !owned.contains(p)) {
+            // A handler still working on an item of a partition revoked meanwhile: its new
+            // owner handles the item again.
+            return Err(Error::kafka(
+                self.input.name(),
+                format!(
+                    "partition {gone} is no longer this instance's: its state is not written here"
+                ),
+            ));
+        }
+        client::blocking(|| self.restore_now(partitions)).inspect_err(|e| self.fatal(e))
     }
 }
 
 impl TopicChangelog {
+    /// Stops the application: the state cannot follow the partitions.
+    fn fatal(&self, error: &Error) {
+        Followers::fail(
+            &self.fatal,
+            Error::kafka(self.input.name(), error.to_string()),
+        );
+    }
+
     fn restore_now(&self, partitions: &[i32]) -> Result<(), Error> {
         let ready = self.ready()?;
         let _one = lock(&self.restoring);
+        // Restored meanwhile (by the handler or the rebalance that was waiting for the lock):
+        // done again, it would apply older records over newer local changes.
+        let partitions: Vec<i32> = partitions
+            .iter()
+            .copied()
+            .filter(|p| !self.state.is_ready(*p))
+            .collect();
+        let partitions = &partitions[..];
         let restored = Restore {
             ready,
             state: &*self.state,

@@ -238,6 +238,7 @@ impl ConsumerContext for Context {
                 let error = KafkaError::Rebalance(other.into());
                 self.pre_rebalance(consumer, &Rebalance::Error(error.clone()));
                 let unassigned = consumer.unassign();
+                self.followers.revoked_all();
                 self.post_rebalance(consumer, &Rebalance::Error(error));
                 unassigned
             }

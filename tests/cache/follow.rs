@@ -153,4 +153,10 @@ async fn state_is_kept_per_partition_and_recorded_in_the_changelog() {
         }
         other => panic!("a write outside handlers: {other:?}"),
     }
+    // ... batches too: nothing is written silently.
+    let mut batch = COUNTS.batch();
+    assert!(batch.put("ann", &7).is_err());
+    batch.delete("bob");
+    assert!(COUNTS.write(batch).is_err());
+    assert_eq!(COUNTS.get("bob").unwrap(), Some(1));
 }

@@ -19,6 +19,23 @@ const POSITIONS: &str = "slipstream.positions";
 /// partitions are revoked; a position written late only makes a restart restore more).
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 
+/// Whether a column family holds a partition of a following cache (or the positions).
+pub(super) fn is_partition_family(name: &str) -> bool {
+    name == POSITIONS
+        || name.rsplit_once("partition-").is_some_and(|(head, n)| {
+            (head.is_empty() || head.ends_with('/')) && n.parse::<u32>().is_ok()
+        })
+}
+
+/// The options of a partition's column family: the cache's, with level compaction instead of
+/// the size-bounded FIFO one (which drops the oldest data: the local copy would then lack what
+/// its changelog position claims).
+pub(super) fn partition_options(options: &rocksdb::Options) -> rocksdb::Options {
+    let mut options = options.clone();
+    options.set_compaction_style(rocksdb::DBCompactionStyle::Level);
+    options
+}
+
 /// What a following cache is attached to.
 pub(super) struct Follow {
     /// The source's name, as item origins give it.
@@ -74,7 +91,7 @@ impl Partitions {
         if let Some(cf) = db.cf_handle(name) {
             return Ok(cf);
         }
-        match db.create_cf(name, &self.shared.options) {
+        match db.create_cf(name, &partition_options(&self.shared.options)) {
             Ok(()) => {}
             // Created meanwhile by another thread.
             Err(_) if db.cf_handle(name).is_some() => {}
@@ -179,14 +196,20 @@ impl PartitionState for State {
             .db
             .write(batch)
             .map_err(|e| partitions.error(e))?;
-        let mut known = lock(&partitions.positions);
-        known.known.insert(partition, next);
-        known.unsaved.remove(&partition);
+        let mut positions = lock(&partitions.positions);
+        let known = positions.known.entry(partition).or_insert(next);
+        *known = (*known).max(next);
+        positions.unsaved.remove(&partition);
         Ok(())
     }
 
     fn delivered(&self, partition: i32, offset: i64) {
         let partitions = &self.partitions;
+        if !partitions.is_ready(partition) {
+            // A late change of a partition gone to another instance: its records may follow
+            // the new owner's, which the local copy does not hold.
+            return;
+        }
         let due = {
             let mut positions = lock(&partitions.positions);
             let known = positions.known.entry(partition).or_insert(offset + 1);
@@ -203,6 +226,10 @@ impl PartitionState for State {
 
     fn ready(&self, ready: &[i32]) {
         lock(&self.partitions.ready).extend(ready.iter().copied());
+    }
+
+    fn is_ready(&self, partition: i32) -> bool {
+        self.partitions.is_ready(partition)
     }
 
     fn revoked(&self, revoked: &[i32]) {
@@ -237,6 +264,8 @@ impl<K, V> Cache<K, V> {
     ///   reading `source` (or downstream of them, through proxies): elsewhere the partition is
     ///   unknown and they fail. A message is acknowledged (its offset committed) once its
     ///   changelog records are delivered.
+    /// - Keep state keyed like the topic (by the message's key, or something derived from it
+    ///   alone): a key written from two partitions has two values, one in each.
     /// - Reads in such a handler see the message's partition. Elsewhere (a timer, an HTTP
     ///   endpoint) they see every partition this instance holds: `get` looks in each, and
     ///   iteration merges them in key order.
@@ -255,11 +284,14 @@ impl<K, V> Cache<K, V> {
     ///     Cache::open("db/counts").expect("the cache opens").follow(&EVENTS)
     /// });
     ///
+    /// // Counted by the message's key: the keys of one partition's state are the keys the topic
+    /// // puts in that partition, so each count lives in one partition.
     /// #[handle(source = EVENTS, sink = [print])]
     /// fn count(msg: Message<String, String>) -> Result<String, slipstream::Error> {
-    ///     let count = COUNTS.get(&msg.value)?.unwrap_or(0) + 1;
-    ///     COUNTS.put(&msg.value, &count)?;
-    ///     Ok(format!("{} {count}", msg.value))
+    ///     let key = msg.key.unwrap_or_default();
+    ///     let count = COUNTS.get(&key)?.unwrap_or(0) + 1;
+    ///     COUNTS.put(&key, &count)?;
+    ///     Ok(format!("{key} {count}"))
     /// }
     /// ```
     pub fn follow<S: Partitioned>(self, source: &'static S) -> Self {
