@@ -288,16 +288,7 @@ impl TopicChangelog {
             .clone()
             .unwrap_or_else(|| format!("{group}-{}-changelog", self.state.name()));
         let mut conf = client::resolve(input, &effective)?;
-        for key in [
-            "group.id",
-            "group.instance.id",
-            "auto.offset.reset",
-            "enable.auto.commit",
-            "enable.partition.eof",
-            "isolation.level",
-        ] {
-            conf.remove(key);
-        }
+        client::without_consumer_settings(&mut conf);
         let mut metadata_conf = conf.clone();
         metadata_conf.insert("allow.auto.create.topics", "false");
         let metadata: BaseConsumer<client::Logging> = client::client_config(&metadata_conf)

@@ -145,3 +145,17 @@ pub(crate) fn blocking<R>(work: impl FnOnce() -> R) -> R {
         _ => work(),
     }
 }
+
+/// Removes the settings of consumers from `conf` (a topic's conf serves its producers too).
+pub(crate) fn without_consumer_settings(conf: &mut Conf) {
+    for key in [
+        "group.id",
+        "group.instance.id",
+        "auto.offset.reset",
+        "enable.auto.commit",
+        "enable.partition.eof",
+        "isolation.level",
+    ] {
+        conf.remove(key);
+    }
+}

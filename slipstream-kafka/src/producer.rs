@@ -66,16 +66,7 @@ impl<K: 'static, V: 'static> Producer<K, V> {
             None
         } else {
             let mut conf = client::resolve(topic, effective)?;
-            // Consumer settings in a shared conf are not for the producer.
-            for key in [
-                "group.id",
-                "group.instance.id",
-                "auto.offset.reset",
-                "enable.auto.commit",
-                "enable.partition.eof",
-            ] {
-                conf.remove(key);
-            }
+            client::without_consumer_settings(&mut conf);
             if grace.is_some() {
                 client::ask_statistics(&mut conf);
             }
