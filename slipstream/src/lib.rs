@@ -82,7 +82,9 @@
 //! [`Cache`] keeps state in RocksDB: typed keys that iterate in their natural order
 //! ([`CacheKey`]: numbers, timestamps, strings, tuples), serde values, ranges, prefixes, batches,
 //! snapshots, column families and per-key transactions. As a sink it stores each `(key, value)`
-//! and publishes it to its update feed, which is a source.
+//! and publishes it to its update feed, which is a source. [`Cache::follow`] makes its state
+//! follow the partitions of a topic read by several instances in a consumer group (a column
+//! family per partition, a compacted changelog topic, restoration when partitions are assigned).
 //!
 //! ## Checkpoints
 //!
