@@ -4,6 +4,7 @@
 mod follow;
 mod iter;
 mod key;
+mod replica;
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -228,9 +229,10 @@ impl CacheOptions {
             }),
             family: None,
             pause: PauseHandle::new(),
-            updates: std::sync::OnceLock::new(),
+            updates: Arc::default(),
             outside: std::sync::Mutex::new(None),
             follow: None,
+            replica: None,
             _types: PhantomData,
         })
     }
@@ -272,11 +274,13 @@ pub struct Cache<K, V> {
     family: Option<String>,
     pause: PauseHandle,
     /// Updates for readers outside handlers ([`Cache::updates`]), once one asks.
-    updates: std::sync::OnceLock<tokio::sync::broadcast::Sender<(K, V)>>,
+    updates: Arc<std::sync::OnceLock<tokio::sync::broadcast::Sender<(K, V)>>>,
     /// Publishes into the running update feed from outside handlers ([`Cache::send`]).
     outside: std::sync::Mutex<Option<Outside<(K, V)>>>,
     /// The partitioned source whose partitions the cache follows ([`Cache::follow`]).
     follow: Option<Arc<follow::Follow>>,
+    /// The feed of a replicated cache ([`Cache::replicate`]).
+    replica: Option<replica::Replicating>,
     _types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -344,9 +348,10 @@ impl<K, V> Cache<K, V> {
             shared: Arc::clone(shared),
             family: Some(name.to_owned()),
             pause: PauseHandle::new(),
-            updates: std::sync::OnceLock::new(),
+            updates: Arc::default(),
             outside: std::sync::Mutex::new(None),
             follow: None,
+            replica: None,
             _types: PhantomData,
         })
     }
@@ -416,6 +421,7 @@ impl<K, V> Cache<K, V> {
         let key = Self::encode_key(key);
         let db = &self.shared.db;
         if self.follow.is_none() {
+            self.caught_up()?;
             return match self.family() {
                 Some(cf) => db.get_pinned_cf(&cf, key),
                 None => db.get_pinned(key),
@@ -708,7 +714,10 @@ where
     type Sink = CacheSink<K, V>;
 
     fn writer(&'static self, cx: &mut BuildCx<'_>) -> Result<CacheSink<K, V>, Error> {
-        // A following cache's changelog is checked at start-up.
+        // A following cache's changelog is checked at start-up; a replica is never a sink.
+        if let Some(error) = self.read_only() {
+            return Err(error);
+        }
         self.prepare()?;
         self.hub(cx);
         let feed = cx

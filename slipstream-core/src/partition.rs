@@ -102,6 +102,10 @@ pub trait Changelog: Send + Sync + 'static {
     /// Brings the local copies of `partitions` up to date from the changelog, blocking until
     /// done, then marks them ready.
     fn restore(&self, partitions: &[i32]) -> Result<(), Error>;
+
+    /// Feeds `replica` with every partition of the changelog (a replicated cache of the state:
+    /// every instance holds all of it), checking (or creating) the changelog first.
+    fn replicate(self: Arc<Self>, replica: Arc<dyn Replica>) -> Arc<dyn Replication>;
 }
 
 /// A source whose partitions state can follow (a Kafka topic read in a consumer group).
@@ -132,4 +136,70 @@ impl<T: Partitioned, F: FnOnce() -> T + Send + 'static> Partitioned for std::syn
         let source: &'static T = self;
         source.follow(state, changelog)
     }
+}
+
+/// A store every instance of an application holds whole (a replicated cache), fed with the
+/// records of every partition of a [`Replicated`] source.
+///
+/// Positions are per source partition: the offset of the first record not applied yet.
+pub trait Replica: Send + Sync + 'static {
+    /// A name for the store, for logs and errors (a cache's directory).
+    fn name(&self) -> String;
+
+    /// The position of the replica in `partition`; `None` when it holds nothing of it.
+    fn position(&self, partition: i32) -> Result<Option<i64>, Error>;
+
+    /// Applies records of `partition` and records `next` as its position, atomically.
+    fn apply(&self, partition: i32, changes: &[Change], next: i64) -> Result<(), Error>;
+}
+
+/// How a replicated source's keys and values become [`Change`]s in the replica's encoding
+/// (`None` value: a deletion).
+pub type Encode<K, V> = Arc<dyn Fn(&K, Option<&V>) -> Result<Change, Error> + Send + Sync>;
+
+/// A source a [`Replica`] can hold whole: a Kafka topic (read without a group: every partition),
+/// or a following cache (its changelog).
+pub trait Replicated<K, V>: Send + Sync + 'static {
+    /// The source's name, for errors.
+    fn replicated_name(&self) -> String;
+
+    /// Starts feeding `replica` in the background, from its positions; `encode` turns decoded
+    /// records into changes (sources already in the replica's encoding ignore it).
+    fn replicate(
+        &'static self,
+        replica: Arc<dyn Replica>,
+        encode: Encode<K, V>,
+    ) -> Arc<dyn Replication>;
+}
+
+impl<K, V, T, F> Replicated<K, V> for std::sync::LazyLock<T, F>
+where
+    T: Replicated<K, V>,
+    F: FnOnce() -> T + Send + 'static,
+{
+    fn replicated_name(&self) -> String {
+        (**self).replicated_name()
+    }
+
+    fn replicate(
+        &'static self,
+        replica: Arc<dyn Replica>,
+        encode: Encode<K, V>,
+    ) -> Arc<dyn Replication> {
+        let source: &'static T = self;
+        source.replicate(replica, encode)
+    }
+}
+
+/// The background work feeding a [`Replica`].
+pub trait Replication: Send + Sync + 'static {
+    /// Waits until the replica holds everything the source held when the feed started (at once
+    /// afterwards); the error that stopped the feed, if one did.
+    fn caught_up(&self) -> Result<(), Error>;
+
+    /// Records applied since the feed started.
+    fn applied(&self) -> u64;
+
+    /// Stops the feed and waits for it to let go of the replica.
+    fn stop(&self);
 }

@@ -16,7 +16,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use slipstream_core::__component::{HealthProbe, lock};
-use slipstream_core::partition::{Change, Changelog, PartitionState};
+use slipstream_core::partition::{Change, Changelog, PartitionState, Replica, Replication};
 use slipstream_core::{Ack, Error};
 
 use crate::client;
@@ -24,9 +24,9 @@ use crate::conf::Conf;
 use crate::embedded::{self, EMBEDDED};
 
 /// How long metadata and watermark requests wait.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Changelog records applied in one write.
-const BATCH: usize = 10_000;
+pub(crate) const BATCH: usize = 10_000;
 /// How long a full producer queue is waited for before a change fails.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -346,7 +346,7 @@ impl TopicChangelog {
 }
 
 /// The partition count of `topic`, or `None` when it does not exist.
-fn partition_count(
+pub(crate) fn partition_count(
     client: &BaseConsumer<client::Logging>,
     topic: &str,
 ) -> Result<Option<i32>, Error> {
@@ -451,6 +451,22 @@ impl Changelog for TopicChangelog {
             ));
         }
         client::blocking(|| self.restore_now(partitions)).inspect_err(|e| self.fatal(e))
+    }
+
+    fn replicate(self: Arc<Self>, replica: Arc<dyn Replica>) -> Arc<dyn Replication> {
+        let label = format!("the changelog of the cache `{}`", self.state.name());
+        let changelog = Arc::clone(&self);
+        let connect: crate::replica::Connect = Box::new(move || {
+            let ready = changelog.ready()?;
+            Ok((ready.name.clone(), ready.restore_conf.clone()))
+        });
+        let decode: crate::replica::Decode = Box::new(|message| {
+            Ok(message.key().map(|key| Change {
+                key: key.to_vec(),
+                value: message.payload().map(<[u8]>::to_vec),
+            }))
+        });
+        crate::replica::start(label, connect, replica, decode)
     }
 }
 

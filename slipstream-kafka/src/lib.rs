@@ -16,6 +16,7 @@ mod embedded;
 mod link;
 mod message;
 mod producer;
+mod replica;
 mod topic;
 mod tracker;
 

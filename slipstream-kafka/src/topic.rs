@@ -14,7 +14,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use slipstream_core::__component::HealthProbe;
 use slipstream_core::__component::{Hub, lock};
-use slipstream_core::partition::{Changelog, PartitionState, Partitioned};
+use slipstream_core::partition::{
+    Changelog, Encode, PartitionState, Partitioned, Replica, Replicated, Replication,
+};
 use slipstream_core::{
     Ack, BuildCx, Error, Feed, OnError, Pausable, PauseHandle, SinkHandle, SourceHandle,
     SourceStream,
@@ -504,6 +506,27 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Partitioned for Topic<K
         changelog: Option<String>,
     ) -> Arc<dyn Changelog> {
         self.followers.add(self, state, changelog)
+    }
+}
+
+/// Every instance holds the whole topic with `Cache::replicate`.
+impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Replicated<K, V> for Topic<K, V> {
+    fn replicated_name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn replicate(
+        &'static self,
+        replica: Arc<dyn Replica>,
+        encode: Encode<K, V>,
+    ) -> Arc<dyn Replication> {
+        crate::replica::from_topic(
+            &self.name,
+            self.effective_conf(),
+            (Arc::clone(&self.key_codec), Arc::clone(&self.value_codec)),
+            replica,
+            encode,
+        )
     }
 }
 

@@ -6,7 +6,9 @@
 use std::sync::{Arc, LazyLock, Mutex};
 
 use futures::{StreamExt, stream};
-use slipstream::partition::{Change, Changelog, Origin, PartitionState, Partitioned};
+use slipstream::partition::{
+    Change, Changelog, Origin, PartitionState, Partitioned, Replica, Replication,
+};
 use slipstream::prelude::*;
 use slipstream::{Ack, Acknowledge, Cache, CacheErrorKind, Error, acked};
 use slipstream_tests::{Collected, app, within};
@@ -60,6 +62,10 @@ impl Changelog for Log {
         }
         state.ready(partitions);
         Ok(())
+    }
+
+    fn replicate(self: Arc<Self>, _: Arc<dyn Replica>) -> Arc<dyn Replication> {
+        unreachable!("nothing replicates this test's cache")
     }
 }
 

@@ -5,6 +5,7 @@ mod errors;
 mod feed;
 mod follow;
 mod outside;
+mod replica;
 mod store;
 
 /// A fresh directory for one test's cache, removed when dropped.

@@ -160,3 +160,65 @@ where
         .await
         .expect("read the topic within a minute")
 }
+
+/// Runs the test `test` of this binary as a child process with `envs` (an instance of an
+/// application; the test returns at once unless its variables are set). `CHILD_VERBOSE=1` shows
+/// the children's logs.
+pub fn child(test: &str, envs: &[(&str, String)]) -> std::process::Child {
+    use std::process::{Command, Stdio};
+    let verbose = std::env::var("CHILD_VERBOSE").is_ok();
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .env("TEST_KAFKA_BROKER", servers())
+        .env(
+            "RUST_LOG",
+            if verbose {
+                "info,slipstream_kafka=debug,librdkafka=warn"
+            } else {
+                "warn"
+            },
+        )
+        .stdout(Stdio::null())
+        .stderr(if verbose {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until group `group` has committed `events` messages of `topic`'s `partitions`.
+pub async fn until_committed(topic: &str, group: &str, partitions: i32, events: i64, secs: u64) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", servers())
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut list = rdkafka::TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(topic, partition);
+    }
+    let committed = std::cell::Cell::new(0);
+    slipstream_tests::until_or(
+        secs,
+        || {
+            let offsets = consumer.committed_offsets(list.clone(), Duration::from_secs(5));
+            committed.set(offsets.map_or(0, |offsets| {
+                offsets
+                    .elements()
+                    .iter()
+                    .map(|e| match e.offset() {
+                        rdkafka::Offset::Offset(offset) => offset,
+                        _ => 0,
+                    })
+                    .sum()
+            }));
+            committed.get() >= events
+        },
+        || format!("{} of {events} messages committed", committed.get()),
+    )
+    .await;
+}

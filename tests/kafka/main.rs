@@ -13,6 +13,7 @@ mod groups;
 mod killed;
 mod poison;
 mod policies;
+mod replica;
 mod restart;
 mod round_trip;
 mod scrapes;

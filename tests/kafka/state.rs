@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use slipstream::prelude::*;
 use slipstream::{Cache, Message, Topic};
 use slipstream_tests::until_or;
 
-use crate::broker::{create, is_real, read_all, servers, topic, unique};
+use crate::broker::{child, create, is_real, read_all, servers, topic, unique};
 use crate::tansu::free_port;
 
 const PARTITIONS: i32 = 6;
@@ -95,37 +95,16 @@ impl Group {
     /// Starts an instance whose cache lives in `dir` (under the run's directory).
     fn start(&self, dir: &str) -> Instance {
         let port = free_port();
-        // `STATE_TEST_VERBOSE=1` shows the instances' logs.
-        let verbose = std::env::var("STATE_TEST_VERBOSE").is_ok();
-        let child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "state::child_counter",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("STATE_TEST_INPUT", &self.input)
-            .env("STATE_TEST_OUTPUT", &self.output)
-            .env("STATE_TEST_GROUP", &self.group)
-            .env("STATE_TEST_DIR", self.root.join(dir))
-            .env("TEST_KAFKA_BROKER", servers())
-            .env("SLIPSTREAM_HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env(
-                "RUST_LOG",
-                if verbose {
-                    "info,slipstream_kafka=debug,librdkafka=warn"
-                } else {
-                    "warn"
-                },
-            )
-            .stdout(Stdio::null())
-            .stderr(if verbose {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .spawn()
-            .unwrap();
+        let child = child(
+            "state::child_counter",
+            &[
+                ("STATE_TEST_INPUT", self.input.clone()),
+                ("STATE_TEST_OUTPUT", self.output.clone()),
+                ("STATE_TEST_GROUP", self.group.clone()),
+                ("STATE_TEST_DIR", self.root.join(dir).display().to_string()),
+                ("SLIPSTREAM_HTTP_ADDR", format!("127.0.0.1:{port}")),
+            ],
+        );
         Instance {
             child,
             admin: ([127, 0, 0, 1], port).into(),
@@ -200,6 +179,31 @@ impl Group {
             *best = (*best).max(count);
         }
         counts
+    }
+}
+
+impl Group {
+    /// Every key's count as a replica of the counting cache's changelog holds it (what each
+    /// instance would see with a cache replicating the counts).
+    async fn replicated(&self) -> HashMap<String, u64> {
+        let input: &'static Topic = Box::leak(Box::new(topic(&self.input, &self.group)));
+        // The counting cache as the instances declare it (same directory name, same group):
+        // its changelog is theirs.
+        let counts: &'static Cache<String, u64> = Box::leak(Box::new(
+            Cache::open(self.root.join("parent").join("counts"))
+                .unwrap()
+                .follow(input),
+        ));
+        let dir = self.root.join("replica");
+        tokio::task::spawn_blocking(move || {
+            let replica = Cache::<String, u64>::open(dir).unwrap().replicate(counts);
+            replica
+                .items()
+                .collect::<Result<HashMap<_, _>, _>>()
+                .unwrap()
+        })
+        .await
+        .unwrap()
     }
 }
 
@@ -283,6 +287,11 @@ async fn instances_come_and_go_and_the_counts_are_exact() {
     } else {
         at_least(&counts, truth(EVENTS));
     }
+    assert_eq!(
+        group.replicated().await,
+        counts,
+        "a replica of the changelog holds the final counts"
+    );
 }
 
 /// Every key counted, none below the truth.

@@ -14,7 +14,7 @@ use slipstream_core::{CacheErrorKind, Error};
 use super::{Cache, Shared, cache_error, db_error};
 
 /// The column family holding each partition's changelog position.
-const POSITIONS: &str = "slipstream.positions";
+pub(super) const POSITIONS: &str = "slipstream.positions";
 /// How often positions learnt from deliveries are written down (they are also written when
 /// partitions are revoked; a position written late only makes a restart restore more).
 const SAVE_EVERY: Duration = Duration::from_secs(1);
@@ -312,6 +312,12 @@ impl<K, V> Cache<K, V> {
         source: &'static S,
         changelog: Option<String>,
     ) -> Self {
+        assert!(
+            self.replica.is_none(),
+            "the cache at {} replicates `{}`: it cannot also follow a topic's partitions",
+            self.shared.path.display(),
+            self.replica.as_ref().map_or("", |r| &r.source)
+        );
         let partitions = Arc::new(Partitions::new(
             Arc::clone(&self.shared),
             self.family.clone(),
@@ -370,6 +376,9 @@ impl<K, V> Cache<K, V> {
     /// item being handled (restored first if it was not yet).
     pub(super) fn place(&self) -> Result<Place<'_>, Error> {
         let Some(follow) = &self.follow else {
+            if let Some(error) = self.read_only() {
+                return Err(error);
+            }
             return Ok(Place {
                 family: self.family(),
                 partition: None,
@@ -411,6 +420,7 @@ impl<K, V> Cache<K, V> {
     /// every partition this instance holds.
     pub(super) fn read_places(&self) -> Result<Vec<Option<Arc<BoundColumnFamily<'_>>>>, Error> {
         let Some(follow) = &self.follow else {
+            self.caught_up()?;
             return Ok(vec![self.family()]);
         };
         let origin = slipstream_core::partition::origin();
