@@ -1,6 +1,7 @@
 //! `Cache`: persistent, ordered key-value state in RocksDB, usable as a handler sink (stores and
 //! publishes each update) and source (the update feed).
 
+mod checkpoint;
 mod follow;
 mod iter;
 mod key;
@@ -754,17 +755,5 @@ where
             .send((key, value))
             .await
             .map_err(|_| "the cache's update feed has stopped".into())
-    }
-}
-
-/// A checkpoint persists its state in a `Cache<String, serde_json::Value>`
-/// (`CheckpointBuilder::cache`).
-impl slipstream_core::CheckpointStore for Cache<String, serde_json::Value> {
-    fn load(&self, key: &str) -> Result<Option<serde_json::Value>, Error> {
-        self.get(key)
-    }
-
-    fn save(&self, key: &str, value: &serde_json::Value) -> Result<(), Error> {
-        self.put(key, value)
     }
 }

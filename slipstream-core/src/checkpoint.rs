@@ -3,19 +3,25 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use futures::FutureExt;
-use futures::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::{BoxError, Error};
+
+mod hook;
+mod store;
+
 use crate::pause::{Pausable, PauseHandle};
 use crate::sync::lock;
+use hook::{CallbackFn, CheckFn};
+pub use hook::{IntoHook, hooks};
+pub use store::CheckpointStore;
+use store::{keys, load};
 
 /// The dependent stream's state recorded by [`Checkpoint::check_pulse`] (for example partition
 /// → offset): whatever lets the application seek back and reprocess.
@@ -57,6 +63,9 @@ untimed!(i64, u64, i32, u32, f64, String);
 pub struct CheckpointView<M> {
     /// The checkpoint's name.
     pub name: String,
+    /// The partition of the dependent stream this state is of, when the checkpoint keeps one
+    /// per partition (its store follows the dependent topic's partitions); `None` otherwise.
+    pub partition: Option<i32>,
     /// The dependent stream's latest state.
     pub state: State,
     /// The dependent stream's latest marker.
@@ -76,75 +85,6 @@ pub struct DependencyView<M> {
     pub downtime_threshold: TimeDelta,
     /// Whether it is down.
     pub is_down: bool,
-}
-
-type CheckFn<M, T> = Arc<
-    dyn Fn(CheckpointView<M>, DependencyView<M>) -> BoxFuture<'static, Result<T, BoxError>>
-        + Send
-        + Sync,
->;
-type CallbackFn<M> =
-    Arc<dyn Fn(CheckpointView<M>, DependencyView<M>) -> BoxFuture<'static, ()> + Send + Sync>;
-
-/// Functions that can be checks or callbacks: sync or async, returning `T` or `Result<T, E>`.
-/// `S` is a marker that keeps the implementations apart; it is always inferred.
-pub trait IntoHook<M, T, S> {
-    /// The boxed hook.
-    fn into_hook(self) -> CheckFn<M, T>;
-}
-
-/// Marker types for [`IntoHook`].
-pub mod hooks {
-    /// A sync function returning the value.
-    pub enum Sync {}
-    /// A sync function returning `Result`.
-    pub struct TrySync<E>(std::marker::PhantomData<E>);
-    /// An async function returning the value.
-    pub struct Async<F>(std::marker::PhantomData<F>);
-    /// An async function returning `Result`.
-    pub struct TryAsync<F, E>(std::marker::PhantomData<(F, E)>);
-}
-
-impl<M: 'static, T: 'static, F> IntoHook<M, T, hooks::Sync> for F
-where
-    F: Fn(CheckpointView<M>, DependencyView<M>) -> T + Send + Sync + 'static,
-    T: Send,
-{
-    fn into_hook(self) -> CheckFn<M, T> {
-        Arc::new(move |c, d| std::future::ready(Ok(self(c, d))).boxed())
-    }
-}
-
-impl<M: 'static, T: 'static, E, F> IntoHook<M, T, hooks::TrySync<E>> for F
-where
-    F: Fn(CheckpointView<M>, DependencyView<M>) -> Result<T, E> + Send + Sync + 'static,
-    T: Send,
-    E: Into<BoxError> + 'static,
-{
-    fn into_hook(self) -> CheckFn<M, T> {
-        Arc::new(move |c, d| std::future::ready(self(c, d).map_err(Into::into)).boxed())
-    }
-}
-
-impl<M: 'static, T: 'static, F, Fut> IntoHook<M, T, hooks::Async<Fut>> for F
-where
-    F: Fn(CheckpointView<M>, DependencyView<M>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = T> + Send + 'static,
-{
-    fn into_hook(self) -> CheckFn<M, T> {
-        Arc::new(move |c, d| self(c, d).map(Ok).boxed())
-    }
-}
-
-impl<M: 'static, T: 'static, E, F, Fut> IntoHook<M, T, hooks::TryAsync<Fut, E>> for F
-where
-    F: Fn(CheckpointView<M>, DependencyView<M>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<T, E>> + Send + 'static,
-    E: Into<BoxError> + 'static,
-{
-    fn into_hook(self) -> CheckFn<M, T> {
-        Arc::new(move |c, d| self(c, d).map(|r| r.map_err(Into::into)).boxed())
-    }
 }
 
 /// A stream the dependent stream of a [`Checkpoint`] depends on (its "heartbeat").
@@ -215,6 +155,20 @@ impl<M: Marker> Dependency<M> {
         &self.source
     }
 
+    /// The dependency as configured, with nothing recorded (a partition's checkpoint starts so).
+    fn fresh(&self) -> Self {
+        Dependency {
+            name: self.name.clone(),
+            source: self.source.clone(),
+            downtime_threshold: self.downtime_threshold,
+            downtime_check: self.downtime_check.clone(),
+            recovery_check: self.recovery_check.clone(),
+            checkpoint_state: None,
+            checkpoint_marker: None,
+            is_down: false,
+        }
+    }
+
     fn view(&self) -> DependencyView<M> {
         DependencyView {
             name: self.name.clone(),
@@ -267,10 +221,40 @@ pub struct Heartbeat<M> {
     pub dependency_marker: Option<M>,
 }
 
+/// A checkpoint's record of the dependent stream (or of one of its partitions).
 struct Inner<M> {
     state: State,
     state_marker: Option<M>,
     dependencies: Vec<Dependency<M>>,
+    /// Which dependency recovered last, while one of another partition was still down: the
+    /// recovery callback runs once none is.
+    recovered: Option<usize>,
+}
+
+impl<M: Marker> Inner<M> {
+    fn new(template: &[Dependency<M>]) -> Self {
+        Inner {
+            state: State::new(),
+            state_marker: None,
+            dependencies: template.iter().map(Dependency::fresh).collect(),
+            recovered: None,
+        }
+    }
+}
+
+/// A checkpoint's records: one, or one per partition of the dependent stream held here.
+struct Parts<M> {
+    /// The dependencies as configured.
+    template: Vec<Dependency<M>>,
+    /// Each partition's record (`None`: the only one of a checkpoint kept whole), with the
+    /// store's number of the assignment it was loaded in.
+    parts: BTreeMap<Option<i32>, (u64, Inner<M>)>,
+    /// Each dependency's latest heartbeat, given to the partitions loaded later.
+    heartbeats: Vec<Option<M>>,
+    /// The partition whose pulse was checked last (what [`Checkpoint::view`] shows).
+    last: Option<i32>,
+    /// Whether this checkpoint paused the dependent stream.
+    paused: bool,
 }
 
 /// Ties a dependent stream to the streams it depends on: when a dependency's events fall behind
@@ -320,47 +304,9 @@ struct Shared<M> {
     downtime_callback: Option<CallbackFn<M>>,
     recovery_callback: Option<CallbackFn<M>>,
     store: Option<&'static dyn CheckpointStore>,
-    inner: tokio::sync::Mutex<Inner<M>>,
+    inner: tokio::sync::Mutex<Parts<M>>,
     /// The latest views, readable without waiting for an operation.
     views: Mutex<(CheckpointView<M>, Vec<DependencyView<M>>)>,
-}
-
-/// Where a [`Checkpoint`] persists its state ([`CheckpointBuilder::cache`]): a
-/// `Cache<String, serde_json::Value>` (with the `cache` feature), or your own store.
-///
-/// ```
-/// use std::collections::HashMap;
-/// use std::sync::Mutex;
-/// use serde_json::Value;
-/// use slipstream::CheckpointStore;
-///
-/// #[derive(Default)]
-/// struct Memory(Mutex<HashMap<String, Value>>);
-///
-/// impl CheckpointStore for Memory {
-///     fn load(&self, key: &str) -> slipstream::Result<Option<Value>> {
-///         Ok(self.0.lock().unwrap().get(key).cloned())
-///     }
-///     fn save(&self, key: &str, value: &Value) -> slipstream::Result<()> {
-///         self.0.lock().unwrap().insert(key.to_owned(), value.clone());
-///         Ok(())
-///     }
-/// }
-/// ```
-pub trait CheckpointStore: Send + Sync {
-    /// The value stored under `key`, if any.
-    fn load(&self, key: &str) -> Result<Option<Value>, Error>;
-    /// Stores `value` under `key` (durably, for a restart to find it).
-    fn save(&self, key: &str, value: &Value) -> Result<(), Error>;
-}
-
-impl<S: CheckpointStore, F: FnOnce() -> S + Send> CheckpointStore for std::sync::LazyLock<S, F> {
-    fn load(&self, key: &str) -> Result<Option<Value>, Error> {
-        (**self).load(key)
-    }
-    fn save(&self, key: &str, value: &Value) -> Result<(), Error> {
-        (**self).save(key, value)
-    }
 }
 
 /// A builder of [`Checkpoint`]s with callbacks and persistence.
@@ -414,17 +360,25 @@ impl<M: Marker> CheckpointBuilder<M> {
         self
     }
 
-    /// The checkpoint, with its persisted state loaded.
+    /// The checkpoint, with its persisted state loaded (a checkpoint whose store follows the
+    /// dependent topic's partitions loads each partition's when it first needs it).
     pub fn build(self) -> Result<Checkpoint<M>, Error> {
-        let mut inner = Inner {
-            state: State::new(),
-            state_marker: None,
-            dependencies: self.dependencies,
+        let mut parts = Parts {
+            heartbeats: vec![None; self.dependencies.len()],
+            template: self.dependencies,
+            parts: BTreeMap::new(),
+            last: None,
+            paused: false,
         };
-        if let Some(store) = self.store {
-            load(store, &self.name, &mut inner)?;
+        let partitioned = self.store.and_then(|s| s.held()).is_some();
+        let mut whole = Inner::new(&parts.template);
+        if !partitioned && let Some(store) = self.store {
+            load(store, None, &self.name, &mut whole)?;
         }
-        let views = views(&self.name, &inner);
+        let views = views(&self.name, None, &whole);
+        if !partitioned {
+            parts.parts.insert(None, (0, whole));
+        }
         Ok(Checkpoint {
             shared: Arc::new(Shared {
                 name: self.name,
@@ -433,77 +387,35 @@ impl<M: Marker> CheckpointBuilder<M> {
                 downtime_callback: self.downtime_callback,
                 recovery_callback: self.recovery_callback,
                 store: self.store,
-                inner: tokio::sync::Mutex::new(inner),
+                inner: tokio::sync::Mutex::new(parts),
                 views: Mutex::new(views),
             }),
         })
     }
 }
 
-fn views<M: Marker>(name: &str, inner: &Inner<M>) -> (CheckpointView<M>, Vec<DependencyView<M>>) {
+fn views<M: Marker>(
+    name: &str,
+    partition: Option<i32>,
+    inner: &Inner<M>,
+) -> (CheckpointView<M>, Vec<DependencyView<M>>) {
     (
-        CheckpointView {
-            name: name.to_owned(),
-            state: inner.state.clone(),
-            state_marker: inner.state_marker.clone(),
-        },
+        view(name, partition, inner),
         inner.dependencies.iter().map(Dependency::view).collect(),
     )
 }
 
+fn view<M: Marker>(name: &str, partition: Option<i32>, inner: &Inner<M>) -> CheckpointView<M> {
+    CheckpointView {
+        name: name.to_owned(),
+        partition,
+        state: inner.state.clone(),
+        state_marker: inner.state_marker.clone(),
+    }
+}
+
 fn checkpoint_error(message: String) -> Error {
     Error::Checkpoint(message)
-}
-
-/// The cache keys a checkpoint's state is kept under (the original's): written by
-/// `Checkpoint::persist` callers, read back by [`load`].
-mod keys {
-    /// The dependent stream's state.
-    pub(super) fn state(checkpoint: &str) -> String {
-        format!("_{checkpoint}__state")
-    }
-
-    /// The dependent stream's marker.
-    pub(super) fn state_marker(checkpoint: &str) -> String {
-        format!("_{checkpoint}__state_marker")
-    }
-
-    /// A dependency's checkpoint state.
-    pub(super) fn dependency_state(checkpoint: &str, dependency: &str) -> String {
-        format!("_{checkpoint}_{dependency}_checkpoint_state")
-    }
-
-    /// A dependency's checkpoint marker.
-    pub(super) fn dependency_marker(checkpoint: &str, dependency: &str) -> String {
-        format!("_{checkpoint}_{dependency}_checkpoint_marker")
-    }
-}
-
-fn load<M: Marker>(
-    store: &dyn CheckpointStore,
-    name: &str,
-    inner: &mut Inner<M>,
-) -> Result<(), Error> {
-    let read = |key: String| -> Result<Option<Value>, Error> { store.load(&key) };
-    fn decode<T: DeserializeOwned>(name: &str, value: Value) -> Result<T, Error> {
-        serde_json::from_value(value)
-            .map_err(|e| checkpoint_error(format!("checkpoint `{name}` in the cache: {e}")))
-    }
-    if let Some(state) = read(keys::state(name))? {
-        inner.state = decode(name, state)?;
-    }
-    if let Some(marker) = read(keys::state_marker(name))? {
-        inner.state_marker = decode(name, marker)?;
-    }
-    for dependency in &mut inner.dependencies {
-        if let Some(state) = read(keys::dependency_state(name, &dependency.name))? {
-            dependency.checkpoint_state = decode(name, state)?;
-        }
-        if let Some(marker) = read(keys::dependency_marker(name, &dependency.name))? {
-            dependency.checkpoint_marker = decode(name, marker)?;
-        }
-    }
-    Ok(())
 }
 
 impl<M: Marker> Checkpoint<M> {
@@ -552,35 +464,140 @@ impl<M: Marker> Checkpoint<M> {
         lock(&self.shared.views).0.clone()
     }
 
-    fn publish(&self, inner: &Inner<M>) {
-        *lock(&self.shared.views) = views(&self.shared.name, inner);
+    fn publish(&self, partition: Option<i32>, inner: &Inner<M>) {
+        *lock(&self.shared.views) = views(&self.shared.name, partition, inner);
     }
 
-    fn persist(&self, key: String, value: &impl Serialize) -> Result<(), Error> {
+    fn persist(
+        &self,
+        partition: Option<i32>,
+        key: String,
+        value: &impl Serialize,
+    ) -> Result<(), Error> {
         if let Some(store) = self.shared.store {
             let value = serde_json::to_value(value).map_err(|e| checkpoint_error(e.to_string()))?;
-            store.save(&key, &value)?;
+            match partition {
+                Some(partition) => store.save_in(partition, &key, &value)?,
+                None => store.save(&key, &value)?,
+            }
         }
         Ok(())
     }
 
     fn save_checkpoint(
         &self,
+        partition: Option<i32>,
         dependency: &mut Dependency<M>,
         state: &State,
         marker: Option<M>,
     ) -> Result<(), Error> {
         let (name, dependency_name) = (&self.shared.name, &dependency.name);
-        self.persist(keys::dependency_state(name, dependency_name), state)?;
-        self.persist(keys::dependency_marker(name, dependency_name), &marker)?;
+        self.persist(
+            partition,
+            keys::dependency_state(name, dependency_name),
+            state,
+        )?;
+        self.persist(
+            partition,
+            keys::dependency_marker(name, dependency_name),
+            &marker,
+        )?;
         dependency.checkpoint_state = Some(state.clone());
         dependency.checkpoint_marker = marker;
         Ok(())
     }
 
+    /// The partition whose record a pulse checked now goes to: `None` for a checkpoint kept
+    /// whole; the item's partition for one kept per partition.
+    fn pulse_partition(&self) -> Result<Option<i32>, Error> {
+        if self.shared.store.and_then(|s| s.held()).is_none() {
+            return Ok(None);
+        }
+        match crate::partition::origin() {
+            Some(origin) => Ok(Some(origin.partition)),
+            None => Err(checkpoint_error(format!(
+                "checkpoint `{}` keeps its state per partition of the dependent topic (its cache follows the topic): check its pulse in a handler reading that topic",
+                self.shared.name
+            ))),
+        }
+    }
+
+    /// The record of `partition`, loaded from the store when this instance does not hold it
+    /// yet or held it in an earlier assignment (another instance may have moved it on). A
+    /// partition loaded gets the latest heartbeat of each dependency seen here.
+    fn part<'a>(
+        &self,
+        parts: &'a mut Parts<M>,
+        partition: Option<i32>,
+    ) -> Result<&'a mut Inner<M>, Error> {
+        let name = &self.shared.name;
+        if let (Some(partition), Some(store)) = (partition, self.shared.store) {
+            let assignment = |store: &dyn CheckpointStore| {
+                store
+                    .held()
+                    .and_then(|held| held.into_iter().find(|(p, _)| *p == partition))
+                    .map(|(_, assignment)| assignment)
+            };
+            let assignment = match assignment(store) {
+                Some(assignment) => assignment,
+                None => {
+                    // Not restored yet: a read in the partition's handler restores it.
+                    store.load_in(partition, &keys::state(name))?;
+                    assignment(store).ok_or_else(|| {
+                        checkpoint_error(format!(
+                            "checkpoint `{name}`: partition {partition} of the dependent topic is not this instance's"
+                        ))
+                    })?
+                }
+            };
+            let current = parts
+                .parts
+                .get(&Some(partition))
+                .is_some_and(|(loaded, _)| *loaded == assignment);
+            if !current {
+                let mut inner = Inner::new(&parts.template);
+                load(store, Some(partition), name, &mut inner)?;
+                let state = inner.state.clone();
+                for (dependency, heartbeat) in inner.dependencies.iter_mut().zip(&parts.heartbeats)
+                {
+                    if let Some(marker) = heartbeat {
+                        dependency
+                            .checkpoint_state
+                            .get_or_insert_with(|| state.clone());
+                        dependency.checkpoint_marker = Some(marker.clone());
+                    }
+                }
+                parts.parts.insert(Some(partition), (assignment, inner));
+            }
+        }
+        parts
+            .parts
+            .get_mut(&partition)
+            .map(|(_, inner)| inner)
+            .ok_or_else(|| checkpoint_error(format!("checkpoint `{name}` has no record")))
+    }
+
+    /// The records a heartbeat goes to: the only one, or those of the partitions held now
+    /// (loaded when needed; those of partitions gone elsewhere are dropped).
+    fn held(&self, parts: &mut Parts<M>) -> Result<Vec<Option<i32>>, Error> {
+        let Some(held) = self.shared.store.and_then(|s| s.held()) else {
+            return Ok(vec![None]);
+        };
+        parts
+            .parts
+            .retain(|key, _| key.is_some_and(|p| held.iter().any(|(h, _)| *h == p)));
+        let keys: Vec<Option<i32>> = held.iter().map(|(p, _)| Some(*p)).collect();
+        for key in &keys {
+            self.part(parts, *key)?;
+        }
+        Ok(keys)
+    }
+
     /// Records a dependency's latest marker (its event time). Name the dependency when there
     /// are several. If it was down and its `recovery_check` passes, it is marked up; once no
-    /// dependency is down, the dependent stream resumes and the recovery callback runs.
+    /// dependency is down, the dependent stream resumes and the recovery callback runs. A
+    /// checkpoint kept per partition records the heartbeat in each partition held here, and
+    /// runs the recovery callback for each partition that recovered.
     pub async fn heartbeat(&self, marker: M) -> Result<Heartbeat<M>, Error> {
         self.heartbeat_of(None, marker).await
     }
@@ -591,10 +608,11 @@ impl<M: Marker> Checkpoint<M> {
     }
 
     async fn heartbeat_of(&self, name: Option<&str>, marker: M) -> Result<Heartbeat<M>, Error> {
-        let mut inner = self.shared.inner.lock().await;
+        let mut guard = self.shared.inner.lock().await;
+        let parts = &mut *guard;
         let index = match name {
-            Some(name) => inner
-                .dependencies
+            Some(name) => parts
+                .template
                 .iter()
                 .position(|d| d.name == name)
                 .ok_or_else(|| {
@@ -603,54 +621,87 @@ impl<M: Marker> Checkpoint<M> {
                         self.shared.name
                     ))
                 })?,
-            None if inner.dependencies.len() == 1 => 0,
+            None if parts.template.len() == 1 => 0,
             None => {
                 return Err(checkpoint_error(format!(
                     "checkpoint `{}` has {} dependencies: name the one this heartbeat is for",
                     self.shared.name,
-                    inner.dependencies.len()
+                    parts.template.len()
                 )));
             }
         };
-        let state = inner.state.clone();
-        let Inner {
-            dependencies,
-            state: dependent_state,
-            state_marker,
-        } = &mut *inner;
-        self.save_checkpoint(&mut dependencies[index], &state, Some(marker))?;
-        let view = CheckpointView {
-            name: self.shared.name.clone(),
-            state: dependent_state.clone(),
-            state_marker: state_marker.clone(),
-        };
-        if dependencies[index].is_down {
-            let dependency = dependencies[index].view();
-            let recovered = match &dependencies[index].recovery_check {
-                Some(check) => check(view.clone(), dependency).await,
-                None => default_recovery(&view, &dependency),
-            }
-            .map_err(|e| checkpoint_error(e.to_string()))?;
-            if recovered {
-                dependencies[index].is_down = false;
-            }
-            if !dependencies.iter().any(|d| d.is_down) {
-                tracing::info!(checkpoint = %self.shared.name, dependency = %dependencies[index].name, "dependency caught up; resuming");
-                if self.shared.pause_dependent {
-                    self.shared.dependent.resume();
+        parts.heartbeats[index] = Some(marker.clone());
+        let keys = self.held(parts)?;
+        let mut is_late = false;
+        for key in &keys {
+            let inner = self.part(parts, *key)?;
+            let state = inner.state.clone();
+            let dependency = &mut inner.dependencies[index];
+            self.save_checkpoint(*key, dependency, &state, Some(marker.clone()))?;
+            if dependency.is_down {
+                let (view, dependency_view) = (
+                    view(&self.shared.name, *key, inner),
+                    inner.dependencies[index].view(),
+                );
+                let recovered = match &inner.dependencies[index].recovery_check {
+                    Some(check) => check(view.clone(), dependency_view).await,
+                    None => default_recovery(&view, &dependency_view),
                 }
+                .map_err(|e| checkpoint_error(e.to_string()))?;
+                if recovered {
+                    inner.dependencies[index].is_down = false;
+                    if !inner.dependencies.iter().any(|d| d.is_down) {
+                        inner.recovered = Some(index);
+                    }
+                }
+            }
+            is_late |= inner.dependencies[index].is_down;
+        }
+        let down = parts
+            .parts
+            .values()
+            .any(|(_, inner)| inner.dependencies.iter().any(|d| d.is_down));
+        let recovered: Vec<Option<i32>> = parts
+            .parts
+            .iter()
+            .filter(|(_, (_, inner))| inner.recovered.is_some())
+            .map(|(key, _)| *key)
+            .collect();
+        if !down && (parts.paused || !recovered.is_empty()) {
+            tracing::info!(checkpoint = %self.shared.name, dependency = %parts.template[index].name, "dependency caught up; resuming");
+            if self.shared.pause_dependent {
+                self.shared.dependent.resume();
+            }
+            parts.paused = false;
+            for key in recovered {
+                let inner = self.part(parts, key)?;
+                let Some(which) = inner.recovered.take() else {
+                    continue;
+                };
                 if let Some(callback) = &self.shared.recovery_callback {
-                    callback(view, dependencies[index].view()).await;
+                    let view = view(&self.shared.name, key, inner);
+                    callback(view, inner.dependencies[which].view()).await;
                 }
             }
         }
-        let result = Heartbeat {
-            is_late: dependencies[index].is_down,
-            dependent_marker: state_marker.clone(),
-            dependency_marker: dependencies[index].checkpoint_marker.clone(),
+        let shown = parts.last.filter(|p| parts.parts.contains_key(&Some(*p)));
+        let shown = if keys.contains(&None) {
+            None
+        } else {
+            shown.or(keys.first().copied().flatten())
         };
-        self.publish(&inner);
-        Ok(result)
+        let dependent_marker = match parts.parts.get(&shown) {
+            Some((_, inner)) => {
+                self.publish(shown, inner);
+                inner.state_marker.clone()
+            }
+            None => None,
+        };
+        Ok(Heartbeat {
+            is_late,
+            dependent_marker,
+            dependency_marker: Some(marker),
+        })
     }
 
     /// Records the dependent stream's marker and state (merged into the recorded state), gives
@@ -658,6 +709,10 @@ impl<M: Marker> Checkpoint<M> {
     /// downtime: a dependency that is down pauses the dependent stream, runs the downtime
     /// callback and is marked down. Returns the longest downtime of the dependencies this pulse
     /// found down (`None` when it found none, even if one is still down from before).
+    ///
+    /// A checkpoint whose store follows the dependent topic's partitions keeps a record per
+    /// partition: the pulse goes to the partition of the message being handled (so it is
+    /// checked in a handler reading the topic), and moves with it to another instance.
     pub async fn check_pulse<K, V>(
         &self,
         marker: M,
@@ -667,29 +722,39 @@ impl<M: Marker> Checkpoint<M> {
         K: Into<String>,
         V: Serialize,
     {
-        let mut inner = self.shared.inner.lock().await;
-        for (key, value) in state {
+        let key = self.pulse_partition()?;
+        let mut guard = self.shared.inner.lock().await;
+        let parts = &mut *guard;
+        parts.last = key;
+        let inner = self.part(parts, key)?;
+        for (name, value) in state {
             let value = serde_json::to_value(value).map_err(|e| checkpoint_error(e.to_string()))?;
-            inner.state.insert(key.into(), value);
+            inner.state.insert(name.into(), value);
         }
         inner.state_marker = Some(marker.clone());
-        self.persist(keys::state(&self.shared.name), &inner.state)?;
-        self.persist(keys::state_marker(&self.shared.name), &inner.state_marker)?;
+        self.persist(key, keys::state(&self.shared.name), &inner.state)?;
+        self.persist(
+            key,
+            keys::state_marker(&self.shared.name),
+            &inner.state_marker,
+        )?;
 
         let Inner {
             dependencies,
             state,
             state_marker,
+            ..
         } = &mut *inner;
         let view = CheckpointView {
             name: self.shared.name.clone(),
+            partition: key,
             state: state.clone(),
             state_marker: state_marker.clone(),
         };
         let mut downtime = None;
         for dependency in dependencies.iter_mut() {
             if dependency.checkpoint_marker.is_none() {
-                self.save_checkpoint(dependency, state, state_marker.clone())?;
+                self.save_checkpoint(key, dependency, state, state_marker.clone())?;
             }
             let dependency_view = dependency.view();
             let down = match &dependency.downtime_check {
@@ -709,7 +774,11 @@ impl<M: Marker> Checkpoint<M> {
                 downtime = downtime.max(Some(down));
             }
         }
-        self.publish(&inner);
+        if downtime.is_some() {
+            parts.paused = true;
+        }
+        let inner = self.part(parts, key)?;
+        self.publish(key, inner);
         Ok(downtime)
     }
 }

@@ -17,13 +17,13 @@ use crate::TempDir;
 
 /// A partitioned source: the changelog records appends, and restores partition 1 with one
 /// record on first use.
-struct Parts {
-    log: Arc<Log>,
+pub struct Parts {
+    pub log: Arc<Log>,
 }
 
 #[derive(Default)]
-struct Log {
-    state: Mutex<Option<Arc<dyn PartitionState>>>,
+pub struct Log {
+    pub state: Mutex<Option<Arc<dyn PartitionState>>>,
     appended: Mutex<Vec<(i32, Change)>>,
     restored: Mutex<Vec<i32>>,
 }
@@ -84,7 +84,7 @@ impl Partitioned for Parts {
     }
 }
 
-struct Item(i32);
+pub struct Item(pub i32);
 
 impl Acknowledge for Item {
     fn done(&self) {}

@@ -1,6 +1,7 @@
 //! Tests of `Cache`: key order, ranges, persistence, the size bound, transactions, the cache as
 //! a sink and a source, and its errors.
 
+mod checkpoint;
 mod errors;
 mod feed;
 mod follow;

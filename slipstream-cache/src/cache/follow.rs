@@ -1,7 +1,8 @@
 //! A cache whose state follows the partitions of a source ([`Cache::follow`]): one column
 //! family per partition, the changelog positions of each next to the data.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,8 +50,10 @@ pub(super) struct Partitions {
     shared: Arc<Shared>,
     /// The cache's own column family (`None`: the default one).
     base: Option<String>,
-    /// Partitions this instance holds and has restored.
-    ready: Mutex<BTreeSet<i32>>,
+    /// Partitions this instance holds and has restored, each with the number of the
+    /// assignment that brought it (a partition that comes back gets a new one).
+    ready: Mutex<BTreeMap<i32, u64>>,
+    assignments: AtomicU64,
     positions: Mutex<Positions>,
 }
 
@@ -69,6 +72,7 @@ impl Partitions {
             shared,
             base,
             ready: Mutex::default(),
+            assignments: AtomicU64::new(0),
             positions: Mutex::default(),
         }
     }
@@ -107,12 +111,17 @@ impl Partitions {
     }
 
     pub(super) fn is_ready(&self, partition: i32) -> bool {
-        lock(&self.ready).contains(&partition)
+        lock(&self.ready).contains_key(&partition)
     }
 
     /// The partitions this instance holds.
     pub(super) fn held(&self) -> Vec<i32> {
-        lock(&self.ready).iter().copied().collect()
+        lock(&self.ready).keys().copied().collect()
+    }
+
+    /// The partitions this instance holds, with the numbers of their assignments.
+    pub(super) fn assignments(&self) -> Vec<(i32, u64)> {
+        lock(&self.ready).iter().map(|(p, a)| (*p, *a)).collect()
     }
 
     fn stored_position(&self, partition: i32) -> Result<Option<i64>, Error> {
@@ -225,7 +234,12 @@ impl PartitionState for State {
     }
 
     fn ready(&self, ready: &[i32]) {
-        lock(&self.partitions.ready).extend(ready.iter().copied());
+        let partitions = &self.partitions;
+        let mut held = lock(&partitions.ready);
+        for &partition in ready {
+            held.entry(partition)
+                .or_insert_with(|| partitions.assignments.fetch_add(1, Ordering::Relaxed));
+        }
     }
 
     fn is_ready(&self, partition: i32) -> bool {
@@ -414,6 +428,23 @@ impl<K, V> Cache<K, V> {
                 ),
             )),
         }
+    }
+
+    /// Where writes and reads of `partition` go (for the checkpoint of a dependent topic, which
+    /// records heartbeats in each partition held): the cache's column family when it does not
+    /// follow partitions.
+    pub(super) fn place_in(&self, partition: i32) -> Result<Place<'_>, Error> {
+        let Some(follow) = &self.follow else {
+            return self.place();
+        };
+        if !follow.partitions.is_ready(partition) {
+            // Not this instance's: an error.
+            follow.changelog.restore(&[partition])?;
+        }
+        Ok(Place {
+            family: Some(follow.partitions.data(partition)?),
+            partition: Some(partition),
+        })
     }
 
     /// Where reads go: where writes go in a handler reading the followed source; elsewhere,
