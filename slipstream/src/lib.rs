@@ -84,7 +84,9 @@
 //! snapshots, column families and per-key transactions. As a sink it stores each `(key, value)`
 //! and publishes it to its update feed, which is a source. [`Cache::follow`] makes its state
 //! follow the partitions of a topic read by several instances in a consumer group (a column
-//! family per partition, a compacted changelog topic, restoration when partitions are assigned).
+//! family per partition, a compacted changelog topic, restoration when partitions are assigned);
+//! [`Cache::replicate`] makes it a replica every instance holds whole, fed from every partition
+//! of a topic (or of a following cache's changelog).
 //!
 //! ## Checkpoints
 //!

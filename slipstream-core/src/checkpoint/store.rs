@@ -6,7 +6,8 @@ use serde_json::Value;
 use super::{Inner, Marker, checkpoint_error};
 use crate::error::Error;
 
-/// Where a [`Checkpoint`] persists its state ([`CheckpointBuilder::cache`]): a
+/// Where a [`Checkpoint`](super::Checkpoint) persists its state
+/// ([`CheckpointBuilder::cache`](super::CheckpointBuilder::cache)): a
 /// `Cache<String, serde_json::Value>` (with the `cache` feature), or your own store.
 ///
 /// ```
