@@ -222,3 +222,13 @@ pub async fn until_committed(topic: &str, group: &str, partitions: i32, events: 
     )
     .await;
 }
+
+/// Runs the handlers of `module` as an application when this process is a child started with
+/// `var` set (see [`child`]); returns at once otherwise (the test run as itself).
+pub async fn run_as_child(var: &str, module: &str) -> bool {
+    if std::env::var(var).is_err() {
+        return false;
+    }
+    slipstream::App::new().module(module).run().await.unwrap();
+    true
+}

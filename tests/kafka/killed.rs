@@ -41,14 +41,9 @@ async fn forward(pair: (String, String)) -> (String, String) {
 /// The pipeline, when this binary runs as the child.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn child_pipeline() {
-    if std::env::var("KILL_TEST_INPUT").is_err() {
+    if !crate::broker::run_as_child("KILL_TEST_INPUT", module_path!()).await {
         return;
     }
-    slipstream::App::new()
-        .module(module_path!())
-        .run()
-        .await
-        .unwrap();
     println!("child done");
 }
 

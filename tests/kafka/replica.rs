@@ -144,14 +144,7 @@ fn join(msg: Message<String, String>) -> Result<(String, String), slipstream::Er
 /// An instance, when this binary runs as the child.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn child_joiner() {
-    if std::env::var("JOIN_WEATHER").is_err() {
-        return;
-    }
-    slipstream::App::new()
-        .module(module_path!())
-        .run()
-        .await
-        .unwrap();
+    crate::broker::run_as_child("JOIN_WEATHER", module_path!()).await;
 }
 
 fn time(minutes: usize) -> String {

@@ -47,14 +47,7 @@ fn count(msg: Message<String, String>) -> Result<(String, String), slipstream::E
 /// An instance, when this binary runs as the child (stopped with SIGTERM or SIGKILL).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn child_counter() {
-    if std::env::var("STATE_TEST_INPUT").is_err() {
-        return;
-    }
-    slipstream::App::new()
-        .module(module_path!())
-        .run()
-        .await
-        .unwrap();
+    crate::broker::run_as_child("STATE_TEST_INPUT", module_path!()).await;
 }
 
 /// One run of the application: its topics, group and the instances started.
