@@ -55,6 +55,8 @@ pub(crate) struct TopicReplication {
     /// What is replicated, for errors (a topic, or a cache's changelog).
     label: String,
     phase: Mutex<Phase>,
+    /// Whether it has caught up (read without the lock on every read of the cache).
+    caught: AtomicBool,
     changed: Condvar,
     applied: AtomicU64,
     stopping: AtomicBool,
@@ -71,6 +73,7 @@ pub(crate) fn start(
     let feed = Arc::new(TopicReplication {
         label,
         phase: Mutex::new(Phase::CatchingUp),
+        caught: AtomicBool::new(false),
         changed: Condvar::new(),
         applied: AtomicU64::new(0),
         stopping: AtomicBool::new(false),
@@ -101,6 +104,8 @@ struct Partition {
 
 impl TopicReplication {
     fn set(&self, phase: Phase) {
+        self.caught
+            .store(matches!(phase, Phase::CaughtUp), Ordering::Release);
         *lock(&self.phase) = phase;
         self.changed.notify_all();
     }
@@ -242,7 +247,7 @@ impl Replication for TopicReplication {
                 }
             }
         };
-        if matches!(*lock(&self.phase), Phase::CaughtUp) {
+        if self.caught.load(Ordering::Acquire) {
             return Ok(());
         }
         client::blocking(wait)

@@ -37,6 +37,37 @@ pub(super) fn partition_options(options: &rocksdb::Options) -> rocksdb::Options 
     options
 }
 
+impl Shared {
+    /// A column family of partitioned state, or the positions', created when missing (with
+    /// [`partition_options`], which the cache reopens it with).
+    pub(super) fn partition_family(&self, name: &str) -> Result<Arc<BoundColumnFamily<'_>>, Error> {
+        let db = &self.db;
+        if let Some(cf) = db.cf_handle(name) {
+            return Ok(cf);
+        }
+        match db.create_cf(name, &partition_options(&self.options)) {
+            Ok(()) => {}
+            // Created meanwhile by another thread.
+            Err(_) if db.cf_handle(name).is_some() => {}
+            Err(error) => return Err(db_error(&self.path, error)),
+        }
+        db.cf_handle(name)
+            .ok_or_else(|| cache_error(&self.path, CacheErrorKind::Io, "no column family"))
+    }
+
+    /// The position stored under `key` in the positions column family, if any.
+    pub(super) fn stored_position(&self, key: &str) -> Result<Option<i64>, Error> {
+        let Some(cf) = self.db.cf_handle(POSITIONS) else {
+            return Ok(None);
+        };
+        let stored = self
+            .db
+            .get_pinned_cf(&cf, key)
+            .map_err(|e| db_error(&self.path, e))?;
+        Ok(stored.and_then(|bytes| Some(i64::from_be_bytes(bytes.as_ref().try_into().ok()?))))
+    }
+}
+
 /// What a following cache is attached to.
 pub(super) struct Follow {
     /// The source's name, as item origins give it.
@@ -91,18 +122,7 @@ impl Partitions {
 
     /// A column family, created when missing.
     fn family(&self, name: &str) -> Result<Arc<BoundColumnFamily<'_>>, Error> {
-        let db = &self.shared.db;
-        if let Some(cf) = db.cf_handle(name) {
-            return Ok(cf);
-        }
-        match db.create_cf(name, &partition_options(&self.shared.options)) {
-            Ok(()) => {}
-            // Created meanwhile by another thread.
-            Err(_) if db.cf_handle(name).is_some() => {}
-            Err(error) => return Err(self.error(error)),
-        }
-        db.cf_handle(name)
-            .ok_or_else(|| cache_error(&self.shared.path, CacheErrorKind::Io, "no column family"))
+        self.shared.partition_family(name)
     }
 
     /// The column family of `partition`'s data.
@@ -125,15 +145,7 @@ impl Partitions {
     }
 
     fn stored_position(&self, partition: i32) -> Result<Option<i64>, Error> {
-        let Some(cf) = self.shared.db.cf_handle(POSITIONS) else {
-            return Ok(None);
-        };
-        let stored = self
-            .shared
-            .db
-            .get_pinned_cf(&cf, self.family_name(partition))
-            .map_err(|e| self.error(e))?;
-        Ok(stored.and_then(|bytes| Some(i64::from_be_bytes(bytes.as_ref().try_into().ok()?))))
+        self.shared.stored_position(&self.family_name(partition))
     }
 
     /// Writes down the positions of `partitions` (all unsaved ones when `None`).

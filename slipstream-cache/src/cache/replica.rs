@@ -59,27 +59,22 @@ where
     }
 
     fn position(&self, partition: i32) -> Result<Option<i64>, Error> {
-        let db = &self.shared.db;
-        let Some(cf) = db.cf_handle(POSITIONS) else {
-            return Ok(None);
-        };
-        let stored = db
-            .get_pinned_cf(&cf, self.position_key(partition))
-            .map_err(|e| self.error(e))?;
-        Ok(stored.and_then(|bytes| Some(i64::from_be_bytes(bytes.as_ref().try_into().ok()?))))
+        self.shared.stored_position(&self.position_key(partition))
     }
 
     fn apply(&self, partition: i32, changes: &[Change], next: i64) -> Result<(), Error> {
         let db = &self.shared.db;
-        if db.cf_handle(POSITIONS).is_none() {
-            db.create_cf(POSITIONS, &self.shared.options)
-                .or_else(|e| db.cf_handle(POSITIONS).map(drop).ok_or(e))
-                .map_err(|e| self.error(e))?;
-        }
-        let positions = db.cf_handle(POSITIONS).ok_or_else(|| {
-            cache_error(&self.shared.path, CacheErrorKind::Io, "no column family")
-        })?;
-        let data = self.family.as_deref().and_then(|name| db.cf_handle(name));
+        let positions = self.shared.partition_family(POSITIONS)?;
+        let data = match &self.family {
+            Some(name) => Some(db.cf_handle(name).ok_or_else(|| {
+                cache_error(
+                    &self.shared.path,
+                    CacheErrorKind::Io,
+                    format!("no column family `{name}`"),
+                )
+            })?),
+            None => None,
+        };
         let mut batch = WriteBatch::default();
         for change in changes {
             match (&data, &change.value) {
