@@ -20,4 +20,5 @@ mod scrapes;
 mod secure;
 mod state;
 mod stream;
+mod synchronized;
 mod tansu;
