@@ -74,6 +74,12 @@ pub trait PartitionState: Send + Sync + 'static {
     /// held the change already, is up to date through it.
     fn delivered(&self, partition: i32, offset: i64);
 
+    /// The changelog refused a change of `partition` (the application stops): the local copy
+    /// holds a change its changelog lacks, so it must not be trusted after a restart.
+    fn refused(&self, partition: i32) {
+        let _ = partition;
+    }
+
     /// `partitions` are this instance's and up to date: handlers may use them.
     fn ready(&self, partitions: &[i32]);
 

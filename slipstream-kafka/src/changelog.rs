@@ -247,6 +247,7 @@ impl ProducerContext for Deliveries {
                 }
             }
             Err((error, message)) => {
+                self.state.refused(message.partition());
                 if let Some(ack) = *ack {
                     ack.fail();
                 }
@@ -425,6 +426,7 @@ impl Changelog for TopicChangelog {
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 Err((error, returned)) => {
+                    self.state.refused(partition);
                     if let Some(ack) = *returned.delivery_opaque {
                         ack.fail();
                     }

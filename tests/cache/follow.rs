@@ -38,7 +38,14 @@ impl Changelog for Log {
     }
 
     fn append(&self, partition: i32, change: Change, ack: Option<Ack>) -> Result<(), Error> {
-        self.appended.lock().unwrap().push((partition, change));
+        let offset = {
+            let mut appended = self.appended.lock().unwrap();
+            appended.push((partition, change));
+            appended.iter().filter(|(p, _)| *p == partition).count() as i64 - 1
+        };
+        // Delivered at once (the partition's changes are numbered from 0).
+        let state = self.state.lock().unwrap().clone().unwrap();
+        state.delivered(partition, offset);
         if let Some(ack) = ack {
             ack.done();
         }

@@ -2,6 +2,7 @@
 //! a sink and a source, and its errors.
 
 mod checkpoint;
+mod crash;
 mod errors;
 mod feed;
 mod follow;

@@ -16,6 +16,8 @@ use super::{Cache, Shared, cache_error, db_error};
 
 /// The column family holding each partition's changelog position.
 pub(super) const POSITIONS: &str = "slipstream.positions";
+/// The suffix of the mark of a partition taken and not released cleanly.
+const TAKEN: &str = ".taken";
 /// How often positions learnt from deliveries are written down (they are also written when
 /// partitions are revoked; a position written late only makes a restart restore more).
 const SAVE_EVERY: Duration = Duration::from_secs(1);
@@ -86,6 +88,10 @@ pub(super) struct Partitions {
     ready: Mutex<BTreeMap<i32, u64>>,
     assignments: AtomicU64,
     positions: Mutex<Positions>,
+    /// Changes recorded and not delivered yet, per partition.
+    pending: Mutex<HashMap<i32, u64>>,
+    /// Partitions with a change the changelog refused: never released cleanly.
+    refused: Mutex<BTreeSet<i32>>,
 }
 
 #[derive(Default)]
@@ -105,7 +111,84 @@ impl Partitions {
             ready: Mutex::default(),
             assignments: AtomicU64::new(0),
             positions: Mutex::default(),
+            pending: Mutex::default(),
+            refused: Mutex::default(),
         }
+    }
+
+    /// The mark of a partition taken and not released cleanly (in the positions family).
+    fn taken_key(&self, partition: i32) -> String {
+        format!("{}{TAKEN}", self.family_name(partition))
+    }
+
+    /// Marks `partitions` as taken: until they are released cleanly, their local copies may
+    /// hold changes their changelog lacks (a crash loses what was not delivered).
+    fn take(&self, partitions: &[i32]) -> Result<(), Error> {
+        let cf = self.family(POSITIONS)?;
+        let mut batch = WriteBatch::default();
+        for &partition in partitions {
+            batch.put_cf(&cf, self.taken_key(partition), []);
+        }
+        self.shared.db.write(batch).map_err(|e| self.error(e))
+    }
+
+    /// Releases `partitions` whose changes are all delivered (and none refused): their local
+    /// copies match their changelog up to their positions, written down before.
+    fn release(&self, partitions: &[i32]) -> Result<(), Error> {
+        let pending = lock(&self.pending);
+        let refused = lock(&self.refused);
+        let cf = self.family(POSITIONS)?;
+        let mut batch = WriteBatch::default();
+        for &partition in partitions {
+            if pending.get(&partition).is_none_or(|n| *n == 0) && !refused.contains(&partition) {
+                batch.delete_cf(&cf, self.taken_key(partition));
+            }
+        }
+        self.shared.db.write(batch).map_err(|e| self.error(e))
+    }
+
+    /// A change of `partition` went to the changelog (`delta` 1) or was settled (-1).
+    pub(super) fn count_pending(&self, partition: i32, delta: i64) {
+        let mut pending = lock(&self.pending);
+        let count = pending.entry(partition).or_default();
+        *count = count.saturating_add_signed(delta);
+    }
+
+    /// Drops the local copies of the partitions left taken by an earlier run that did not
+    /// release them (a crash): they may hold changes their changelog lacks, so they are
+    /// restored from the changelog's start instead.
+    pub(super) fn drop_unreleased(&self) -> Result<(), Error> {
+        let db = &self.shared.db;
+        let Some(cf) = db.cf_handle(POSITIONS) else {
+            return Ok(());
+        };
+        let prefix = self.family_name(0);
+        let prefix = prefix.trim_end_matches('0');
+        let mut unreleased = Vec::new();
+        for item in db.prefix_iterator_cf(&cf, prefix.as_bytes()) {
+            let (key, _) = item.map_err(|e| self.error(e))?;
+            let Some(rest) = std::str::from_utf8(&key)
+                .ok()
+                .and_then(|k| k.strip_prefix(prefix))
+            else {
+                break;
+            };
+            if let Some(partition) = rest.strip_suffix(TAKEN).and_then(|n| n.parse::<i32>().ok()) {
+                unreleased.push(partition);
+            }
+        }
+        for partition in unreleased {
+            tracing::warn!(path = %self.shared.path.display(), partition, "partition not released cleanly (the last run crashed): it is restored from its changelog's start");
+            let data = self.family_name(partition);
+            if db.cf_handle(&data).is_some() {
+                db.drop_cf(&data).map_err(|e| self.error(e))?;
+            }
+            let mut batch = WriteBatch::default();
+            batch.delete_cf(&cf, &data);
+            batch.delete_cf(&cf, self.taken_key(partition));
+            db.write(batch).map_err(|e| self.error(e))?;
+        }
+        Ok(())
     }
 
     /// The column family of `partition`'s data.
@@ -226,6 +309,7 @@ impl PartitionState for State {
 
     fn delivered(&self, partition: i32, offset: i64) {
         let partitions = &self.partitions;
+        partitions.count_pending(partition, -1);
         if !partitions.is_ready(partition) {
             // A late change of a partition gone to another instance: its records may follow
             // the new owner's, which the local copy does not hold.
@@ -245,8 +329,16 @@ impl PartitionState for State {
         }
     }
 
+    fn refused(&self, partition: i32) {
+        lock(&self.partitions.refused).insert(partition);
+        self.partitions.count_pending(partition, -1);
+    }
+
     fn ready(&self, ready: &[i32]) {
         let partitions = &self.partitions;
+        if let Err(error) = partitions.take(ready) {
+            tracing::warn!(%error, "cannot mark the cache's partitions taken (a crash would keep their local copies)");
+        }
         let mut held = lock(&partitions.ready);
         for &partition in ready {
             held.entry(partition)
@@ -266,7 +358,10 @@ impl PartitionState for State {
                 ready.remove(partition);
             }
         }
-        if let Err(error) = partitions.save(Some(revoked)) {
+        let released = partitions
+            .save(Some(revoked))
+            .and_then(|()| partitions.release(revoked));
+        if let Err(error) = released {
             tracing::warn!(%error, "cannot write down the cache's changelog positions");
         }
     }
@@ -348,6 +443,12 @@ impl<K, V> Cache<K, V> {
             Arc::clone(&self.shared),
             self.family.clone(),
         ));
+        if let Err(error) = partitions.drop_unreleased() {
+            panic!(
+                "the cache at {} cannot drop the partitions a crash left: {error}",
+                self.shared.path.display()
+            );
+        }
         let state = Arc::new(State {
             partitions: Arc::clone(&partitions),
             name: self.state_name(),
@@ -492,6 +593,8 @@ impl<K, V> Cache<K, V> {
             key: key.to_vec(),
             value: value.map(<[u8]>::to_vec),
         };
+        let partitions = &follow.partitions;
+        partitions.count_pending(partition, 1);
         follow
             .changelog
             .append(partition, change, slipstream_core::partition::current_ack())
