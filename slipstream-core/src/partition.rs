@@ -105,6 +105,11 @@ pub trait Changelog: Send + Sync + 'static {
     /// changelog has it (a refused record fails it and stops the application).
     fn append(&self, partition: i32, change: Change, ack: Option<Ack>) -> Result<(), Error>;
 
+    /// Whether the group has assigned `partition` to this instance (a handler still working on
+    /// an item of a partition revoked meanwhile must not restore it: its new owner handles the
+    /// item again).
+    fn owns(&self, partition: i32) -> bool;
+
     /// Brings the local copies of `partitions` up to date from the changelog, blocking until
     /// done, then marks them ready.
     fn restore(&self, partitions: &[i32]) -> Result<(), Error>;

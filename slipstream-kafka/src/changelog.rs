@@ -440,19 +440,18 @@ impl Changelog for TopicChangelog {
         }
     }
 
+    fn owns(&self, partition: i32) -> bool {
+        lock(&self.owned).contains(&partition)
+    }
+
     fn restore(&self, partitions: &[i32]) -> Result<(), Error> {
-        let owned = lock(&self.owned).clone();
-        if let Some(gone) = partitions.iter().find(|p| !owned.contains(p)) {
-            // A handler still working on an item of a partition revoked meanwhile: its new
-            // owner handles the item again.
-            return Err(Error::kafka(
-                self.input.name(),
-                format!(
-                    "partition {gone} is no longer this instance's: its state is not written here"
-                ),
-            ));
-        }
-        client::blocking(|| self.restore_now(partitions)).inspect_err(|e| self.fatal(e))
+        // Every partition this instance owns and has not restored goes in the same pass: a
+        // cache first used in a handler would otherwise restore them one at a time, each as its
+        // first item arrives (a pass costs a consumer and a read to each end).
+        let mut all: BTreeSet<i32> = partitions.iter().copied().collect();
+        all.extend(lock(&self.owned).iter().copied());
+        let all: Vec<i32> = all.into_iter().collect();
+        client::blocking(|| self.restore_now(&all)).inspect_err(|e| self.fatal(e))
     }
 
     fn replicate(self: Arc<Self>, replica: Arc<dyn Replica>) -> Arc<dyn Replication> {

@@ -52,6 +52,10 @@ impl Changelog for Log {
         Ok(())
     }
 
+    fn owns(&self, _: i32) -> bool {
+        true
+    }
+
     fn restore(&self, partitions: &[i32]) -> Result<(), Error> {
         let state = self.state.lock().unwrap().clone().unwrap();
         for &partition in partitions {

@@ -78,6 +78,26 @@ pub(super) struct Follow {
     pub(super) changelog: Arc<dyn Changelog>,
 }
 
+impl Follow {
+    /// Restores `partition` unless it is ready; an error when it is not this instance's.
+    fn restored(&self, path: &std::path::Path, partition: i32) -> Result<(), Error> {
+        if self.partitions.is_ready(partition) {
+            return Ok(());
+        }
+        if !self.changelog.owns(partition) {
+            return Err(cache_error(
+                path,
+                CacheErrorKind::Partition,
+                format!(
+                    "partition {partition} of `{}` is no longer this instance's: its state is not written here",
+                    self.source
+                ),
+            ));
+        }
+        self.changelog.restore(&[partition])
+    }
+}
+
 /// The partitions of a following cache in its database.
 pub(super) struct Partitions {
     shared: Arc<Shared>,
@@ -516,9 +536,7 @@ impl<K, V> Cache<K, V> {
         match origin {
             Some(origin) if *origin.source == *follow.source => {
                 let partition = origin.partition;
-                if !follow.partitions.is_ready(partition) {
-                    follow.changelog.restore(&[partition])?;
-                }
+                follow.restored(path, partition)?;
                 Ok(Place {
                     family: Some(follow.partitions.data(partition)?),
                     partition: Some(partition),
@@ -550,10 +568,7 @@ impl<K, V> Cache<K, V> {
         let Some(follow) = &self.follow else {
             return self.place();
         };
-        if !follow.partitions.is_ready(partition) {
-            // Not this instance's: an error.
-            follow.changelog.restore(&[partition])?;
-        }
+        follow.restored(&self.shared.path, partition)?;
         Ok(Place {
             family: Some(follow.partitions.data(partition)?),
             partition: Some(partition),
