@@ -22,6 +22,7 @@ use slipstream_core::{Ack, Error};
 use crate::client;
 use crate::conf::Conf;
 use crate::embedded::{self, EMBEDDED};
+use crate::transaction::{Delivered, Transactions};
 
 /// How long metadata and watermark requests wait.
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -215,7 +216,9 @@ pub(crate) struct TopicChangelog {
 /// A checked changelog topic and its producer.
 struct Ready {
     name: String,
-    producer: ThreadedProducer<Deliveries>,
+    /// Exactly-once: changes go in the instance's transactions instead.
+    producer: Option<ThreadedProducer<Deliveries>>,
+    transactions: Option<Arc<Transactions>>,
     /// Settings of the consumers that restore it.
     restore_conf: Conf,
 }
@@ -239,21 +242,37 @@ impl ProducerContext for Deliveries {
     type DeliveryOpaque = Box<Option<Ack>>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, ack: Self::DeliveryOpaque) {
-        match result {
-            Ok(message) => {
-                self.state.delivered(message.partition(), message.offset());
-                if let Some(ack) = *ack {
-                    ack.done();
-                }
+        let outcome = match result {
+            Ok(message) => Ok((message.partition(), message.offset())),
+            Err((error, message)) => Err((error.clone(), message.partition())),
+        };
+        settle(&self.changelog, &*self.state, &self.fatal, outcome, *ack);
+    }
+}
+
+/// A delivered change brings its partition's position forward and releases the item it was
+/// made for; a refused one fails it and stops the application.
+fn settle(
+    changelog: &str,
+    state: &dyn PartitionState,
+    fatal: &Mutex<Option<Fatal>>,
+    outcome: Result<(i32, i64), (KafkaError, i32)>,
+    ack: Option<Ack>,
+) {
+    match outcome {
+        Ok((partition, offset)) => {
+            state.delivered(partition, offset);
+            if let Some(ack) = ack {
+                ack.done();
             }
-            Err((error, message)) => {
-                self.state.refused(message.partition());
-                if let Some(ack) = *ack {
-                    ack.fail();
-                }
-                tracing::error!(changelog = %self.changelog, partition = message.partition(), %error, "the changelog refused a change; stopping");
-                Followers::fail(&self.fatal, Error::kafka(&self.changelog, error.clone()));
+        }
+        Err((error, partition)) => {
+            state.refused(partition);
+            if let Some(ack) = ack {
+                ack.fail();
             }
+            tracing::error!(changelog, partition, %error, "the changelog refused a change; stopping");
+            Followers::fail(fatal, Error::kafka(changelog, error));
         }
     }
 }
@@ -317,19 +336,27 @@ impl TopicChangelog {
             Some(_) => {}
             None => create(&name, partitions, &conf, &effective)?,
         }
-        let mut producer_conf = conf.clone();
-        if producer_conf.get("enable.idempotence").is_none() {
-            // Keeps each partition's changes in order through retries.
-            producer_conf.insert("enable.idempotence", "true");
-        }
-        let producer = client::client_config(&producer_conf)
-            .create_with_context(Deliveries {
-                changelog: name.clone(),
-                state: Arc::clone(&self.state),
-                fatal: Arc::clone(&self.fatal),
-            })
-            .map_err(|e| client::creation_error(&name, e))?;
+        let transactions = crate::transaction::for_conf(&effective, input)?;
+        let producer = if transactions.is_some() {
+            None
+        } else {
+            let mut producer_conf = conf.clone();
+            if producer_conf.get("enable.idempotence").is_none() {
+                // Keeps each partition's changes in order through retries.
+                producer_conf.insert("enable.idempotence", "true");
+            }
+            let producer = client::client_config(&producer_conf)
+                .create_with_context(Deliveries {
+                    changelog: name.clone(),
+                    state: Arc::clone(&self.state),
+                    fatal: Arc::clone(&self.fatal),
+                })
+                .map_err(|e| client::creation_error(&name, e))?;
+            Some(producer)
+        };
         let mut restore_conf = conf;
+        // Changes of transactions not committed (yet, or ever) are not restored.
+        restore_conf.insert("isolation.level", "read_committed");
         restore_conf.insert("enable.auto.commit", "false");
         restore_conf.insert("enable.partition.eof", "true");
         // A position before what the changelog still holds reads from its start.
@@ -341,6 +368,7 @@ impl TopicChangelog {
         Ok(Ready {
             name,
             producer,
+            transactions,
             restore_conf,
         })
     }
@@ -366,8 +394,13 @@ pub(crate) fn partition_count(
     }
 }
 
-/// Creates a compacted changelog topic of `partitions` partitions.
-fn create(name: &str, partitions: i32, conf: &Conf, effective: &Conf) -> Result<(), Error> {
+/// Creates a compacted topic of `partitions` partitions (a changelog, the positions topic).
+pub(crate) fn create(
+    name: &str,
+    partitions: i32,
+    conf: &Conf,
+    effective: &Conf,
+) -> Result<(), Error> {
     if effective.get("bootstrap.servers") == Some(EMBEDDED) {
         return embedded::create_topic(name, partitions).map_err(|e| Error::kafka(name, e));
     }
@@ -380,17 +413,17 @@ fn create(name: &str, partitions: i32, conf: &Conf, effective: &Conf) -> Result<
         let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication))
             .set("cleanup.policy", "compact");
         let results = futures::executor::block_on(admin.create_topics([&topic], &options))
-            .map_err(|e| Error::kafka(name, format!("cannot create the changelog topic: {e}")))?;
+            .map_err(|e| Error::kafka(name, format!("cannot create the compacted topic: {e}")))?;
         match results.into_iter().next() {
             Some(Ok(_)) | Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) | None => {
-                tracing::info!(changelog = name, partitions, "created the changelog topic");
+                tracing::info!(topic = name, partitions, "created the compacted topic");
                 return Ok(());
             }
             Some(Err((_, RDKafkaErrorCode::InvalidReplicationFactor))) if replication == -1 => {}
             Some(Err((_, code))) => {
                 return Err(Error::kafka(
                     name,
-                    format!("cannot create the changelog topic: {code}"),
+                    format!("cannot create the compacted topic: {code}"),
                 ));
             }
         }
@@ -409,6 +442,9 @@ impl Changelog for TopicChangelog {
 
     fn append(&self, partition: i32, change: Change, ack: Option<Ack>) -> Result<(), Error> {
         let ready = self.ready().inspect_err(|e| self.fatal(e))?;
+        let Some(producer) = &ready.producer else {
+            return self.append_in_transaction(ready, partition, change, ack);
+        };
         let mut record = BaseRecord::with_opaque_to(&ready.name, Box::new(ack))
             .partition(partition)
             .key(&change.key[..]);
@@ -417,7 +453,7 @@ impl Changelog for TopicChangelog {
         }
         let deadline = Instant::now() + QUEUE_TIMEOUT;
         loop {
-            match ready.producer.send(record) {
+            match producer.send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned))
                     if Instant::now() < deadline =>
@@ -472,6 +508,42 @@ impl Changelog for TopicChangelog {
 }
 
 impl TopicChangelog {
+    /// Exactly-once: produces the change in the open transaction.
+    fn append_in_transaction(
+        &self,
+        ready: &Ready,
+        partition: i32,
+        change: Change,
+        ack: Option<Ack>,
+    ) -> Result<(), Error> {
+        let transactions = ready
+            .transactions
+            .as_ref()
+            .expect("a changelog has a producer or transactions");
+        let (name, state, fatal) = (
+            ready.name.clone(),
+            Arc::clone(&self.state),
+            Arc::clone(&self.fatal),
+        );
+        let delivered: Delivered =
+            Box::new(move |outcome| settle(&name, &*state, &fatal, outcome, ack));
+        transactions
+            .send_change(
+                &ready.name,
+                &self.state,
+                partition,
+                &change.key,
+                change.value.as_deref(),
+                delivered,
+            )
+            .map_err(|error| {
+                self.state.refused(partition);
+                let error = Error::kafka(&ready.name, error);
+                self.fatal(&error);
+                error
+            })
+    }
+
     /// Stops the application: the state cannot follow the partitions.
     fn fatal(&self, error: &Error) {
         Followers::fail(
@@ -517,6 +589,10 @@ struct Restore<'a> {
 struct Pending {
     from: i64,
     high: i64,
+    /// The high watermark when the restoration began.
+    end: i64,
+    /// Whether the end-of-partition event came.
+    eof: bool,
     next: i64,
     batch: Vec<Change>,
 }
@@ -548,6 +624,8 @@ impl Restore<'_> {
                 Pending {
                     from,
                     high,
+                    end: high,
+                    eof: false,
                     next: from,
                     batch: Vec::new(),
                 },
@@ -557,9 +635,25 @@ impl Restore<'_> {
             return Ok(());
         }
         consumer.assign(&list).map_err(|e| Error::kafka(name, e))?;
-        let stall = CALL_TIMEOUT * 3;
+        // Exactly-once: waiting for a killed instance's open transaction to end reads nothing.
+        let stall = match &self.ready.transactions {
+            Some(transactions) => {
+                (CALL_TIMEOUT * 3).max(transactions.open_for_at_most() + CALL_TIMEOUT)
+            }
+            None => CALL_TIMEOUT * 3,
+        };
         let mut heard = Instant::now();
+        // Exactly-once: the end-of-partition event comes at the last stable offset, which a
+        // transaction still open (a killed instance's) holds back: the restoration goes on to
+        // the high watermark, past that transaction once it has ended.
+        let transactional = self.ready.transactions.is_some();
         while !pending.is_empty() {
+            if transactional {
+                self.finish_transactional(&consumer, &mut pending)?;
+                if pending.is_empty() {
+                    break;
+                }
+            }
             let Some(polled) = consumer.poll(Duration::from_millis(200)) else {
                 if heard.elapsed() > stall {
                     return Err(Error::kafka(
@@ -590,7 +684,43 @@ impl Restore<'_> {
                 Err(KafkaError::PartitionEOF(partition)) => (partition, true),
                 Err(error) => return Err(Error::kafka(name, error)),
             };
-            if end && let Some(mut p) = pending.remove(&partition) {
+            if end && transactional {
+                if let Some(p) = pending.get_mut(&partition) {
+                    p.eof = true;
+                }
+            } else if end && let Some(mut p) = pending.remove(&partition) {
+                self.apply(partition, &mut p)?;
+                tracing::info!(changelog = %name, partition, from = p.from, to = p.next, "restored");
+            }
+        }
+        Ok(())
+    }
+
+    /// Finishes the partitions at their end-of-partition event and at the high watermark seen
+    /// when the restoration began.
+    fn finish_transactional(
+        &self,
+        consumer: &BaseConsumer<client::Logging>,
+        pending: &mut HashMap<i32, Pending>,
+    ) -> Result<(), Error> {
+        let name = &self.ready.name;
+        let positions = consumer.position().map_err(|e| Error::kafka(name, e))?;
+        let done: Vec<i32> = pending
+            .iter()
+            .filter(|(partition, p)| {
+                let at = positions
+                    .find_partition(name, **partition)
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(at) => Some(at),
+                        _ => None,
+                    })
+                    .unwrap_or(p.next);
+                p.eof && at >= p.end
+            })
+            .map(|(partition, _)| *partition)
+            .collect();
+        for partition in done {
+            if let Some(mut p) = pending.remove(&partition) {
                 self.apply(partition, &mut p)?;
                 tracing::info!(changelog = %name, partition, from = p.from, to = p.next, "restored");
             }

@@ -57,6 +57,9 @@ pub(crate) fn resolve_consumer(topic: &str, effective: &Conf) -> Result<Conf, Er
 pub(crate) fn client_config(conf: &Conf) -> ClientConfig {
     let mut config = ClientConfig::new();
     for (key, value) in conf.iter() {
+        if crate::conf::OWN_SETTINGS.contains(&key) {
+            continue;
+        }
         config.set(key, value);
     }
     config

@@ -22,6 +22,11 @@ pub const ENV_PREFIX: &str = "SLIPSTREAM_";
 /// (`bootstrap_servers`, `sasl_plain_password`) are accepted and translated. Displaying a conf
 /// hides secrets (anything that may be one, including unknown `sasl.`/`ssl.` keys).
 ///
+/// Two settings are slipstream's own, set the same ways and never passed to librdkafka:
+/// `processing.guarantee` (`at_least_once`, the default, or `exactly_once`: see the README's
+/// "Exactly-once") and `commit.interval.ms` (how often exactly-once commits a transaction, 100 by
+/// default).
+///
 /// ```
 /// use slipstream::Conf;
 ///
@@ -140,6 +145,15 @@ pub fn normalize_key(key: &str) -> String {
     }
 }
 
+/// Settings slipstream reads itself, kept in a [`Conf`] like librdkafka's and never passed to a
+/// client: the processing guarantee (`at_least_once`, the default, or `exactly_once`) and how
+/// often exactly-once commits its transaction.
+pub(crate) const OWN_SETTINGS: [&str; 2] = [GUARANTEE, COMMIT_INTERVAL];
+/// The processing guarantee: `at_least_once` (the default) or `exactly_once`.
+pub(crate) const GUARANTEE: &str = "processing.guarantee";
+/// How often (milliseconds) exactly-once commits a transaction; 100 by default.
+pub(crate) const COMMIT_INTERVAL: &str = "commit.interval.ms";
+
 /// `SLIPSTREAM_*` variables that are not Kafka settings.
 const OTHER_VARIABLES: [&str; 1] = ["SLIPSTREAM_HTTP_ADDR"];
 
@@ -197,6 +211,8 @@ fn known_settings() -> &'static [String] {
     static KNOWN: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     KNOWN.get_or_init(|| {
         let mut known: Vec<String> = [
+            GUARANTEE,
+            COMMIT_INTERVAL,
             "bootstrap.servers",
             "group.id",
             "group.instance.id",
@@ -292,6 +308,9 @@ fn env_overrides() -> Vec<(String, String)> {
 /// client is created, naming the key).
 fn is_kafka_setting(key: &str, value: &str) -> bool {
     use rdkafka::error::KafkaError;
+    if OWN_SETTINGS.contains(&key) {
+        return true;
+    }
     use rdkafka::types::RDKafkaConfRes;
     match rdkafka::ClientConfig::new()
         .set(key, value)
@@ -422,5 +441,38 @@ mod tests {
         let err = Conf::new().require_servers("emoji").unwrap_err();
         assert!(err.to_string().contains("bootstrap.servers"), "{err}");
         assert!(err.to_string().contains("emoji"), "{err}");
+    }
+
+    #[test]
+    fn the_guarantee_is_read_and_a_wrong_one_names_the_choices() {
+        use crate::transaction::exactly_once;
+        assert!(!exactly_once(&Conf::new(), "t").unwrap());
+        let on = Conf::new().with([("processing_guarantee", "exactly_once")]);
+        assert!(exactly_once(&on, "t").unwrap());
+        let off = Conf::new().with([("processing.guarantee", "at_least_once")]);
+        assert!(!exactly_once(&off, "t").unwrap());
+        let wrong = Conf::new().with([("processing.guarantee", "exactly-once")]);
+        let err = exactly_once(&wrong, "orders").unwrap_err().to_string();
+        assert!(
+            err.contains("processing.guarantee") && err.contains("orders"),
+            "{err}"
+        );
+        assert!(err.contains("`at_least_once` or `exactly_once`"), "{err}");
+    }
+
+    #[test]
+    fn slipstreams_own_settings_are_known_and_not_given_to_librdkafka() {
+        assert!(is_kafka_setting(GUARANTEE, "exactly_once"));
+        assert!(is_kafka_setting(COMMIT_INTERVAL, "100"));
+        let variables = [(
+            "SLIPSTREAM_PROCESSING_GUARANTEE".to_owned(),
+            "exactly_once".to_owned(),
+        )];
+        assert!(check_variables("t", variables).is_ok());
+        let conf = Conf::new().with([(GUARANTEE, "exactly_once"), (COMMIT_INTERVAL, "100")]);
+        // librdkafka would refuse both ("No such configuration property").
+        let created: Result<rdkafka::producer::BaseProducer, _> =
+            crate::client::client_config(&conf).create();
+        assert!(created.is_ok(), "{:?}", created.err());
     }
 }

@@ -28,6 +28,7 @@ use super::client;
 use super::link::Link;
 use super::message::{Message, header_pairs};
 use super::tracker::Tracker;
+use super::transaction::Transactions;
 use crate::codec::Codec;
 use crate::conf::Conf;
 use crate::dead_letter::{DeadLetters, Raw, Reason};
@@ -81,6 +82,14 @@ pub(crate) struct Context {
     /// Caches that follow the topic's partitions: restored before assigned partitions are
     /// read, told when they are revoked.
     followers: Arc<Followers>,
+    /// Exactly-once: the transactions that carry the positions (nothing is committed to the
+    /// group outside them).
+    transactions: Option<Arc<Transactions>>,
+    /// The consumer group, when the topic is read in one.
+    group_id: Option<String>,
+    /// Set once the final commit is done: a revocation after it (as the consumer closes) has
+    /// nothing to commit, and must not block on a group that may be gone.
+    final_committed: Arc<AtomicBool>,
 }
 
 impl Context {
@@ -205,6 +214,12 @@ impl ConsumerContext for Context {
                 }
                 self.apply_start(partitions);
                 let assigned = partitions_of(partitions, &self.topic);
+                if let Err(error) = self.resume_committed(partitions, &assigned) {
+                    tracing::error!(topic = %self.topic, %error, "cannot read where the assigned partitions resume; stopping");
+                    self.failed.store(true, Ordering::SeqCst);
+                    self.followers.stop(error);
+                    return;
+                }
                 // State following the partitions is restored before any of their messages is
                 // read.
                 if let Err(error) = self.followers.assigned(&assigned) {
@@ -237,6 +252,10 @@ impl ConsumerContext for Context {
             other => {
                 let error = KafkaError::Rebalance(other.into());
                 self.pre_rebalance(consumer, &Rebalance::Error(error.clone()));
+                if self.transactions.is_some() {
+                    // What is still being handled no longer counts towards any position.
+                    self.tracker.revoke(&self.status.assignment());
+                }
                 let unassigned = consumer.unassign();
                 self.followers.revoked_all();
                 self.post_rebalance(consumer, &Rebalance::Error(error));
@@ -255,15 +274,40 @@ impl ConsumerContext for Context {
             self.rebalances.fetch_add(1, Ordering::SeqCst);
             self.status.revoke(&partitions);
             let commit = self.group && !self.failed.load(Ordering::SeqCst);
+            if let Some(transactions) = &self.transactions {
+                // The open transaction carries what was done with the partitions: it commits
+                // before another instance takes them (unless closing: the last commit is done).
+                let lost = consumer.assignment_lost();
+                if lost && commit {
+                    let error = Error::kafka(
+                        &self.topic,
+                        "the group took this instance's partitions (it missed its session or poll timeout): the open transaction is not committed; restart the instance",
+                    );
+                    tracing::error!(topic = %self.topic, %error, "stopping");
+                    self.failed.store(true, Ordering::SeqCst);
+                    self.followers.stop(error);
+                } else if commit
+                    && !self.status.is_finished()
+                    && let Err(error) = client::blocking(|| transactions.commit_now())
+                {
+                    tracing::error!(topic = %self.topic, %error, "cannot commit the transaction on revocation; stopping");
+                    self.failed.store(true, Ordering::SeqCst);
+                    self.followers.stop(error);
+                }
+                self.tracker.revoke(&partitions);
+                return;
+            }
+            if self.final_committed.load(Ordering::SeqCst) {
+                self.tracker.revoke(&partitions);
+                return;
+            }
             if self.status.is_finished() {
                 // Closing: what the revocation cannot commit stays for the final commit, which
                 // the consumer retries once it is in the group again.
                 let commits = self.tracker.committable(&partitions);
                 let committed = !commit
                     || commits.is_empty()
-                    || consumer
-                        .commit(&offsets(&self.topic, &commits), CommitMode::Sync)
-                        .is_ok();
+                    || commit_within(consumer.client(), &offsets(&self.topic, &commits)).is_ok();
                 if committed {
                     self.tracker.revoke(&partitions);
                 }
@@ -283,7 +327,7 @@ impl ConsumerContext for Context {
             let commits = self.tracker.revoke(&partitions);
             if commit && !commits.is_empty() {
                 let list = offsets(&self.topic, &commits);
-                match consumer.commit(&list, CommitMode::Sync) {
+                match commit_within(consumer.client(), &list) {
                     Ok(()) => self.committed(commits.iter().map(|(p, _)| *p)),
                     // Kept for when the partitions come back (the commit is refused while the
                     // group rebalances); a new owner reads them again (at-least-once).
@@ -316,6 +360,40 @@ impl ConsumerContext for Context {
     }
 }
 
+impl Context {
+    /// Exactly-once: sets the offset of the `assigned` partitions to where the last committed
+    /// transaction left them.
+    fn resume_committed(
+        &self,
+        list: &mut TopicPartitionList,
+        assigned: &[i32],
+    ) -> Result<(), Error> {
+        let Some(transactions) = &self.transactions else {
+            return Ok(());
+        };
+        // A topic's start position applies to a partition until this run has committed it.
+        let resuming: Vec<i32> = match &self.start {
+            None => assigned.to_vec(),
+            Some(_) => {
+                let started = lock(&self.started);
+                assigned
+                    .iter()
+                    .copied()
+                    .filter(|p| started.contains(p))
+                    .collect()
+            }
+        };
+        let group = self.group_id.as_deref().unwrap_or_default();
+        let positions = client::blocking(|| transactions.positions(group, &self.topic, &resuming))?;
+        tracing::debug!(topic = %self.topic, ?positions, "resuming from the committed transaction");
+        for (partition, offset) in positions {
+            list.set_partition_offset(&self.topic, partition, Offset::Offset(offset))
+                .map_err(|e| Error::kafka(&self.topic, e))?;
+        }
+        Ok(())
+    }
+}
+
 /// The partitions of `topic` in `list`.
 fn partitions_of(list: &TopicPartitionList, topic: &str) -> Vec<i32> {
     list.elements_for_topic(topic)
@@ -335,6 +413,46 @@ fn positions<'a>(
             Offset::Offset(offset) => Some((e.partition(), offset)),
             _ => None,
         })
+}
+
+/// Commits `list` and waits for the broker's answer, at most [`CALL_TIMEOUT`]. (librdkafka's
+/// synchronous commit waits for ever: a commit left unanswered, by a group coordinator lost as
+/// the consumer closes, say, would block its thread, and a runtime shutting down with it.)
+fn commit_within<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    list: &TopicPartitionList,
+) -> Result<(), KafkaError> {
+    use rdkafka::bindings as rd;
+    use rdkafka::types::RDKafkaErrorCode;
+    let rk = client.native_ptr();
+    let timeout = i32::try_from(CALL_TIMEOUT.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: `rk` is a live consumer handle; librdkafka copies `list` before returning; the
+    // queue is created, polled and destroyed here, and the event taken from it destroyed once
+    // read (an answer arriving after the queue is gone is discarded by librdkafka).
+    unsafe {
+        let queue = rd::rd_kafka_queue_new(rk);
+        let scheduled =
+            rd::rd_kafka_commit_queue(rk, list.ptr(), queue, None, std::ptr::null_mut());
+        let result = if scheduled != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            Err(KafkaError::ConsumerCommit(scheduled.into()))
+        } else {
+            let event = rd::rd_kafka_queue_poll(queue, timeout);
+            if event.is_null() {
+                Err(KafkaError::ConsumerCommit(
+                    RDKafkaErrorCode::OperationTimedOut,
+                ))
+            } else {
+                let error = rd::rd_kafka_event_error(event);
+                rd::rd_kafka_event_destroy(event);
+                match error {
+                    rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => Ok(()),
+                    error => Err(KafkaError::ConsumerCommit(error.into())),
+                }
+            }
+        };
+        rd::rd_kafka_queue_destroy(queue);
+        result
+    }
 }
 
 fn offsets(topic: &str, commits: &[(i32, i64)]) -> TopicPartitionList {
@@ -371,6 +489,10 @@ pub(crate) struct Running {
     /// Caches that follow the topic's partitions (their restorations' reports).
     followers: Arc<Followers>,
     wake: Notify,
+    /// Exactly-once: the transactions carrying this consumer's positions.
+    transactions: Option<Arc<Transactions>>,
+    /// Set once the final commit is done (see `Context`).
+    final_committed: Arc<AtomicBool>,
 }
 
 /// What a consumer shares with its topic and its application.
@@ -385,6 +507,8 @@ pub(crate) struct Shared {
     pub(crate) connect_timeout: Duration,
     /// Caches that follow the topic's partitions: restored on assignment.
     pub(crate) followers: Arc<Followers>,
+    /// Stops the application (a transaction failed).
+    pub(crate) fatal: Option<Arc<dyn Fn(Error) + Send + Sync>>,
 }
 
 /// Asks for `topic`'s metadata until a broker answers, failing past `timeout` with the last
@@ -454,8 +578,14 @@ impl Running {
             undecodable,
             connect_timeout,
             followers,
+            fatal,
         } = shared;
         let mut conf = client::resolve_consumer(topic, effective)?;
+        let transactions = super::transaction::for_conf(effective, topic)?;
+        if transactions.is_some() {
+            // Records of transactions not committed (yet, or ever) are not read.
+            conf.insert("isolation.level", "read_committed");
+        }
         // slipstream commits what handlers have finished; librdkafka must not commit on its own.
         conf.insert("enable.auto.commit", "false");
         conf.insert("enable.auto.offset.store", "false");
@@ -463,6 +593,13 @@ impl Running {
             conf.insert("enable.partition.eof", "true");
         }
         let group = conf.get("group.id").is_some_and(|g| !g.is_empty());
+        if transactions.is_some() && !group {
+            return Err(Error::Conf {
+                topic: topic.to_owned(),
+                key: "group.id".to_owned(),
+                message: "exactly-once reads topics in a consumer group: set `group.id`".to_owned(),
+            });
+        }
         if !group {
             // librdkafka's consumer needs a group even to be assigned partitions; this one is
             // private to the process and nothing is committed for it.
@@ -474,6 +611,7 @@ impl Running {
         let tracker = Arc::new(Tracker::new(topic, Some(letters)));
         let status = Arc::new(ConsumerStatus::new(topic));
         let rebalances = Arc::new(AtomicU64::new(0));
+        let final_committed = Arc::new(AtomicBool::new(false));
         client::ask_statistics(&mut conf);
         let link = Arc::new(Link::new(format!("topic `{topic}`"), connect_timeout));
         let context = Context {
@@ -489,6 +627,9 @@ impl Running {
             started: Mutex::default(),
             resume: Mutex::default(),
             followers: Arc::clone(&followers),
+            transactions: transactions.clone(),
+            group_id: conf.get("group.id").filter(|_| group).map(str::to_owned),
+            final_committed: Arc::clone(&final_committed),
         };
         // A broker must answer before the application counts as started: an unreachable one is
         // an error now, not a consumer retrying in the background forever.
@@ -521,7 +662,7 @@ impl Running {
             consumer.assign(&list).map_err(kafka_error)?;
             status.assign(list.elements().iter().map(|e| e.partition()));
         }
-        Ok(Arc::new(Running {
+        let running = Arc::new(Running {
             consumer,
             topic: topic.into(),
             tracker,
@@ -535,7 +676,52 @@ impl Running {
             undecodable,
             followers,
             wake: Notify::new(),
-        }))
+            transactions,
+            final_committed,
+        });
+        if let Some(transactions) = &running.transactions {
+            transactions.register(&running, fatal)?;
+        }
+        Ok(running)
+    }
+
+    /// Whether the application is stopping on a failure, or a message failed for good: the
+    /// open transaction may hold part of its work (exactly-once then aborts).
+    pub(crate) fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst) || self.tracker.any_stuck()
+    }
+
+    /// Waits until no message is in flight, at most until `deadline`; whether none is.
+    pub(crate) fn settle(&self, deadline: Instant) -> bool {
+        self.tracker
+            .wait_all_settled(deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// The positions that advanced since last taken (for the next transaction).
+    pub(crate) fn take_positions(&self) -> Vec<(i32, i64)> {
+        self.tracker.take_commits(false)
+    }
+
+    /// The consumer group (empty without one).
+    pub(crate) fn group_id(&self) -> &str {
+        self.group_id.as_deref().unwrap_or_default()
+    }
+
+    /// A transaction committed `positions`: the partitions resume there (not at the topic's
+    /// start position) when the group gives them back.
+    pub(crate) fn note_committed(&self, positions: &[(i32, i64)]) {
+        self.consumer
+            .context()
+            .committed(positions.iter().map(|(p, _)| *p));
+    }
+
+    /// The group membership a transaction's positions are committed for.
+    pub(crate) fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+        if self.group {
+            self.consumer.group_metadata()
+        } else {
+            None
+        }
     }
 
     /// Moves a partition's position: the next message read from it is at `offset`.
@@ -572,7 +758,7 @@ impl Running {
     /// Commits what handlers have finished; false if the broker refused (it is taken again
     /// next time).
     fn commit(&self, mode: CommitMode, all: bool) -> bool {
-        if !self.group || self.failed.load(Ordering::SeqCst) {
+        if !self.group || self.failed.load(Ordering::SeqCst) || self.transactions.is_some() {
             return true;
         }
         let commits = self.tracker.take_commits(all);
@@ -580,7 +766,12 @@ impl Running {
             return true;
         }
         tracing::debug!(topic = %self.topic, ?commits, "committing");
-        match self.consumer.commit(&offsets(&self.topic, &commits), mode) {
+        let list = offsets(&self.topic, &commits);
+        let committed = match mode {
+            CommitMode::Sync => commit_within(self.consumer.client(), &list),
+            CommitMode::Async => self.consumer.commit(&list, mode),
+        };
+        match committed {
             Ok(()) => true,
             Err(error) => {
                 tracing::warn!(topic = %self.topic, %error, "commit failed; it will be retried");
@@ -666,6 +857,16 @@ impl Running {
         if left > 0 {
             tracing::warn!(topic = %self.topic, left, "closing with messages still in flight; they will be read again");
         }
+        if let Some(transactions) = self.transactions.clone() {
+            // The last transaction (aborted when the application stops on a failure).
+            if let Err(error) = transactions.commit().await {
+                tracing::error!(topic = %self.topic, %error, "the last transaction did not commit");
+                if !self.has_failed() {
+                    transactions.stop(error);
+                }
+            }
+            transactions.unregister(&self);
+        }
         // The final commit, and closing the consumer when this is the last reference, block.
         // A final commit refused (the group rebalancing as another member leaves, say) is tried
         // again, the consumer taking part in the rebalance meanwhile (its revocation commits
@@ -687,6 +888,7 @@ impl Running {
                 .is_ok()
             {}
         }
+        self.final_committed.store(true, Ordering::SeqCst);
         // Closing the consumer, when this is the last reference, blocks.
         let topic = Arc::clone(&self.topic);
         let _ = tokio::task::spawn_blocking(move || drop(self)).await;
@@ -905,6 +1107,11 @@ impl<K: 'static, V: 'static> State<K, V> {
                     if self.stop_at_end {
                         self.at_end.remove(&borrowed.partition());
                     }
+                    // Exactly-once: held back while a transaction commits.
+                    let _passing = match &running.transactions {
+                        Some(transactions) => Some(transactions.pass().await),
+                        None => None,
+                    };
                     match self.decode(&borrowed, generation).await {
                         Decoded::Message(message, ack) => return Some((message, ack)),
                         Decoded::Skipped => {}

@@ -19,6 +19,7 @@ mod producer;
 mod replica;
 mod topic;
 mod tracker;
+mod transaction;
 
 pub use codec::{Codec, DefaultCodec, JsonCodec, Nullable, Raw, Utf8};
 pub use conf::Conf;

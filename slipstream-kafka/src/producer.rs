@@ -12,6 +12,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use super::client::{self, Linked};
 use super::link::Link;
 use super::message::{Message, Record};
+use super::transaction::{self, Transactions};
 use crate::codec::Codec;
 use crate::conf::Conf;
 use slipstream_core::__component::AckScope;
@@ -31,6 +32,8 @@ pub(crate) struct Producer<K, V> {
     topic: Arc<str>,
     key_codec: Arc<dyn Codec<K>>,
     value_codec: Arc<dyn Codec<V>>,
+    /// Exactly-once: the instance's transactions, whose producer this one is.
+    transactions: Option<Arc<Transactions>>,
 }
 
 impl<K, V> Clone for Producer<K, V> {
@@ -41,6 +44,7 @@ impl<K, V> Clone for Producer<K, V> {
             topic: Arc::clone(&self.topic),
             key_codec: Arc::clone(&self.key_codec),
             value_codec: Arc::clone(&self.value_codec),
+            transactions: self.transactions.clone(),
         }
     }
 }
@@ -58,6 +62,23 @@ impl<K: 'static, V: 'static> Producer<K, V> {
         key_codec: Arc<dyn Codec<K>>,
         value_codec: Arc<dyn Codec<V>>,
     ) -> Result<Self, Error> {
+        let transactions = if dry {
+            None
+        } else {
+            transaction::for_conf(effective, topic)?
+        };
+        if let Some(transactions) = transactions {
+            // Its records commit every interval even when no topic is read.
+            transactions.watch(None);
+            return Ok(Producer {
+                producer: Some(transactions.producer().clone()),
+                link: Arc::clone(transactions.link()),
+                topic: topic.into(),
+                key_codec,
+                value_codec,
+                transactions: Some(transactions),
+            });
+        }
         let link = Arc::new(Link::new(
             format!("sink `{topic}`"),
             grace.unwrap_or(Duration::MAX),
@@ -81,10 +102,13 @@ impl<K: 'static, V: 'static> Producer<K, V> {
             topic: topic.into(),
             key_codec,
             value_codec,
+            transactions: None,
         })
     }
 
-    /// Produces one record and waits for the broker's acknowledgement.
+    /// Produces one record and waits for the broker's acknowledgement; with exactly-once,
+    /// outside a handler's item, until its transaction has committed (an item's records commit
+    /// with the item's position).
     pub(crate) async fn produce(
         &self,
         key: Option<&K>,
@@ -98,10 +122,45 @@ impl<K: 'static, V: 'static> Producer<K, V> {
             return Ok(());
         };
         let record = placement.apply(encoded.record(&self.topic, headers));
-        let sent = producer.send(record, QUEUE_TIMEOUT).await;
-        self.settled(sent.as_ref().map(drop).map_err(|(error, _)| error));
-        sent.map(drop)
-            .map_err(|(error, _)| Error::kafka(&self.topic, error))
+        let Some(transactions) = &self.transactions else {
+            let sent = producer.send(record, QUEUE_TIMEOUT).await;
+            self.settled(sent.as_ref().map(drop).map_err(|(error, _)| error));
+            return sent
+                .map(drop)
+                .map_err(|(error, _)| Error::kafka(&self.topic, error));
+        };
+        let deadline = std::time::Instant::now() + QUEUE_TIMEOUT;
+        let mut record = record;
+        let (seen, delivery) = loop {
+            let sent = {
+                let _producing = transactions.producing();
+                let seen = transactions.commits();
+                producer
+                    .send_result(record)
+                    .map(|delivery| (seen, delivery))
+            };
+            match sent {
+                Ok(sent) => break sent,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    record = returned;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((error, _)) => return Err(Error::kafka(&self.topic, error)),
+            }
+        };
+        let sent = match delivery.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((error, _))) => Err(error),
+            Err(Canceled) => Err(KafkaError::Canceled),
+        };
+        self.settled(sent.as_ref().map(drop));
+        sent.map_err(|error| Error::kafka(&self.topic, error))?;
+        if slipstream_core::partition::origin().is_none() {
+            transactions.committed_after(seen).await?;
+        }
+        Ok(())
     }
 
     /// What its client knows of the brokers and of failing deliveries (its health probe).
@@ -366,9 +425,14 @@ impl<K: 'static, V: 'static> TopicSink<K, V> {
         };
         let topic = Arc::clone(&self.producer.topic);
         let mut record = placement.apply(encoded.record(&topic, headers));
+        let transactions = self.producer.transactions.clone();
         let delivery = loop {
             let progress = self.progress.notified();
-            match producer.send_result(record) {
+            let sent = {
+                let _producing = transactions.as_ref().map(|t| t.producing());
+                producer.send_result(record)
+            };
+            match sent {
                 Ok(delivery) => break delivery,
                 // The producer's queue is full: wait until a delivery is settled (or a moment),
                 // then try again.
@@ -395,6 +459,11 @@ impl<K: 'static, V: 'static> TopicSink<K, V> {
         drop(self.deliveries.take());
         if let Some(settler) = self.settler.take() {
             settler.await?;
+        }
+        if let Some(transactions) = &self.producer.transactions {
+            // What the handler produced last commits before the application ends (the
+            // transaction also carries the positions of the messages it handled).
+            return Ok(transactions.commit().await?);
         }
         self.producer.flush().await
     }

@@ -344,6 +344,7 @@ impl<K: 'static, V: 'static> Topic<K, V> {
         &self,
         failed: Arc<std::sync::atomic::AtomicBool>,
         letters: Arc<DeadLetters>,
+        fatal: Option<Arc<dyn Fn(Error) + Send + Sync>>,
     ) -> Result<Arc<Running>, Error> {
         let running = Running::start(
             &self.name,
@@ -357,6 +358,7 @@ impl<K: 'static, V: 'static> Topic<K, V> {
                 undecodable: Arc::clone(&self.undecodable),
                 connect_timeout: self.connect_timeout,
                 followers: Arc::clone(&self.followers),
+                fatal,
             },
         )?;
         *lock(&self.running) = Arc::downgrade(&running);
@@ -469,7 +471,7 @@ where
     ) -> Result<(Acked<K, V>, Committer), Error> {
         let letters = self.dead_letters();
         let undecodable = self.undecodable_policy(policy, Arc::clone(&letters), fatal.clone());
-        let running = self.start_consumer(failed, letters)?;
+        let running = self.start_consumer(failed, letters, fatal.clone())?;
         let committer = Box::pin(Arc::clone(&running).commit_loop(self.commit_interval));
         let messages = consumer::messages(
             running,

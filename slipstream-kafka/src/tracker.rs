@@ -241,6 +241,8 @@ impl Tracker {
                 };
             }
         }
+        drop(partitions);
+        self.settled.notify_all();
         commits
     }
 
@@ -261,6 +263,8 @@ impl Tracker {
         p.next = Some(offset);
         p.committed = None;
         p.stuck = None;
+        drop(partitions);
+        self.settled.notify_all();
     }
 
     /// The seek of `partition` is done: the consumer no longer returns what it fetched before.
@@ -310,6 +314,17 @@ impl Tracker {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .0;
         }
+    }
+
+    /// Waits until no message is in flight, at most `timeout`; whether none is.
+    pub(crate) fn wait_all_settled(&self, timeout: std::time::Duration) -> bool {
+        let partitions: Vec<i32> = self.lock().keys().copied().collect();
+        self.wait_settled(&partitions, timeout)
+    }
+
+    /// Whether a message failed for good (it is never committed past).
+    pub(crate) fn any_stuck(&self) -> bool {
+        self.lock().values().any(|p| p.stuck.is_some())
     }
 
     /// How many messages are in flight.

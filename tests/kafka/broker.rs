@@ -165,6 +165,15 @@ where
 /// application; the test returns at once unless its variables are set). `CHILD_VERBOSE=1` shows
 /// the children's logs.
 pub fn child(test: &str, envs: &[(&str, String)]) -> std::process::Child {
+    spawn_child(test, envs, false)
+}
+
+/// [`child`], with its standard error piped to the test (to read the error it stopped with).
+pub fn child_reporting(test: &str, envs: &[(&str, String)]) -> std::process::Child {
+    spawn_child(test, envs, true)
+}
+
+fn spawn_child(test: &str, envs: &[(&str, String)], report: bool) -> std::process::Child {
     use std::process::{Command, Stdio};
     let verbose = std::env::var("CHILD_VERBOSE").is_ok();
     Command::new(std::env::current_exe().unwrap())
@@ -173,14 +182,16 @@ pub fn child(test: &str, envs: &[(&str, String)]) -> std::process::Child {
         .env("TEST_KAFKA_BROKER", servers())
         .env(
             "RUST_LOG",
-            if verbose {
-                "info,slipstream_kafka=debug,librdkafka=warn"
-            } else {
-                "warn"
+            match std::env::var("CHILD_LOG") {
+                Ok(filter) => filter,
+                Err(_) if verbose => "info,slipstream_kafka=debug,librdkafka=warn".to_owned(),
+                Err(_) => "warn".to_owned(),
             },
         )
         .stdout(Stdio::null())
-        .stderr(if verbose {
+        .stderr(if report {
+            Stdio::piped()
+        } else if verbose {
             Stdio::inherit()
         } else {
             Stdio::null()

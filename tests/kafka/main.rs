@@ -7,6 +7,7 @@ mod broker;
 mod changelog;
 mod deadline;
 mod delivery;
+mod exactly_once;
 mod faults;
 mod fenced;
 mod groups;
