@@ -6,12 +6,14 @@
 //! their ratio. Uses librdkafka's mock cluster, or the broker at `BENCH_KAFKA_BROKER` (one that
 //! commits transactions).
 
+#[path = "common/mock.rs"]
+mod mock;
+
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use rdkafka::ClientConfig;
-use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use slipstream::prelude::*;
 use slipstream::{Message, StartAt, Topic};
@@ -26,23 +28,8 @@ const TOPICS: [(&str, i32); 5] = [
     ("eos-bench-alo-slipstream-offsets", 1),
 ];
 
-static SERVERS: LazyLock<String> = LazyLock::new(|| {
-    if let Ok(servers) = std::env::var("BENCH_KAFKA_BROKER") {
-        return servers;
-    }
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let cluster = MockCluster::new(1).unwrap();
-        for (topic, partitions) in TOPICS {
-            cluster.create_topic(topic, partitions, 1).unwrap();
-        }
-        tx.send(cluster.bootstrap_servers()).unwrap();
-        loop {
-            std::thread::park();
-        }
-    });
-    rx.recv().unwrap()
-});
+static SERVERS: LazyLock<String> =
+    LazyLock::new(|| mock::servers(TOPICS.iter().map(|(t, p)| (t.to_string(), *p)).collect()));
 
 /// The settings of the pipeline reading in group `group`, under `guarantee`.
 fn conf(group: &str, guarantee: &str) -> Vec<(&'static str, String)> {

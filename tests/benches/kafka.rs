@@ -13,6 +13,9 @@
 //! from it are acknowledged. Prints the rates and the ratios. Uses librdkafka's mock cluster, or
 //! the broker at `BENCH_KAFKA_BROKER`.
 
+#[path = "common/mock.rs"]
+mod mock;
+
 use std::collections::HashSet;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -20,7 +23,6 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
 use slipstream::prelude::*;
@@ -36,23 +38,8 @@ const TOPICS: [&str; 4] = [
     "bench-out-pipelined",
 ];
 
-static SERVERS: LazyLock<String> = LazyLock::new(|| {
-    if let Ok(servers) = std::env::var("BENCH_KAFKA_BROKER") {
-        return servers;
-    }
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let cluster = MockCluster::new(1).unwrap();
-        for topic in TOPICS {
-            cluster.create_topic(topic, PARTITIONS, 1).unwrap();
-        }
-        tx.send(cluster.bootstrap_servers()).unwrap();
-        loop {
-            std::thread::park();
-        }
-    });
-    rx.recv().unwrap()
-});
+static SERVERS: LazyLock<String> =
+    LazyLock::new(|| mock::servers(TOPICS.iter().map(|t| (t.to_string(), PARTITIONS)).collect()));
 
 fn conf(group: &str) -> Vec<(&'static str, String)> {
     vec![

@@ -12,6 +12,9 @@
 //! Prints the rates and the ratios. Uses librdkafka's mock cluster, or the broker at
 //! `BENCH_KAFKA_BROKER`.
 
+#[path = "common/mock.rs"]
+mod mock;
+
 use std::collections::HashSet;
 use std::sync::{LazyLock, OnceLock};
 use std::time::{Duration, Instant};
@@ -19,7 +22,6 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
 use slipstream::prelude::*;
@@ -33,23 +35,8 @@ const INPUT: &str = "bench-state-in";
 const CHANGELOG: &str = "bench-state-restore-changelog";
 const RESTORE_INPUT: &str = "bench-state-restore-in";
 
-static SERVERS: LazyLock<String> = LazyLock::new(|| {
-    if let Ok(servers) = std::env::var("BENCH_KAFKA_BROKER") {
-        return servers;
-    }
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let cluster = MockCluster::new(1).unwrap();
-        for topic in topics() {
-            cluster.create_topic(&topic, PARTITIONS, 1).unwrap();
-        }
-        tx.send(cluster.bootstrap_servers()).unwrap();
-        loop {
-            std::thread::park();
-        }
-    });
-    rx.recv().unwrap()
-});
+static SERVERS: LazyLock<String> =
+    LazyLock::new(|| mock::servers(topics().into_iter().map(|t| (t, PARTITIONS)).collect()));
 
 fn topics() -> Vec<String> {
     vec![
