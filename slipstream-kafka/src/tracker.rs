@@ -33,6 +33,10 @@ struct Partition {
     /// The tracker's generation when the partition's last seek completed (`u64::MAX` while it
     /// is under way), and where it resumed.
     sought: Option<(u64, i64)>,
+    /// The offset the run read from the position sought continues with, once its first
+    /// message has come: messages taken while the seek completes are fresh when they follow
+    /// on from it.
+    resumed_next: Option<i64>,
 }
 
 impl Partition {
@@ -163,9 +167,18 @@ impl Tracker {
         let p = partitions.entry(partition).or_default();
         if let Some((sought_at, resumed)) = p.sought
             && generation < sought_at
-            && offset != resumed
         {
-            return None;
+            // Taken from the consumer while (or before) the seek completed: fresh only as
+            // the run that starts at the position sought (the consumer may already be reading
+            // there before the seek call returns).
+            let fresh = match p.resumed_next {
+                None => offset == resumed,
+                Some(next) => offset == next,
+            };
+            if !fresh {
+                return None;
+            }
+            p.resumed_next = Some(offset + 1);
         }
         p.in_flight.insert(offset);
         p.next = Some(p.next.map_or(offset + 1, |next| next.max(offset + 1)));
@@ -258,6 +271,7 @@ impl Tracker {
         let mut partitions = self.lock();
         let p = partitions.entry(partition).or_default();
         p.sought = Some((u64::MAX, offset));
+        p.resumed_next = None;
         p.epoch += 1;
         p.in_flight.clear();
         p.next = Some(offset);
@@ -421,15 +435,17 @@ mod tests {
         tracker.begin_seek(0, 50);
         // Taken from the consumer while the seek was under way.
         assert!(tracker.received(0, 11, before).is_none());
-        // The message at the position sought, even if taken then.
+        // The message at the position sought, even if taken then, and the ones following it.
         let sought = tracker.received(0, 50, before).unwrap();
+        tracker.received(0, 51, before).unwrap().done();
+        assert!(tracker.received(0, 12, before).is_none());
         tracker.end_seek(0);
         let after = tracker.generation();
-        let next = tracker.received(0, 51, after).unwrap();
+        let next = tracker.received(0, 52, after).unwrap();
         assert!(!sought.is_withdrawn());
         sought.done();
         next.done();
-        assert_eq!(tracker.take_commits(false), [(0, 52)]);
+        assert_eq!(tracker.take_commits(false), [(0, 53)]);
     }
 
     #[test]
