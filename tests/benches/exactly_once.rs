@@ -12,9 +12,7 @@ mod mock;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
 use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use slipstream::prelude::*;
 use slipstream::{Message, StartAt, Topic};
 
@@ -74,29 +72,6 @@ fn exactly_once(msg: Message<String, String>) -> (String, String) {
     upper(msg)
 }
 
-async fn fill() {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", SERVERS.as_str())
-        .create()
-        .unwrap();
-    for chunk in (0..N).collect::<Vec<_>>().chunks(5000) {
-        let sends = chunk.iter().map(|i| {
-            let (key, value) = (format!("key{i}"), format!("value {i}"));
-            let producer = producer.clone();
-            async move {
-                producer
-                    .send(
-                        FutureRecord::to("eos-bench-in").key(&key).payload(&value),
-                        Duration::from_secs(30),
-                    )
-                    .await
-                    .unwrap();
-            }
-        });
-        join_all(sends).await;
-    }
-}
-
 /// Runs handler `name` until the input's end (and its last commit); how long it took from
 /// the first record handled.
 async fn timed(name: &'static str) -> Duration {
@@ -126,7 +101,7 @@ async fn main() {
                 .unwrap();
         }
     }
-    fill().await;
+    mock::fill(&SERVERS, "eos-bench-in", N).await;
     let at_least_once = timed("at_least_once").await;
     let exactly_once = timed("exactly_once").await;
     // The exactly-once run committed its positions in transactions.

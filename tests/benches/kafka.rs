@@ -20,7 +20,6 @@ use std::collections::HashSet;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -132,26 +131,6 @@ async fn raw(group: &str, output: &str, limit: usize, awaiting: bool) -> Result<
     Ok(handled)
 }
 
-async fn fill() {
-    let producer: FutureProducer = client("writer").create().unwrap();
-    for chunk in (0..N).collect::<Vec<_>>().chunks(1000) {
-        let sends = chunk.iter().map(|i| {
-            let (key, value) = (format!("key{i}"), format!("value {i}"));
-            let producer = producer.clone();
-            async move {
-                producer
-                    .send(
-                        FutureRecord::to("bench-in").key(&key).payload(&value),
-                        Duration::from_secs(30),
-                    )
-                    .await
-                    .unwrap();
-            }
-        });
-        join_all(sends).await;
-    }
-}
-
 #[tokio::main]
 async fn main() {
     if std::env::var("BENCH_KAFKA_BROKER").is_ok() {
@@ -163,7 +142,7 @@ async fn main() {
                 .unwrap();
         }
     }
-    fill().await;
+    mock::fill(&SERVERS, "bench-in", N).await;
 
     let timed_raw = |group, output, limit, awaiting| async move {
         let started = Instant::now();

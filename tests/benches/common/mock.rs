@@ -22,3 +22,30 @@ pub fn servers(topics: Vec<(String, i32)>) -> String {
     });
     rx.recv().unwrap()
 }
+
+/// Produces records `0..n` to `topic` (key `key{i}`, value `value {i}`), 5,000 at a time.
+#[allow(dead_code, reason = "the state bench fills its topics its own way")]
+pub async fn fill(servers: &str, topic: &str, n: usize) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use std::time::Duration;
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .create()
+        .unwrap();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(5000) {
+        let sends = chunk.iter().map(|i| {
+            let (key, value) = (format!("key{i}"), format!("value {i}"));
+            let producer = producer.clone();
+            async move {
+                producer
+                    .send(
+                        FutureRecord::to(topic).key(&key).payload(&value),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .unwrap();
+            }
+        });
+        futures::future::join_all(sends).await;
+    }
+}
