@@ -44,6 +44,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const REVOKE_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a refused final commit is tried again.
 const FINAL_COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one attempt at the final commit waits for the broker's answer.
+const FINAL_COMMIT_ATTEMPT: Duration = Duration::from_secs(3);
 /// How long a report waits for the committed offsets.
 const COMMITTED_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long blocking consumer calls may take.
@@ -301,13 +303,23 @@ impl ConsumerContext for Context {
                 self.tracker.revoke(&partitions);
                 return;
             }
+            // A lost assignment (the session ran out while the coordinator was unreachable, say)
+            // cannot be committed: the group has left this member behind, and a commit would
+            // wait for an answer that is a refusal at best.
+            let lost = consumer.assignment_lost();
             if self.status.is_finished() {
                 // Closing: what the revocation cannot commit stays for the final commit, which
                 // the consumer retries once it is in the group again.
                 let commits = self.tracker.committable(&partitions);
                 let committed = !commit
                     || commits.is_empty()
-                    || commit_within(consumer.client(), &offsets(&self.topic, &commits)).is_ok();
+                    || (!lost
+                        && commit_within(
+                            consumer.client(),
+                            &offsets(&self.topic, &commits),
+                            FINAL_COMMIT_ATTEMPT,
+                        )
+                        .is_ok());
                 if committed {
                     self.tracker.revoke(&partitions);
                 }
@@ -317,6 +329,7 @@ impl ConsumerContext for Context {
             // are finished and committed before another instance restores that state, which
             // would otherwise hold changes of messages it then handles again.
             if self.followers.any()
+                && !lost
                 && !self.failed.load(Ordering::SeqCst)
                 && !client::blocking(|| {
                     self.tracker.wait_settled(&partitions, REVOKE_DRAIN_TIMEOUT)
@@ -325,9 +338,12 @@ impl ConsumerContext for Context {
                 tracing::warn!(topic = %self.topic, ?partitions, "messages of revoked partitions were still being handled after {REVOKE_DRAIN_TIMEOUT:?}: their new owner handles them again");
             }
             let commits = self.tracker.revoke(&partitions);
-            if commit && !commits.is_empty() {
+            if commit && lost && !commits.is_empty() {
+                tracing::info!(topic = %self.topic, ?partitions, "assignment lost: its uncommitted positions are kept for the next assignment");
+                lock(&self.resume).extend(commits.iter().copied());
+            } else if commit && !commits.is_empty() {
                 let list = offsets(&self.topic, &commits);
-                match commit_within(consumer.client(), &list) {
+                match commit_within(consumer.client(), &list, CALL_TIMEOUT) {
                     Ok(()) => self.committed(commits.iter().map(|(p, _)| *p)),
                     // Kept for when the partitions come back (the commit is refused while the
                     // group rebalances); a new owner reads them again (at-least-once).
@@ -415,17 +431,18 @@ fn positions<'a>(
         })
 }
 
-/// Commits `list` and waits for the broker's answer, at most [`CALL_TIMEOUT`]. (librdkafka's
+/// Commits `list` and waits for the broker's answer, at most `wait`. (librdkafka's
 /// synchronous commit waits for ever: a commit left unanswered, by a group coordinator lost as
 /// the consumer closes, say, would block its thread, and a runtime shutting down with it.)
 fn commit_within<C: ClientContext>(
     client: &rdkafka::client::Client<C>,
     list: &TopicPartitionList,
+    wait: Duration,
 ) -> Result<(), KafkaError> {
     use rdkafka::bindings as rd;
     use rdkafka::types::RDKafkaErrorCode;
     let rk = client.native_ptr();
-    let timeout = i32::try_from(CALL_TIMEOUT.as_millis()).unwrap_or(i32::MAX);
+    let timeout = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
     // SAFETY: `rk` is a live consumer handle; librdkafka copies `list` before returning; the
     // queue is created, polled and destroyed here, and the event taken from it destroyed once
     // read (an answer arriving after the queue is gone is discarded by librdkafka).
@@ -755,9 +772,10 @@ impl Running {
         Arc::clone(&self.status)
     }
 
-    /// Commits what handlers have finished; false if the broker refused (it is taken again
-    /// next time).
-    fn commit(&self, mode: CommitMode, all: bool) -> bool {
+    /// Commits what handlers have finished, waiting for the broker's answer at most `wait`
+    /// (not at all without); false if the broker refused or did not answer in time (it is
+    /// taken again next time).
+    fn commit(&self, wait: Option<Duration>, all: bool) -> bool {
         if !self.group || self.failed.load(Ordering::SeqCst) || self.transactions.is_some() {
             return true;
         }
@@ -767,9 +785,9 @@ impl Running {
         }
         tracing::debug!(topic = %self.topic, ?commits, "committing");
         let list = offsets(&self.topic, &commits);
-        let committed = match mode {
-            CommitMode::Sync => commit_within(self.consumer.client(), &list),
-            CommitMode::Async => self.consumer.commit(&list, mode),
+        let committed = match wait {
+            Some(wait) => commit_within(self.consumer.client(), &list, wait),
+            None => self.consumer.commit(&list, CommitMode::Async),
         };
         match committed {
             Ok(()) => true,
@@ -843,7 +861,7 @@ impl Running {
                 _ = tokio::time::sleep(interval) => {}
                 _ = self.wake.notified() => {}
             }
-            self.commit(CommitMode::Async, false);
+            self.commit(None, false);
             self.note_high_watermarks();
             if self.status.is_finished() {
                 break;
@@ -871,13 +889,17 @@ impl Running {
         // A final commit refused (the group rebalancing as another member leaves, say) is tried
         // again, the consumer taking part in the rebalance meanwhile (its revocation commits
         // too); given up, its messages are read again after a restart.
+        // Each attempt waits a few seconds at most, and none past the deadline: between them
+        // the consumer is polled, so that a rebalance the commit waits for can go on.
         let deadline = Instant::now() + FINAL_COMMIT_TIMEOUT;
         loop {
             let running = Arc::clone(&self);
-            let committed =
-                tokio::task::spawn_blocking(move || running.commit(CommitMode::Sync, true))
-                    .await
-                    .unwrap_or(false);
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .clamp(Duration::from_millis(100), FINAL_COMMIT_ATTEMPT);
+            let committed = tokio::task::spawn_blocking(move || running.commit(Some(wait), true))
+                .await
+                .unwrap_or(false);
             if committed || Instant::now() >= deadline {
                 break;
             }
