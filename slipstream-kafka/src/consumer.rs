@@ -339,7 +339,7 @@ impl ConsumerContext for Context {
             }
             let commits = self.tracker.revoke(&partitions);
             if commit && lost && !commits.is_empty() {
-                tracing::info!(topic = %self.topic, ?partitions, "assignment lost: its uncommitted positions are kept for the next assignment");
+                tracing::info!(topic = %self.topic, ?partitions, "assignment lost: its positions are kept for the next assignment, not committed");
                 lock(&self.resume).extend(commits.iter().copied());
             } else if commit && !commits.is_empty() {
                 let list = offsets(&self.topic, &commits);
