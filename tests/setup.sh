@@ -5,8 +5,11 @@ set -euo pipefail
 
 # System packages the build needs: a C/C++ toolchain, make and cmake (librdkafka and RocksDB are
 # built from source; librdkafka's CMake build includes curl's headers; RocksDB's bindings need
-# libclang; TLS and SASL use OpenSSL).
+# libclang; TLS and SASL use OpenSSL). The test broker, Apache Kafka, runs on Java 17 or later
+# and is resolved with Maven: installed only when there is no `java` or `mvn` at all.
 packages=(gcc g++ make cmake libc6-dev pkg-config libcurl4-openssl-dev libssl-dev clang libclang-dev)
+command -v java >/dev/null || packages+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || packages+=(maven)
 
 missing=()
 for pkg in "${packages[@]}"; do

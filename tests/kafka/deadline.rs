@@ -53,9 +53,6 @@ async fn forward(msg: Message<String, String>) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shutdown_with_the_broker_down_ends_at_its_deadline_and_loses_nothing() {
-    if crate::broker::is_real() {
-        return; // fault injection needs the mock cluster
-    }
     cluster().create(&NAMES.0, 1).await;
     cluster().create(&NAMES.1, 1).await;
     for i in 0..N {

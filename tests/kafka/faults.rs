@@ -41,9 +41,6 @@ fn values(msg: Message<String, String>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_app_recovers_when_the_broker_comes_back() {
-    if crate::broker::is_real() {
-        return; // fault injection needs the mock cluster
-    }
     cluster().create(&NAME, 1).await;
     let producer = faulty_topic("writer");
     let app = app(module_path!());

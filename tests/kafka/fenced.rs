@@ -30,9 +30,6 @@ fn reader(_msg: Message<String, String>) {}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fenced_consumer_stops_the_application() {
-    if crate::broker::is_real() {
-        return; // fault injection needs the mock cluster
-    }
     cluster().create(&NAME, 1).await;
     let app = app(module_path!());
     let handle = app.handle();

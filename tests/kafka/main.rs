@@ -5,6 +5,7 @@
 mod admin;
 mod broker;
 mod changelog;
+mod cluster;
 mod deadline;
 mod delivery;
 mod exactly_once;
@@ -22,4 +23,3 @@ mod secure;
 mod state;
 mod stream;
 mod synchronized;
-mod tansu;

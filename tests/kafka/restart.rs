@@ -1,8 +1,7 @@
-//! A real broker (tansu) stopped with SIGTERM in the middle of a topic → handler → topic run with
+//! A real broker (an Apache Kafka node of the test's own) stopped with SIGTERM in the middle of a topic → handler → topic run with
 //! `stop_at_end`, and started again on the same data a few seconds later: every record is still
-//! processed. Ignored by default (it starts brokers of its own and takes a minute or more):
-//! `cargo test --workspace --test kafka -- --ignored restart`. It needs the broker that
-//! `tests/broker.sh install` builds.
+//! processed. Ignored in the mock-cluster pass (it starts a broker of its own); the real-broker
+//! pass of `tests/run.sh` runs it.
 
 use std::collections::BTreeSet;
 use std::sync::{LazyLock, OnceLock};
@@ -14,7 +13,7 @@ use slipstream::prelude::*;
 use slipstream::{Message, Topic};
 use slipstream_tests::{Collected, app, until, within};
 
-use crate::tansu::{Tansu, free_port};
+use crate::cluster::Cluster;
 
 /// How many records (`RESTART_TEST_RECORDS` overrides it).
 fn records() -> usize {
@@ -55,19 +54,16 @@ fn forward(msg: Message<String, String>) -> (String, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "starts brokers of its own; run with --ignored"]
+#[ignore = "starts an Apache Kafka node of its own: the real-broker pass of tests/run.sh runs it"]
 async fn a_broker_restarted_midway_leaves_no_record_unprocessed() {
     // What the consumer saw (`RUST_LOG=slipstream_kafka=info`): an early end-of-partition
     // report is logged as such.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .try_init();
-    let dir = std::env::temp_dir().join(format!("slipstream-restart-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = free_port();
     let n = records();
-    let broker = Tansu::start(&dir, port, port, &[]);
-    SERVERS.set(format!("127.0.0.1:{port}")).unwrap();
+    let broker = Cluster::start("restart", 1, &[]);
+    SERVERS.set(broker.servers.clone()).unwrap();
     INPUT.create(PARTITIONS).await.unwrap();
     OUTPUT.create(PARTITIONS).await.unwrap();
 
@@ -95,12 +91,11 @@ async fn a_broker_restarted_midway_leaves_no_record_unprocessed() {
     let app = app(module_path!());
     let run = tokio::spawn(app.run());
     until(300, || SEEN.len() >= n / 4).await;
-    broker.stop();
+    broker.stop(1);
     tokio::time::sleep(Duration::from_secs(3)).await; // the outage
-    let broker = Tansu::start(&dir, port, port, &[]);
+    broker.restart(1);
     let outcome = within(600, run).await.unwrap();
-    broker.stop();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(broker);
     outcome.unwrap();
 
     let seen: BTreeSet<String> = SEEN.get().into_iter().collect();

@@ -145,10 +145,10 @@ async fn timed(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measures a rate: run alone against the real broker (tests/run.sh does)"]
 async fn concurrent_scrapes_do_not_slow_the_pipeline_or_cost_it_its_group() {
-    if !crate::broker::is_real() {
-        eprintln!("skipped: runs in the real-broker pass (TEST_KAFKA_BROKER set)");
-        return;
-    }
+    assert!(
+        crate::broker::is_real(),
+        "runs against a real broker: set TEST_KAFKA_BROKER (tests/run.sh does)"
+    );
     let records = setting("SCRAPE_TEST_RECORDS", 100_000);
     let scrapers = setting("SCRAPE_TEST_SCRAPERS", 500);
     create(&NAMES.0, 3).await;

@@ -1,10 +1,10 @@
-//! A SASL_SSL connection to the suite's real broker. tansu requires SCRAM authentication and a
-//! TLS proxy started here fronts it (tansu 0.6 takes a certificate but serves no TLS); tansu
-//! advertises the proxy's address, so every connection the clients make is TLS and
-//! authenticated. A topic → handler → topic run goes through it, in a child process logging
+//! A SASL_SSL connection to an Apache Kafka node of the test's own. Its client listener requires
+//! SCRAM-SHA-256 authentication and a TLS proxy started here fronts it (the test's certificates
+//! stay in the test); the node advertises the proxy's address, so every connection the clients
+//! make is TLS and authenticated. A topic → handler → topic run goes through it, in a child process logging
 //! everything (`debug=all`), and the password appears nowhere in that log; a wrong password,
 //! or a CA that did not sign the broker's certificate, fails start-up at once naming the cause.
-//! It runs in the real-broker pass (`TEST_KAFKA_BROKER` set, tansu installed).
+//! Ignored in the mock-cluster pass; the real-broker pass of `tests/run.sh` runs it.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -28,7 +28,7 @@ use slipstream_tests::Collected;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_openssl::SslStream;
 
-use crate::tansu::{Tansu, binary, free_port};
+use crate::cluster::Cluster;
 
 const USER: &str = "slipstream-test";
 /// Distinctive, so that finding it in a log cannot be a coincidence.
@@ -188,30 +188,27 @@ async fn tls_proxy(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "starts an Apache Kafka node of its own: the real-broker pass of tests/run.sh runs it"]
 async fn a_sasl_ssl_run_works_and_never_logs_the_password() {
-    if std::env::var("TEST_KAFKA_BROKER").is_err() {
-        eprintln!("skipped: runs in the real-broker pass (TEST_KAFKA_BROKER set, tansu installed)");
-        return;
-    }
     let dir = std::env::temp_dir().join(format!("slipstream-secure-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let ca = dir.join("ca.pem");
     let tls = acceptor(&ca);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy = listener.local_addr().unwrap();
-    let port = free_port();
 
-    // The user is created while authentication is off, then the broker restarts requiring it.
-    let open = Tansu::start(&dir, port, port, &[]);
-    let created = Command::new(binary())
-        .args(["user", "create", "--mechanism", "scram256", "--broker"])
-        .arg(format!("tcp://127.0.0.1:{port}"))
-        .args([USER, PASSWORD])
-        .output()
-        .unwrap();
-    assert!(created.status.success(), "tansu user create: {created:?}");
-    open.stop();
-    let broker = Tansu::start(&dir, port, proxy.port(), &["--authentication"]);
+    // The user's SCRAM credentials are written when the node's storage is formatted.
+    let broker = Cluster::start(
+        "secure",
+        1,
+        &[
+            "--sasl",
+            &format!("{USER}:{PASSWORD}"),
+            "--advertise",
+            &proxy.port().to_string(),
+        ],
+    );
+    let port = broker.port(1);
     static HANDSHAKES: AtomicUsize = AtomicUsize::new(0);
     let upstream = SocketAddr::from(([127, 0, 0, 1], port));
     let proxying = tokio::spawn(tls_proxy(listener, tls, upstream, &HANDSHAKES));
@@ -229,7 +226,7 @@ async fn a_sasl_ssl_run_works_and_never_logs_the_password() {
     .await
     .unwrap();
     proxying.abort();
-    broker.stop();
+    drop(broker);
     let _ = std::fs::remove_dir_all(&dir);
 
     let stdout = String::from_utf8_lossy(&ok.stdout);

@@ -17,7 +17,7 @@ use slipstream::{Cache, Message, Topic};
 use slipstream_tests::until_or;
 
 use crate::broker::{child, create, is_real, read_all, servers, topic, unique};
-use crate::tansu::free_port;
+use crate::cluster::free_port;
 
 const PARTITIONS: i32 = 6;
 const KEYS: usize = 600;
@@ -302,14 +302,10 @@ fn at_least(counts: &HashMap<String, u64>, truth: HashMap<String, u64>) {
 /// One instance killed midway: its partitions go to the other, which restores their state
 /// from the changelog; nothing is lost (at-least-once: a count may be higher).
 ///
-/// Mock cluster only: the suite's real broker (tansu 0.6) never evicts a member that died, so
-/// its partitions would wait for it forever.
+/// (tansu 0.6, the optional second broker, never evicts a member that died: there its
+/// partitions wait for it forever and this test fails.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_killed_midway_loses_no_count() {
-    if is_real() {
-        eprintln!("skipped: tansu does not evict dead group members");
-        return;
-    }
     const EVENTS: usize = 60_000;
     let group = Group::new("state-kill").await;
     group.produce(0..EVENTS).await;

@@ -40,9 +40,6 @@ async fn a_closed_stream_has_committed_what_it_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_broker_gives_a_restarted_group_its_partitions_quickly() {
-    if crate::broker::is_real() {
-        return; // about the embedded broker only: the run against the mock cluster covers it
-    }
     // No group timings set: the embedded broker's own defaults apply.
     let name = unique("embedded-rejoin");
     let conf = [

@@ -21,7 +21,7 @@ use slipstream::{
 };
 
 use crate::broker::{child, create, read_all, run_as_child, servers, topic, unique};
-use crate::tansu::free_port;
+use crate::cluster::free_port;
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_default()

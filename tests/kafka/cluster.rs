@@ -1,0 +1,91 @@
+//! Brokers of a test's own: Apache Kafka nodes that `tests/broker.sh` starts in a directory of
+//! their own, for tests that stop, kill or restart them, or need a listener set up their way.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A free port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running Apache Kafka cluster (one node or more); every node is stopped when it is dropped,
+/// and its directory removed.
+pub struct Cluster {
+    dir: PathBuf,
+    /// The bootstrap address, every node's client listener.
+    pub servers: String,
+}
+
+impl Cluster {
+    /// Starts `nodes` combined broker/controller nodes and waits until each has started.
+    /// `args` are more options of `tests/broker.sh start` (`--sasl`, `--advertise`).
+    pub fn start(name: &str, nodes: u32, args: &[&str]) -> Cluster {
+        let dir = std::env::temp_dir().join(format!(
+            "slipstream-{name}-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        let output = script()
+            .arg("start")
+            .arg(&dir)
+            .args(["--nodes", &nodes.to_string()])
+            .args(args)
+            .output()
+            .expect("tests/broker.sh runs");
+        assert!(
+            output.status.success(),
+            "tests/broker.sh start failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let servers = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+        Cluster { dir, servers }
+    }
+
+    /// Stops node `id` with SIGTERM (a graceful shutdown) and waits for it to exit.
+    pub fn stop(&self, id: u32) {
+        self.node(id, "stop");
+    }
+
+    /// Starts node `id` again on its data and waits until it has started.
+    pub fn restart(&self, id: u32) {
+        self.node(id, "start");
+    }
+
+    /// The client port of node `id`.
+    pub fn port(&self, id: u32) -> u16 {
+        self.node(id, "port").trim().parse().unwrap()
+    }
+
+    fn node(&self, id: u32, action: &str) -> String {
+        let output = script()
+            .arg("node")
+            .arg(&self.dir)
+            .args([&id.to_string(), action])
+            .output()
+            .expect("tests/broker.sh runs");
+        assert!(
+            output.status.success(),
+            "tests/broker.sh node {id} {action} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = script().arg("stop").arg(&self.dir).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn script() -> Command {
+    let mut command = Command::new("bash");
+    command.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("broker.sh"));
+    command
+}
