@@ -129,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
             slipstream_kafka::embedded_address()?
         }
     };
-    for topic in [EVENTS, COUNTED, &format!("{GROUP}-counts-changelog")] {
+    for topic in [EVENTS, COUNTED, &format!("{GROUP}-{EVENTS}-changelog")] {
         Topic::<String, String>::new(topic).create(6).await?;
     }
     let root = std::env::temp_dir().join(format!(

@@ -59,12 +59,24 @@ pub struct Change {
 /// Positions are changelog offsets: the position of a partition is the offset of the first
 /// changelog record the local copy has not applied.
 pub trait PartitionState: Send + Sync + 'static {
-    /// A name for the state, unique in the application (the changelog topic's name is made of
-    /// the consumer group and it).
+    /// A name for the state in logs and errors (a cache's directory).
     fn name(&self) -> String;
+
+    /// What tells this state apart from other states following the same source, in its
+    /// changelog's name; `None` (the default) for a source's only state. It must come from the
+    /// code (a column family's name), never from anything local such as a directory's name:
+    /// every instance of the application must name the same changelog.
+    fn store(&self) -> Option<String> {
+        None
+    }
 
     /// The position of the local copy of `partition`; `None` when it holds nothing of it.
     fn position(&self, partition: i32) -> Result<Option<i64>, Error>;
+
+    /// Drops the local copy of `partition` and its position (it follows another changelog: one
+    /// renamed, or deleted and created again), so that it is restored from the changelog's
+    /// start.
+    fn reset(&self, partition: i32) -> Result<(), Error>;
 
     /// Applies changelog records of `partition` and records `next` as its position, atomically
     /// (a restoration interrupted at any point resumes from the last batch applied).

@@ -20,7 +20,7 @@ use slipstream_core::partition::{Change, Changelog, PartitionState, Replica, Rep
 use slipstream_core::{Ack, Error};
 
 use crate::client;
-use crate::conf::Conf;
+use crate::conf::{Conf, FRESH_STATE};
 use crate::embedded::{self, EMBEDDED};
 use crate::transaction::{Delivered, Transactions};
 
@@ -30,6 +30,9 @@ pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const BATCH: usize = 10_000;
 /// How long a full producer queue is waited for before a change fails.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A partition the group has committed past its start, with the offset, if any.
+type CommittedPast = Option<(i32, i64)>;
 
 /// Stops the application.
 pub(crate) type Fatal = Arc<dyn Fn(Error) + Send + Sync>;
@@ -50,6 +53,9 @@ pub(crate) struct Followers {
     /// Stops the running application (set when a handler reads the topic).
     fatal: Arc<Mutex<Option<Fatal>>>,
     progress: Arc<Progress>,
+    /// A partition the group had committed past its start, with the offset, as this process's
+    /// consumer of the topic started (before it committed anything); `None` until one started.
+    committed_before: Arc<Mutex<Option<CommittedPast>>>,
 }
 
 impl Followers {
@@ -59,9 +65,19 @@ impl Followers {
         state: Arc<dyn PartitionState>,
         name: Option<String>,
     ) -> Arc<TopicChangelog> {
+        // Another state following the topic under the same name would share its changelog.
+        let twin = lock(&self.list)
+            .iter()
+            .find(|other| match (&other.requested, &name) {
+                (Some(theirs), Some(ours)) => theirs == ours,
+                (None, None) => other.state.store() == state.store(),
+                _ => false,
+            })
+            .map(|other| other.state.name());
         let changelog = Arc::new(TopicChangelog {
             input,
             state,
+            twin,
             requested: name,
             ready: OnceLock::new(),
             preparing: Mutex::new(()),
@@ -69,9 +85,26 @@ impl Followers {
             owned: Arc::clone(&self.owned),
             fatal: Arc::clone(&self.fatal),
             progress: Arc::clone(&self.progress),
+            committed_before: Arc::clone(&self.committed_before),
         });
         lock(&self.list).push(Arc::clone(&changelog));
         changelog
+    }
+
+    /// Records where the group stood as this process's consumer of the topic starts (`conf`,
+    /// its settings, names the group): a changelog found missing later is compared with it, not
+    /// with what this process has committed since.
+    pub(crate) fn note_start(&self, conf: &Conf, group: &str, topic: &str) {
+        let mut before = lock(&self.committed_before);
+        if before.is_some() {
+            return;
+        }
+        match committed_past(conf, group, topic) {
+            Ok(snapshot) => *before = Some(snapshot),
+            Err(error) => {
+                tracing::debug!(topic, %error, "cannot read the group's committed offsets at start")
+            }
+        }
     }
 
     /// Whether any state follows the topic.
@@ -201,6 +234,8 @@ impl HealthProbe for Progress {
 pub(crate) struct TopicChangelog {
     input: &'static dyn Input,
     state: Arc<dyn PartitionState>,
+    /// Another state following the topic under the same changelog name (an error).
+    twin: Option<String>,
     /// The name the application gave it.
     requested: Option<String>,
     ready: OnceLock<Ready>,
@@ -211,6 +246,8 @@ pub(crate) struct TopicChangelog {
     owned: Arc<Mutex<BTreeSet<i32>>>,
     fatal: Arc<Mutex<Option<Fatal>>>,
     progress: Arc<Progress>,
+    /// See [`Followers::note_start`].
+    committed_before: Arc<Mutex<Option<CommittedPast>>>,
 }
 
 /// A checked changelog topic and its producer.
@@ -246,7 +283,15 @@ impl ProducerContext for Deliveries {
             Ok(message) => Ok((message.partition(), message.offset())),
             Err((error, message)) => Err((error.clone(), message.partition())),
         };
-        settle(&self.changelog, &*self.state, &self.fatal, outcome, *ack);
+        let refused = |error| Error::kafka(&self.changelog, error);
+        settle(
+            &self.changelog,
+            &*self.state,
+            &self.fatal,
+            outcome,
+            *ack,
+            &refused,
+        );
     }
 }
 
@@ -258,6 +303,7 @@ fn settle(
     fatal: &Mutex<Option<Fatal>>,
     outcome: Result<(i32, i64), (KafkaError, i32)>,
     ack: Option<Ack>,
+    refused: &dyn Fn(KafkaError) -> Error,
 ) {
     match outcome {
         Ok((partition, offset)) => {
@@ -271,8 +317,9 @@ fn settle(
             if let Some(ack) = ack {
                 ack.fail();
             }
+            let error = refused(error);
             tracing::error!(changelog, partition, %error, "the changelog refused a change; stopping");
-            Followers::fail(fatal, Error::kafka(changelog, error));
+            Followers::fail(fatal, error);
         }
     }
 }
@@ -303,10 +350,23 @@ impl TopicChangelog {
                 ),
             ));
         };
-        let name = self
-            .requested
-            .clone()
-            .unwrap_or_else(|| format!("{group}-{}-changelog", self.state.name()));
+        let name = self.requested.clone().unwrap_or_else(|| {
+            let store = self
+                .state
+                .store()
+                .map(|s| format!("-{s}"))
+                .unwrap_or_default();
+            format!("{group}-{input}{store}-changelog")
+        });
+        if let Some(twin) = &self.twin {
+            return Err(Error::kafka(
+                input,
+                format!(
+                    "the caches `{twin}` and `{}` both follow the topic under one changelog name, `{name}`, so they would share it: name one's with `follow_with_changelog` (or make them column families of one cache)",
+                    self.state.name()
+                ),
+            ));
+        }
         let mut conf = client::resolve(input, &effective)?;
         client::without_consumer_settings(&mut conf);
         let mut metadata_conf = conf.clone();
@@ -334,7 +394,27 @@ impl TopicChangelog {
                 ));
             }
             Some(_) => {}
-            None => create(&name, partitions, &conf, &effective)?,
+            None => {
+                let fresh = effective.get(FRESH_STATE).map(str::trim) == Some("true");
+                // Where the group stood before this process committed anything (a cache first
+                // used after this process's first commits is no sign of lost state).
+                let before = *lock(&self.committed_before);
+                let committed = match before {
+                    Some(snapshot) => snapshot,
+                    None if fresh => None,
+                    None => committed_past(&conf, group, input)?,
+                };
+                if !fresh && let Some((partition, offset)) = committed {
+                    return Err(Error::kafka(
+                        &name,
+                        format!(
+                            "the changelog of the cache `{}` does not exist, but the group `{group}` has already committed `{input}` past its start (partition {partition} at offset {offset}): the state those messages built would be lost without a word. If it was kept under another changelog name (before this version, `{{group.id}}-{{directory name}}-changelog`), name that one with `follow_with_changelog`; to start from empty state on purpose, set `{FRESH_STATE}=true` on the topic (or SLIPSTREAM_STATE_FRESH=true for one run)",
+                            self.state.name()
+                        ),
+                    ));
+                }
+                create(&name, partitions, &conf, &effective)?;
+            }
         }
         let transactions = crate::transaction::for_conf(&effective, input)?;
         let producer = if transactions.is_some() {
@@ -372,6 +452,39 @@ impl TopicChangelog {
             restore_conf,
         })
     }
+}
+
+/// A partition of `input` whose committed offset in `group` is past the start, with the offset,
+/// if any.
+fn committed_past(conf: &Conf, group: &str, input: &str) -> Result<CommittedPast, Error> {
+    let mut conf = conf.clone();
+    conf.insert("group.id", group);
+    conf.insert("enable.auto.commit", "false");
+    let consumer: BaseConsumer<client::Logging> = client::client_config(&conf)
+        .create_with_context(client::Logging)
+        .map_err(|e| client::creation_error(input, e))?;
+    let Some(partitions) = partition_count(&consumer, input)? else {
+        return Ok(None);
+    };
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(input, partition);
+    }
+    let committed = consumer
+        .committed_offsets(list, CALL_TIMEOUT)
+        .map_err(|e| {
+            Error::kafka(
+                input,
+                format!("cannot read the group's committed offsets: {e}"),
+            )
+        })?;
+    Ok(committed
+        .elements_for_topic(input)
+        .iter()
+        .find_map(|e| match e.offset() {
+            Offset::Offset(offset) if offset > 0 => Some((e.partition(), offset)),
+            _ => None,
+        }))
 }
 
 /// The partition count of `topic`, or `None` when it does not exist.
@@ -520,13 +633,16 @@ impl TopicChangelog {
             .transactions
             .as_ref()
             .expect("a changelog has a producer or transactions");
-        let (name, state, fatal) = (
+        let (name, state, fatal, explain) = (
             ready.name.clone(),
             Arc::clone(&self.state),
             Arc::clone(&self.fatal),
+            Arc::clone(transactions),
         );
-        let delivered: Delivered =
-            Box::new(move |outcome| settle(&name, &*state, &fatal, outcome, ack));
+        let delivered: Delivered = Box::new(move |outcome| {
+            let refused = |error| explain.refused(&name, error);
+            settle(&name, &*state, &fatal, outcome, ack, &refused);
+        });
         transactions
             .send_change(
                 &ready.name,
@@ -538,7 +654,7 @@ impl TopicChangelog {
             )
             .map_err(|error| {
                 self.state.refused(partition);
-                let error = Error::kafka(&ready.name, error);
+                let error = transactions.refused(&ready.name, error);
                 self.fatal(&error);
                 error
             })
@@ -598,6 +714,21 @@ struct Pending {
 }
 
 impl Restore<'_> {
+    /// The changelog partition's high watermark, open and aborted transactions included (the
+    /// restoring consumer, `read_committed`, sees the last stable offset instead), if known.
+    fn high_watermark(&self, partition: i32) -> Result<Option<i64>, Error> {
+        let name = &self.ready.name;
+        let mut conf = self.ready.restore_conf.clone();
+        conf.insert("isolation.level", "read_uncommitted");
+        let consumer: BaseConsumer<client::Logging> = client::client_config(&conf)
+            .create_with_context(client::Logging)
+            .map_err(|e| client::creation_error(name, e))?;
+        Ok(consumer
+            .fetch_watermarks(name, partition, CALL_TIMEOUT)
+            .ok()
+            .map(|(_, high)| high))
+    }
+
     fn run(&self, partitions: &[i32]) -> Result<(), Error> {
         let name = &self.ready.name;
         let consumer: BaseConsumer<client::Logging> =
@@ -610,11 +741,21 @@ impl Restore<'_> {
             // Where the local copy stands: a restart with its directory reads only the tail. The
             // end is the end-of-partition event (some brokers' watermarks are not to be trusted:
             // the high watermark serves the progress report only).
-            let position = self.state.position(partition)?;
+            let mut position = self.state.position(partition)?;
+            let watermark = consumer.fetch_watermarks(name, partition, CALL_TIMEOUT);
+            if let (Some(at), Ok((_, stable))) = (position, &watermark)
+                && at > *stable
+                && let Some(high) = self.high_watermark(partition)?
+                && at > high
+            {
+                // The copy applied records this changelog never held: it followed another one
+                // (renamed, or deleted and created again). It is not to be trusted.
+                tracing::warn!(changelog = %name, partition, position = at, high, "the local copy is ahead of its changelog (it followed another one): it is dropped and restored from the changelog's start");
+                self.state.reset(partition)?;
+                position = None;
+            }
             let from = position.unwrap_or(0);
-            let high = consumer
-                .fetch_watermarks(name, partition, CALL_TIMEOUT)
-                .map_or(from, |(_, high)| high.max(from));
+            let high = watermark.map_or(from, |(_, high)| high.max(from));
             tracing::info!(changelog = %name, partition, from, high, "restoring");
             self.progress.set(name, partition, 0, high - from);
             let offset = position.map_or(Offset::Beginning, Offset::Offset);

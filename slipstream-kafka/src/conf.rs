@@ -146,13 +146,17 @@ pub fn normalize_key(key: &str) -> String {
 }
 
 /// Settings slipstream reads itself, kept in a [`Conf`] like librdkafka's and never passed to a
-/// client: the processing guarantee (`at_least_once`, the default, or `exactly_once`) and how
-/// often exactly-once commits its transaction.
-pub(crate) const OWN_SETTINGS: [&str; 2] = [GUARANTEE, COMMIT_INTERVAL];
+/// client: the processing guarantee (`at_least_once`, the default, or `exactly_once`), how
+/// often exactly-once commits its transaction, and whether state may start empty where the
+/// group has committed positions already.
+pub(crate) const OWN_SETTINGS: [&str; 3] = [GUARANTEE, COMMIT_INTERVAL, FRESH_STATE];
 /// The processing guarantee: `at_least_once` (the default) or `exactly_once`.
 pub(crate) const GUARANTEE: &str = "processing.guarantee";
 /// How often (milliseconds) exactly-once commits a transaction; 100 by default.
 pub(crate) const COMMIT_INTERVAL: &str = "commit.interval.ms";
+/// `true`: a changelog created while the group has committed positions in the topic it
+/// follows is not an error (the state starts empty on purpose). `false` by default.
+pub(crate) const FRESH_STATE: &str = "state.fresh";
 
 /// `SLIPSTREAM_*` variables that are not Kafka settings.
 const OTHER_VARIABLES: [&str; 1] = ["SLIPSTREAM_HTTP_ADDR"];
@@ -213,6 +217,7 @@ fn known_settings() -> &'static [String] {
         let mut known: Vec<String> = [
             GUARANTEE,
             COMMIT_INTERVAL,
+            FRESH_STATE,
             "bootstrap.servers",
             "group.id",
             "group.instance.id",

@@ -290,7 +290,7 @@ impl ConsumerContext for Context {
                     self.followers.stop(error);
                 } else if commit
                     && !self.status.is_finished()
-                    && let Err(error) = client::blocking(|| transactions.commit_now())
+                    && let Err(error) = client::blocking(|| transactions.commit_revoking())
                 {
                     tracing::error!(topic = %self.topic, %error, "cannot commit the transaction on revocation; stopping");
                     self.failed.store(true, Ordering::SeqCst);
@@ -651,6 +651,11 @@ impl Running {
         // A broker must answer before the application counts as started: an unreachable one is
         // an error now, not a consumer retrying in the background forever.
         let metadata = connect(topic, &conf, &link, connect_timeout)?;
+        if group && let Some(group_id) = conf.get("group.id") {
+            // Before this consumer commits anything: what a state's missing changelog is
+            // compared with.
+            followers.note_start(&conf, group_id, topic);
+        }
         let consumer: StreamConsumer<Context> = client::client_config(&conf)
             .create_with_context(context)
             .map_err(|e| client::creation_error(topic, e))?;
@@ -714,9 +719,10 @@ impl Running {
             .wait_all_settled(deadline.saturating_duration_since(Instant::now()))
     }
 
-    /// The positions that advanced since last taken (for the next transaction).
-    pub(crate) fn take_positions(&self) -> Vec<(i32, i64)> {
-        self.tracker.take_commits(false)
+    /// The positions that advanced since last taken (every position when `all`), for the next
+    /// transaction.
+    pub(crate) fn take_positions(&self, all: bool) -> Vec<(i32, i64)> {
+        self.tracker.take_commits(all)
     }
 
     /// The consumer group (empty without one).

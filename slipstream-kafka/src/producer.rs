@@ -147,7 +147,7 @@ impl<K: 'static, V: 'static> Producer<K, V> {
                     record = returned;
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                Err((error, _)) => return Err(Error::kafka(&self.topic, error)),
+                Err((error, _)) => return Err(transactions.refused(&self.topic, error)),
             }
         };
         let sent = match delivery.await {
@@ -156,7 +156,7 @@ impl<K: 'static, V: 'static> Producer<K, V> {
             Err(Canceled) => Err(KafkaError::Canceled),
         };
         self.settled(sent.as_ref().map(drop));
-        sent.map_err(|error| Error::kafka(&self.topic, error))?;
+        sent.map_err(|error| transactions.refused(&self.topic, error))?;
         if slipstream_core::partition::origin().is_none() {
             transactions.committed_after(seen).await?;
         }
@@ -302,6 +302,7 @@ impl<K, V> TopicSink<K, V> {
             Arc::clone(&producer.link),
             refusals,
             Arc::clone(&progress),
+            producer.transactions.clone(),
         ));
         TopicSink {
             producer,
@@ -320,6 +321,7 @@ async fn settle(
     link: Arc<Link>,
     refusals: Refusals,
     progress: Arc<Notify>,
+    transactions: Option<Arc<Transactions>>,
 ) {
     while let Some(Pending { delivery, ack }) = pending.recv().await {
         let outcome = delivery.await;
@@ -336,15 +338,18 @@ async fn settle(
             Err(Canceled) => KafkaError::Canceled,
         };
         link.delivery_failed(&error);
+        let error = match &transactions {
+            Some(transactions) => transactions.refused(&topic, error),
+            None => Error::kafka(&topic, error),
+        };
         refused(&topic, &refusals, error, ack).await;
     }
 }
 
 /// Applies the handler's policy to a record the broker refused.
-async fn refused(topic: &str, refusals: &Refusals, error: KafkaError, ack: Option<Ack>) {
+async fn refused(topic: &str, refusals: &Refusals, error: Error, ack: Option<Ack>) {
     let handler = refusals.handler;
     let item = ack.as_ref().and_then(Ack::describe);
-    let error = Error::kafka(topic, error);
     let stop = |ack: Option<Ack>, error: Error| {
         if let Some(ack) = ack {
             ack.fail();
@@ -440,7 +445,12 @@ impl<K: 'static, V: 'static> TopicSink<K, V> {
                     record = returned;
                     let _ = tokio::time::timeout(QUEUE_FULL_WAIT, progress).await;
                 }
-                Err((error, _)) => return Err(Box::new(Error::kafka(&topic, error))),
+                Err((error, _)) => {
+                    return Err(Box::new(match &transactions {
+                        Some(transactions) => transactions.refused(&topic, error),
+                        None => Error::kafka(&topic, error),
+                    }));
+                }
             }
         };
         let pending = Pending {

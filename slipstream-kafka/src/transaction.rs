@@ -3,11 +3,18 @@
 //! handing out new messages pauses, the messages being handled finish, and one transaction
 //! commits what they produced together with the input positions.
 //!
-//! The positions travel in the transaction twice: to the consumer group
-//! (`send_offsets_to_transaction`, what tools show) and as records of a compacted topic,
-//! `{group.id}-slipstream-offsets`, read `read_committed` when the group assigns partitions.
-//! The records are what a new owner resumes from: some brokers (librdkafka's mock cluster) take
-//! offsets sent in a transaction without recording them.
+//! The positions go to the consumer group inside the transaction
+//! (`send_offsets_to_transaction`, with the consumer's group metadata, so that a member the
+//! group has left behind is fenced: KIP-447). A new owner reads them `read_committed`, which
+//! makes the broker hold the answer back while a transaction with offsets for the partition is
+//! still open (`require_stable`). A broker fences an older producer with the same
+//! `transactional.id` when a new one starts.
+//!
+//! librdkafka's mock cluster (the embedded broker) does neither: it takes offsets sent in a
+//! transaction without recording them, and fences no one. On it only (its cluster id says so),
+//! the positions also travel as records of a compacted topic, `{group.id}-slipstream-offsets`,
+//! read when the group assigns partitions, and each instance writes a start record there that
+//! tells an older one with its id that it was replaced. A real broker gets no such topic.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockWriteGuard, Weak};
@@ -87,8 +94,10 @@ pub(crate) struct Transactions {
     producer: FutureProducer<Linked>,
     link: Arc<Link>,
     id: String,
-    offsets_topic: String,
-    reader_conf: Conf,
+    /// What errors name: the topic whose start created the transactions.
+    name: String,
+    /// On librdkafka's mock cluster only: the topic the positions are recorded in.
+    recorded: Option<Recorded>,
     interval: Duration,
     /// `transaction.timeout.ms`.
     timeout: Duration,
@@ -112,6 +121,15 @@ pub(crate) struct Transactions {
     settler: Mutex<std::sync::mpsc::Sender<(DeliveryFuture, i32, Delivered)>>,
     /// The task committing every interval, on the runtime that started it.
     driver: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// The positions topic of an application on librdkafka's mock cluster, which takes offsets sent
+/// in a transaction without recording them and fences no producer.
+struct Recorded {
+    /// `{group.id}-slipstream-offsets`.
+    topic: String,
+    /// How the topic is read (`read_committed`).
+    reader_conf: Conf,
     /// Reads the positions topic after this instance's start record: another start record
     /// with its id means another instance replaced it.
     replaced: Mutex<BaseConsumer<client::Logging>>,
@@ -123,8 +141,10 @@ pub(crate) struct Transactions {
 const STARTED: &str = "slipstream.started/";
 
 impl Transactions {
-    /// Creates the transactional producer, fences any earlier producer with its id, checks
-    /// that the broker commits transactions, and opens the first one.
+    /// Creates the transactional producer, fences any earlier producer with its id (on the mock
+    /// cluster: records its start and checks that the broker commits transactions), and opens
+    /// the first transaction. A broker that does not commit transactions fails the start here,
+    /// or the first commit.
     fn start(effective: &Conf, what: &str) -> Result<Transactions, Error> {
         // A sink's topic may name no group: the application's global one serves.
         let global = Conf::global().effective(&Conf::new());
@@ -174,23 +194,6 @@ impl Transactions {
                 .and_then(|ms| ms.parse().ok())
                 .unwrap_or(60_000),
         );
-        let offsets_topic = format!("{group}-slipstream-offsets");
-        let mut reader_conf = conf.clone();
-        reader_conf.remove("transactional.id");
-        reader_conf.remove("transaction.timeout.ms");
-        let metadata: BaseConsumer<client::Logging> = client::client_config(&reader_conf)
-            .set("allow.auto.create.topics", "false")
-            .create_with_context(client::Logging)
-            .map_err(|e| client::creation_error(&offsets_topic, e))?;
-        if changelog::partition_count(&metadata, &offsets_topic)?.is_none() {
-            changelog::create(&offsets_topic, 1, &reader_conf, effective)?;
-        }
-        reader_conf.insert("group.id", format!("{group}-slipstream-offsets-reader"));
-        reader_conf.insert("isolation.level", "read_committed");
-        reader_conf.insert("enable.auto.commit", "false");
-        reader_conf.insert("enable.partition.eof", "true");
-        reader_conf.insert("auto.offset.reset", "earliest");
-
         let link = Arc::new(Link::new(
             format!("transactions `{id}`"),
             Duration::from_secs(30),
@@ -198,47 +201,21 @@ impl Transactions {
         let producer: FutureProducer<Linked> = client::client_config(&conf)
             .create_with_context(Linked(Arc::clone(&link)))
             .map_err(|e| client::creation_error(what, e))?;
-        let unsupported = |error: KafkaError| {
-            Error::kafka(
-                what,
-                format!(
-                    "exactly-once needs a broker that supports Kafka transactions (KIP-98; Apache Kafka 2.5 or later for `exactly_once`), and this one does not commit them: {error}"
-                ),
-            )
-        };
         producer
             .init_transactions(CALL_TIMEOUT)
-            .map_err(unsupported)?;
-        // A first transaction, with one record, proves that the broker commits them (some
-        // accept `init_transactions` and refuse the commit).
-        // The record also tells an older instance started with the same id that it is replaced
-        // (brokers fence it too; some do not).
-        producer.begin_transaction().map_err(unsupported)?;
-        let started_key = format!("{STARTED}{id}");
-        let incarnation = format!("{}-{:?}", std::process::id(), std::time::SystemTime::now());
-        let probe = FutureRecord::<str, str>::to(&offsets_topic)
-            .key(&started_key)
-            .payload(&incarnation);
-        let sent = producer
-            .send_result(probe)
-            .map_err(|(e, _)| unsupported(e))?;
-        producer
-            .commit_transaction(CALL_TIMEOUT)
-            .map_err(unsupported)?;
-        let started_at = match futures::executor::block_on(sent) {
-            Ok(Ok(delivery)) => delivery.offset,
-            Ok(Err((error, _))) => return Err(unsupported(error)),
-            Err(_) => return Err(unsupported(KafkaError::Canceled)),
+            .map_err(|e| unsupported(what, e))?;
+        let mock = producer
+            .client()
+            .fetch_cluster_id(CALL_TIMEOUT)
+            .is_some_and(|cluster| cluster.starts_with("mockCluster"));
+        let recorded = if mock {
+            Some(Recorded::start(&group, &id, &conf, effective, &producer)?)
+        } else {
+            None
         };
-        producer.begin_transaction().map_err(unsupported)?;
-        let replaced: BaseConsumer<client::Logging> = client::client_config(&reader_conf)
-            .create_with_context(client::Logging)
-            .map_err(|e| client::creation_error(&offsets_topic, e))?;
-        let mut after = TopicPartitionList::new();
-        after
-            .add_partition_offset(&offsets_topic, 0, Offset::Offset(started_at + 1))
-            .and_then(|()| replaced.assign(&after))
-            .map_err(|e| Error::kafka(&offsets_topic, e))?;
+        producer
+            .begin_transaction()
+            .map_err(|e| unsupported(what, e))?;
         tracing::info!(
             transactional_id = %id,
             ?interval,
@@ -261,8 +238,8 @@ impl Transactions {
             producer,
             link,
             id,
-            offsets_topic,
-            reader_conf,
+            name: what.to_owned(),
+            recorded,
             interval,
             timeout,
             inputs: Gate::default(),
@@ -275,8 +252,6 @@ impl Transactions {
             committed: tokio::sync::watch::Sender::new(0),
             settler: Mutex::new(settler),
             driver: Mutex::new(None),
-            replaced: Mutex::new(replaced),
-            started_key,
         })
     }
 
@@ -380,7 +355,7 @@ impl Transactions {
     /// Stops every application using the transactions.
     pub(crate) fn stop(&self, error: Error) {
         for stop in lock(&self.stops).iter() {
-            stop(Error::kafka(&self.offsets_topic, error.to_string()));
+            stop(Error::kafka(&self.name, error.to_string()));
         }
     }
 
@@ -442,6 +417,18 @@ impl Transactions {
     /// finish, their positions join the transaction, and it commits; then the next one opens.
     /// An application that is stopping on a failure aborts it instead. Blocks.
     pub(crate) fn commit_now(&self) -> Result<(), Error> {
+        self.commit_positions(false)
+    }
+
+    /// [`commit_now`](Self::commit_now) as partitions are revoked: every position goes in the
+    /// transaction, moved or not, so that the broker answers for this producer before the
+    /// partitions move (an empty transaction never reaches it, and a producer the broker fenced
+    /// meanwhile would not learn so). Blocks.
+    pub(crate) fn commit_revoking(&self) -> Result<(), Error> {
+        self.commit_positions(true)
+    }
+
+    fn commit_positions(&self, all: bool) -> Result<(), Error> {
         let _one = lock(&self.committing);
         if let Some(failure) = lock(&self.failure).clone() {
             return Err(self.error(failure));
@@ -468,7 +455,7 @@ impl Transactions {
         let _producing = self.producing.write().unwrap_or_else(|e| e.into_inner());
         let mut taken = Vec::new();
         for member in &members {
-            let positions = member.take_positions();
+            let positions = member.take_positions(all);
             if positions.is_empty() {
                 continue;
             }
@@ -490,18 +477,15 @@ impl Transactions {
         Ok(())
     }
 
-    /// Fails, as fenced, once another instance has started with the same `transactional.id`.
+    /// Mock cluster: fails, as fenced, once another instance has started with the same
+    /// `transactional.id` (a real broker fences the producer itself).
     fn check_replaced(&self) -> Result<(), Error> {
-        let replaced = lock(&self.replaced);
-        while let Some(polled) = replaced.poll(Duration::ZERO) {
-            if let Ok(message) = polled
-                && message.key() == Some(self.started_key.as_bytes())
-            {
-                drop(replaced);
-                // Kafka fences the producer itself; a broker that does not is told to abort.
-                let _ = self.producer.abort_transaction(CALL_TIMEOUT);
-                return Err(self.fenced("it wrote its start record to the positions topic"));
-            }
+        let Some(recorded) = &self.recorded else {
+            return Ok(());
+        };
+        if recorded.replaced() {
+            let _ = self.producer.abort_transaction(CALL_TIMEOUT);
+            return Err(self.fenced("it wrote its start record to the positions topic"));
         }
         Ok(())
     }
@@ -519,12 +503,14 @@ impl Transactions {
     fn send_positions(&self, member: &Running, positions: &[(i32, i64)]) -> Result<(), KafkaError> {
         let mut list = TopicPartitionList::with_capacity(positions.len());
         for &(partition, offset) in positions {
-            let key = position_key(member.group_id(), &member.topic, partition);
-            let value = offset.to_string();
-            let record = FutureRecord::<str, str>::to(&self.offsets_topic)
-                .key(&key)
-                .payload(&value);
-            drop(self.producer.send_result(record).map_err(|(e, _)| e)?);
+            if let Some(recorded) = &self.recorded {
+                let key = position_key(member.group_id(), &member.topic, partition);
+                let value = offset.to_string();
+                let record = FutureRecord::<str, str>::to(&recorded.topic)
+                    .key(&key)
+                    .payload(&value);
+                drop(self.producer.send_result(record).map_err(|(e, _)| e)?);
+            }
             list.add_partition_offset(&member.topic, partition, Offset::Offset(offset))?;
         }
         if let Some(metadata) = member.group_metadata() {
@@ -567,9 +553,26 @@ impl Transactions {
             )
         );
         if fenced {
-            return self.fenced(&format!(
-                "the broker fenced it: {error}; a transaction outliving `transaction.timeout.ms` is fenced too"
+            return self.fenced(&format!("the broker fenced its producer: {error}"));
+        }
+        let left_behind = matches!(
+            error.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::IllegalGeneration
+                    | RDKafkaErrorCode::UnknownMemberId
+                    | RDKafkaErrorCode::FencedInstanceId
+            )
+        );
+        if left_behind {
+            return self.abort(format!(
+                "the consumer group moved on without this instance (it stalled past its session or poll timeout, and its partitions went to other members), so the group refused this transaction's positions: {error}"
             ));
+        }
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::UnsupportedFeature | RDKafkaErrorCode::UnsupportedVersion)
+        ) {
+            return self.give_up(unsupported(&self.name, error).to_string());
         }
         let fatal = matches!(&error, KafkaError::Transaction(e) if e.is_fatal());
         if fatal {
@@ -578,23 +581,64 @@ impl Transactions {
         self.abort(format!("the transaction failed: {error}"))
     }
 
-    /// Another instance started with the same `transactional.id`: this one stops.
+    /// The broker ended this instance's transactions: it stops.
     fn fenced(&self, detail: &str) -> Error {
         self.give_up(format!(
-            "this instance was fenced: another instance started with the same `transactional.id` (`{}`) and took over its work, so this one stops rather than write duplicates ({detail})",
+            "this instance was fenced: the broker ended its transaction, because another instance started with the same `transactional.id` (`{}`), or because the transaction outlived `transaction.timeout.ms` (the instance stalled that long, and the group may have given its partitions to others); it stops rather than write duplicates ({detail})",
             self.id
         ))
+    }
+
+    /// The error for a record the transactional producer did not write (`topic`'s). When the
+    /// broker has ended this producer's transactions, that is what it says (and every later
+    /// commit fails with it); after an earlier failure, that one.
+    pub(crate) fn refused(&self, topic: &str, error: KafkaError) -> Error {
+        if let Some(failure) = lock(&self.failure).clone() {
+            return self.error(failure);
+        }
+        let fencing = |code: RDKafkaErrorCode| {
+            matches!(
+                code,
+                RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::Fenced
+            )
+        };
+        match self.producer.client().fatal_error() {
+            Some((code, reason)) if fencing(code) => {
+                return self.fenced(&format!("a record for `{topic}` was refused: {reason}"));
+            }
+            Some((_, reason)) => {
+                return self.give_up(format!(
+                    "the transactional producer failed for good: {reason}"
+                ));
+            }
+            None => {}
+        }
+        match error.rdkafka_error_code() {
+            Some(code) if fencing(code) => {
+                self.fenced(&format!("a record for `{topic}` was refused: {error}"))
+            }
+            // The transaction takes no more records, and no failure of ours ended it: the
+            // broker did (it outlived `transaction.timeout.ms`, an instance stalled that long).
+            Some(RDKafkaErrorCode::State | RDKafkaErrorCode::PurgeQueue) => self.give_up(format!(
+                "this instance's transaction was ended by the broker, so it stops rather than write duplicates (it outlived `transaction.timeout.ms`: the instance stalled that long, and the group may have given its partitions to others): a record for `{topic}` was refused: {error}"
+            )),
+            _ => Error::kafka(topic, error),
+        }
     }
 
     /// Aborts the open transaction: nothing of it is visible to `read_committed` readers, and
     /// the local state it changed is restored from the changelogs at the next start.
     fn abort(&self, why: String) -> Error {
+        // Recorded first: the records the abort purges are refused with this reason.
+        let error = self.give_up(format!(
+            "{why}; the transaction was aborted, and a restart resumes from the last one committed"
+        ));
         if let Err(error) = self.producer.abort_transaction(CALL_TIMEOUT) {
             tracing::error!(%error, "cannot abort the transaction (the broker aborts it when it times out)");
         }
-        self.give_up(format!(
-            "{why}; the transaction was aborted, and a restart resumes from the last one committed"
-        ))
+        error
     }
 
     /// Records `why` as the failure every later commit reports, and marks the changelog
@@ -613,11 +657,12 @@ impl Transactions {
     }
 
     fn error(&self, message: String) -> Error {
-        Error::kafka(&self.offsets_topic, message)
+        Error::kafka(&self.name, message)
     }
 
-    /// Where `topic`'s `partitions` resume: the positions the last committed transactions
-    /// carried (absent for a partition no transaction has carried). Waits for transactions
+    /// Mock cluster: where `topic`'s `partitions` resume, the positions the last committed
+    /// transactions recorded (absent for a partition no transaction has carried; always absent
+    /// on a real broker, where the group's committed offsets are read). Waits for transactions
     /// still open on the positions topic (a killed instance's) to end. Blocks.
     pub(crate) fn positions(
         &self,
@@ -625,12 +670,16 @@ impl Transactions {
         topic: &str,
         partitions: &[i32],
     ) -> Result<HashMap<i32, i64>, Error> {
+        let Some(recorded) = &self.recorded else {
+            // The group's committed offsets, read `read_committed` by the consumer.
+            return Ok(HashMap::new());
+        };
         if partitions.is_empty() {
             return Ok(HashMap::new());
         }
-        let name = &self.offsets_topic;
+        let name = &recorded.topic;
         let kafka = |e: KafkaError| Error::kafka(name, e);
-        let consumer: BaseConsumer<client::Logging> = client::client_config(&self.reader_conf)
+        let consumer: BaseConsumer<client::Logging> = client::client_config(&recorded.reader_conf)
             .create_with_context(client::Logging)
             .map_err(|e| client::creation_error(name, e))?;
         let (_, high) = consumer
@@ -693,6 +742,91 @@ impl Transactions {
                 ));
             }
         }
+    }
+}
+
+/// The error of a broker that does not commit transactions.
+fn unsupported(what: &str, error: KafkaError) -> Error {
+    Error::kafka(
+        what,
+        format!(
+            "exactly-once needs a broker that supports Kafka transactions (KIP-98; Apache Kafka 2.5 or later for `exactly_once`), and this one does not commit them: {error}"
+        ),
+    )
+}
+
+impl Recorded {
+    /// Creates the positions topic if missing, and records this instance's start in a first
+    /// transaction, which proves that the broker commits transactions.
+    fn start(
+        group: &str,
+        id: &str,
+        conf: &Conf,
+        effective: &Conf,
+        producer: &FutureProducer<Linked>,
+    ) -> Result<Recorded, Error> {
+        let topic = format!("{group}-slipstream-offsets");
+        let mut reader_conf = conf.clone();
+        reader_conf.remove("transactional.id");
+        reader_conf.remove("transaction.timeout.ms");
+        let metadata: BaseConsumer<client::Logging> = client::client_config(&reader_conf)
+            .set("allow.auto.create.topics", "false")
+            .create_with_context(client::Logging)
+            .map_err(|e| client::creation_error(&topic, e))?;
+        if changelog::partition_count(&metadata, &topic)?.is_none() {
+            changelog::create(&topic, 1, &reader_conf, effective)?;
+        }
+        reader_conf.insert("group.id", format!("{group}-slipstream-offsets-reader"));
+        reader_conf.insert("isolation.level", "read_committed");
+        reader_conf.insert("enable.auto.commit", "false");
+        reader_conf.insert("enable.partition.eof", "true");
+        reader_conf.insert("auto.offset.reset", "earliest");
+
+        let unsupported = |error| unsupported(&topic, error);
+        producer.begin_transaction().map_err(unsupported)?;
+        let started_key = format!("{STARTED}{id}");
+        let incarnation = format!("{}-{:?}", std::process::id(), std::time::SystemTime::now());
+        let record = FutureRecord::<str, str>::to(&topic)
+            .key(&started_key)
+            .payload(&incarnation);
+        let sent = producer
+            .send_result(record)
+            .map_err(|(e, _)| unsupported(e))?;
+        producer
+            .commit_transaction(CALL_TIMEOUT)
+            .map_err(unsupported)?;
+        let started_at = match futures::executor::block_on(sent) {
+            Ok(Ok(delivery)) => delivery.offset,
+            Ok(Err((error, _))) => return Err(unsupported(error)),
+            Err(_) => return Err(unsupported(KafkaError::Canceled)),
+        };
+        let replaced: BaseConsumer<client::Logging> = client::client_config(&reader_conf)
+            .create_with_context(client::Logging)
+            .map_err(|e| client::creation_error(&topic, e))?;
+        let mut after = TopicPartitionList::new();
+        after
+            .add_partition_offset(&topic, 0, Offset::Offset(started_at + 1))
+            .and_then(|()| replaced.assign(&after))
+            .map_err(|e| Error::kafka(&topic, e))?;
+        Ok(Recorded {
+            topic,
+            reader_conf,
+            replaced: Mutex::new(replaced),
+            started_key,
+        })
+    }
+
+    /// Whether another instance with this one's id has written its start record since.
+    fn replaced(&self) -> bool {
+        let replaced = lock(&self.replaced);
+        while let Some(polled) = replaced.poll(Duration::ZERO) {
+            if let Ok(message) = polled
+                && message.key() == Some(self.started_key.as_bytes())
+            {
+                return true;
+            }
+        }
+        false
     }
 }
 

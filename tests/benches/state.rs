@@ -44,7 +44,7 @@ fn topics() -> Vec<String> {
         CHANGELOG.into(),
         RESTORE_INPUT.into(),
         // The following cache's changelog (the mock cluster does not take the admin API).
-        "bench-state-followed-bench-state-followed-changelog".into(),
+        "bench-state-followed-bench-state-in-changelog".into(),
     ]
 }
 

@@ -165,15 +165,65 @@ where
 /// application; the test returns at once unless its variables are set). `CHILD_VERBOSE=1` shows
 /// the children's logs.
 pub fn child(test: &str, envs: &[(&str, String)]) -> std::process::Child {
-    spawn_child(test, envs, false)
+    let stderr = if std::env::var("CHILD_VERBOSE").is_ok() {
+        std::process::Stdio::inherit()
+    } else {
+        std::process::Stdio::null()
+    };
+    spawn_child(test, envs, stderr)
 }
 
-/// [`child`], with its standard error piped to the test (to read the error it stopped with).
-pub fn child_reporting(test: &str, envs: &[(&str, String)]) -> std::process::Child {
-    spawn_child(test, envs, true)
+/// A child whose standard error goes to a file, read when it exits (a pipe nobody reads
+/// would block a child that logs much).
+pub struct Reporting {
+    pub child: std::process::Child,
+    log: std::path::PathBuf,
 }
 
-fn spawn_child(test: &str, envs: &[(&str, String)], report: bool) -> std::process::Child {
+/// [`child`], with its standard error kept for the test (to read the error it stopped with).
+pub fn child_reporting(test: &str, envs: &[(&str, String)]) -> Reporting {
+    let log = std::env::temp_dir().join(unique("child-log"));
+    let file = std::fs::File::create(&log).unwrap();
+    Reporting {
+        child: spawn_child(test, envs, std::process::Stdio::from(file)),
+        log,
+    }
+}
+
+/// Waits up to `secs` for a child started with [`child_reporting`] to exit: its status and its
+/// standard error. One still running then is killed and the test fails, with its log.
+pub async fn exit_within(reporting: Reporting, secs: u64) -> (std::process::ExitStatus, String) {
+    let Reporting { mut child, log } = reporting;
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    if std::env::var("CHILD_VERBOSE").is_ok() {
+        eprintln!("{text}");
+    }
+    match status {
+        Some(status) => (status, text),
+        None => panic!("the instance was still running after {secs} s; its log:\n{text}"),
+    }
+}
+
+fn spawn_child(
+    test: &str,
+    envs: &[(&str, String)],
+    stderr: std::process::Stdio,
+) -> std::process::Child {
     use std::process::{Command, Stdio};
     let verbose = std::env::var("CHILD_VERBOSE").is_ok();
     Command::new(std::env::current_exe().unwrap())
@@ -189,13 +239,7 @@ fn spawn_child(test: &str, envs: &[(&str, String)], report: bool) -> std::proces
             },
         )
         .stdout(Stdio::null())
-        .stderr(if report {
-            Stdio::piped()
-        } else if verbose {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
+        .stderr(stderr)
         .spawn()
         .unwrap()
 }

@@ -206,7 +206,7 @@ async fn the_synchronization_recipe_runs_as_two_instances() {
     create(&output, PARTITIONS).await;
     if !crate::broker::is_real() {
         // The mock cluster does not take the admin API: the changelog is created here.
-        create(&format!("{group}-checkpoint-changelog"), PARTITIONS).await;
+        create(&format!("{group}-{activities}-changelog"), PARTITIONS).await;
     }
     let report = |time: &str| (None, time.to_owned(), format!("sky {time}"));
     produce(&weather, &[report("08:00")]).await;

@@ -199,15 +199,24 @@ impl Partitions {
         }
         for partition in unreleased {
             tracing::warn!(path = %self.shared.path.display(), partition, "partition not released cleanly (the last run crashed): it is restored from its changelog's start");
-            let data = self.family_name(partition);
-            if db.cf_handle(&data).is_some() {
-                db.drop_cf(&data).map_err(|e| self.error(e))?;
-            }
-            let mut batch = WriteBatch::default();
-            batch.delete_cf(&cf, &data);
-            batch.delete_cf(&cf, self.taken_key(partition));
-            db.write(batch).map_err(|e| self.error(e))?;
+            self.drop_partition(partition)?;
         }
+        Ok(())
+    }
+
+    /// Drops `partition`'s data, position and mark.
+    fn drop_partition(&self, partition: i32) -> Result<(), Error> {
+        let db = &self.shared.db;
+        let cf = self.family(POSITIONS)?;
+        let data = self.family_name(partition);
+        if db.cf_handle(&data).is_some() {
+            db.drop_cf(&data).map_err(|e| self.error(e))?;
+        }
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(&cf, &data);
+        batch.delete_cf(&cf, self.taken_key(partition));
+        db.write(batch).map_err(|e| self.error(e))?;
+        lock(&self.positions).known.remove(&partition);
         Ok(())
     }
 
@@ -281,11 +290,21 @@ impl Partitions {
 pub(super) struct State {
     pub(super) partitions: Arc<Partitions>,
     pub(super) name: String,
+    /// The column family, when the cache is one.
+    pub(super) store: Option<String>,
 }
 
 impl PartitionState for State {
     fn name(&self) -> String {
         self.name.clone()
+    }
+
+    fn store(&self) -> Option<String> {
+        self.store.clone()
+    }
+
+    fn reset(&self, partition: i32) -> Result<(), Error> {
+        self.partitions.drop_partition(partition)
     }
 
     fn position(&self, partition: i32) -> Result<Option<i64>, Error> {
@@ -395,11 +414,18 @@ impl<K, V> Cache<K, V> {
     /// the changelog before its messages reach the handlers, so state moves with its partitions
     /// between the instances of an application and counts do not depend on how many run.
     ///
-    /// The changelog topic is `{group.id}-{cache directory name}-changelog` (see
-    /// [`follow_with_changelog`](Cache::follow_with_changelog) to name it), created when
-    /// missing with the source's partition count and `cleanup.policy=compact`; one with another
-    /// partition count is an error at start-up. Keys and values are recorded in the cache's own
-    /// encoding; deletions as tombstones.
+    /// The changelog topic is `{group.id}-{topic}-changelog` (for a column family,
+    /// `{group.id}-{topic}-{family}-changelog`; see
+    /// [`follow_with_changelog`](Cache::follow_with_changelog) to name it): it is named from
+    /// what the code says, never from the directory, so instances whose directories are named
+    /// differently share it. Two caches following one topic under one name are an error at
+    /// start-up. The changelog is created when missing, with the source's partition count and
+    /// `cleanup.policy=compact`; one with another partition count is an error at start-up. A
+    /// changelog missing while the group has already committed positions in the topic is an
+    /// error too (the state those messages built would be lost without a word: a renamed
+    /// changelog, say), unless the topic's `state.fresh` setting is `true`
+    /// (`SLIPSTREAM_STATE_FRESH=true` for one run). Keys and values are recorded in the cache's
+    /// own encoding; deletions as tombstones.
     ///
     /// - Writes (`put`, `delete`, batches, the cache as a handler's sink) happen in handlers
     ///   reading `source` (or downstream of them, through proxies): elsewhere the partition is
@@ -472,6 +498,7 @@ impl<K, V> Cache<K, V> {
         let state = Arc::new(State {
             partitions: Arc::clone(&partitions),
             name: self.state_name(),
+            store: self.family.clone(),
         });
         let changelog = source.follow(state, changelog);
         self.follow = Some(Arc::new(Follow {
@@ -482,7 +509,7 @@ impl<K, V> Cache<K, V> {
         self
     }
 
-    /// The cache's name in its changelog topic's: its directory's, and its column family's.
+    /// The cache's name in logs and errors: its directory's, and its column family's.
     fn state_name(&self) -> String {
         let directory = self
             .shared
