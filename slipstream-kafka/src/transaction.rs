@@ -117,6 +117,9 @@ pub(crate) struct Transactions {
     stops: Mutex<Vec<Fatal>>,
     /// How many transactions have committed.
     committed: tokio::sync::watch::Sender<u64>,
+    /// When the open transaction began (a monotonic clock: it runs while the process is
+    /// stopped, so a stall shows).
+    opened: Mutex<Instant>,
     /// Settles changelog records in the order they were produced.
     settler: Mutex<std::sync::mpsc::Sender<(DeliveryFuture, i32, Delivered)>>,
     /// The task committing every interval, on the runtime that started it.
@@ -250,6 +253,7 @@ impl Transactions {
             failure: Mutex::default(),
             stops: Mutex::default(),
             committed: tokio::sync::watch::Sender::new(0),
+            opened: Mutex::new(Instant::now()),
             settler: Mutex::new(settler),
             driver: Mutex::new(None),
         })
@@ -537,6 +541,7 @@ impl Transactions {
         }
         lock(&self.written).clear();
         self.committed.send_modify(|n| *n += 1);
+        *lock(&self.opened) = Instant::now();
         self.producer
             .begin_transaction()
             .map_err(|error| self.failed(error))
@@ -624,8 +629,19 @@ impl Transactions {
             Some(RDKafkaErrorCode::State | RDKafkaErrorCode::PurgeQueue) => self.give_up(format!(
                 "this instance's transaction was ended by the broker, so it stops rather than write duplicates (it outlived `transaction.timeout.ms`: the instance stalled that long, and the group may have given its partitions to others): a record for `{topic}` was refused: {error}"
             )),
+            // A stalled instance's records time out, or are refused, as it wakes.
+            _ if self.outlived().is_some() => {
+                self.give_up(format!("a record for `{topic}` was refused: {error}"))
+            }
             _ => Error::kafka(topic, error),
         }
+    }
+
+    /// How long the open transaction has been open, when that is past `transaction.timeout.ms`
+    /// (the broker has ended it).
+    fn outlived(&self) -> Option<Duration> {
+        let open = lock(&self.opened).elapsed();
+        (open > self.timeout).then_some(open)
     }
 
     /// Aborts the open transaction: nothing of it is visible to `read_committed` readers, and
@@ -644,6 +660,13 @@ impl Transactions {
     /// Records `why` as the failure every later commit reports, and marks the changelog
     /// partitions the open transaction wrote as not to be trusted locally.
     fn give_up(&self, why: String) -> Error {
+        let why = match self.outlived() {
+            Some(open) => format!(
+                "this instance's transaction was ended by the broker: it was open {open:.1?}, past `transaction.timeout.ms` ({:?}), because the instance stalled that long (and the group may have given its partitions to others); it stops rather than write duplicates ({why})",
+                self.timeout
+            ),
+            None => why,
+        };
         for (_, (state, partitions)) in lock(&self.written).drain() {
             for partition in partitions {
                 state.refused(partition);
