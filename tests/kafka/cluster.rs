@@ -30,19 +30,10 @@ impl Cluster {
             std::process::id(),
             free_port()
         ));
-        let output = script()
-            .arg("start")
-            .arg(&dir)
-            .args(["--nodes", &nodes.to_string()])
-            .args(args)
-            .output()
-            .expect("tests/broker.sh runs");
-        assert!(
-            output.status.success(),
-            "tests/broker.sh start failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let servers = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+        let nodes = nodes.to_string();
+        let mut all = vec!["start", dir.to_str().unwrap(), "--nodes", &nodes];
+        all.extend_from_slice(args);
+        let servers = run(&all).trim().to_owned();
         Cluster { dir, servers }
     }
 
@@ -62,18 +53,7 @@ impl Cluster {
     }
 
     fn node(&self, id: u32, action: &str) -> String {
-        let output = script()
-            .arg("node")
-            .arg(&self.dir)
-            .args([&id.to_string(), action])
-            .output()
-            .expect("tests/broker.sh runs");
-        assert!(
-            output.status.success(),
-            "tests/broker.sh node {id} {action} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
+        run(&["node", self.dir.to_str().unwrap(), &id.to_string(), action])
     }
 }
 
@@ -82,6 +62,19 @@ impl Drop for Cluster {
         let _ = script().arg("stop").arg(&self.dir).status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Runs `tests/broker.sh` with `args`; what it printed. A failure fails the test, with its
+/// standard error.
+fn run(args: &[&str]) -> String {
+    let output = script().args(args).output().expect("tests/broker.sh runs");
+    assert!(
+        output.status.success(),
+        "tests/broker.sh {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
 }
 
 fn script() -> Command {
