@@ -12,10 +12,10 @@
 #       on a plain listener of their own); `--advertise` tells clients to connect to PORT
 #       instead (a proxy in front of a single node).
 #   bash tests/broker.sh stop DIR          # stops every node started in DIR
-#   bash tests/broker.sh node DIR ID stop|kill|start|port
-#       one node of DIR (ids are 1..N): SIGTERM (a graceful shutdown) and wait, SIGKILL and
-#       wait, start it again on the same data and wait until it has started, or print its
-#       client port.
+#   bash tests/broker.sh node DIR ID[,ID...] stop|kill|start|port
+#       nodes of DIR (ids are 1..N): SIGTERM (a graceful shutdown) and wait, SIGKILL and
+#       wait, start them again on their data (together) and wait until they have started, or
+#       print their client ports.
 set -euo pipefail
 
 KAFKA_VERSION=4.4.0
@@ -198,17 +198,22 @@ case "${1:-}" in
     start "${@:2}" ;;
   stop) [ $# -ge 2 ] || die "usage: stop DIR"; stop "$2" ;;
   node)
-    [ $# -ge 4 ] || die "usage: node DIR ID stop|kill|start|port"
-    node="$2/node-$3"
-    [ -f "$node/server.properties" ] || die "no node $3 in $2"
+    # IDs: one node's id, or several separated by commas (started together: a cluster whose
+    # controllers are all down needs a quorum of them back before any finishes starting).
+    [ $# -ge 4 ] || die "usage: node DIR ID[,ID...] stop|kill|start|port"
+    nodes=()
+    for id in ${3//,/ }; do
+      [ -f "$2/node-$id/server.properties" ] || die "no node $id in $2"
+      nodes+=("$2/node-$id")
+    done
     case "$4" in
-      stop) end_node "$node" TERM ;;
-      kill) end_node "$node" KILL ;;
-      start) launch "$node"; await_started "$node" ;;
-      port) cat "$node/port" ;;
+      stop) for node in "${nodes[@]}"; do end_node "$node" TERM; done ;;
+      kill) for node in "${nodes[@]}"; do end_node "$node" KILL; done ;;
+      start) for node in "${nodes[@]}"; do launch "$node"; done; await_started "${nodes[@]}" ;;
+      port) for node in "${nodes[@]}"; do cat "$node/port"; done ;;
       *) die "node actions: stop kill start port" ;;
     esac
     ;;
-  *) echo "usage: $0 install | start DIR [--nodes N] [--sasl USER:PASSWORD] [--advertise PORT] | stop DIR | node DIR ID stop|kill|start|port" >&2
+  *) echo "usage: $0 install | start DIR [--nodes N] [--sasl USER:PASSWORD] [--advertise PORT] | stop DIR | node DIR ID[,ID...] stop|kill|start|port" >&2
     exit 2 ;;
 esac

@@ -46,10 +46,13 @@ broker=$(bash tests/broker.sh start "$broker_dir")
 echo "Apache Kafka listening on $broker"
 # Every Kafka test, those ignored in the mock pass included (they need Kafka's transactions or
 # start nodes of their own), but those that inject faults into a mock cluster of their own
-# (they ran above) and the scrape test (below).
+# (they ran above), the scrape test and the failover tests (below).
 TEST_KAFKA_BROKER="$broker" cargo test --workspace --test kafka -- --include-ignored \
   --skip faults:: --skip fenced:: --skip deadline:: --skip stream::the_embedded_broker \
-  --skip scrapes::concurrent_scrapes
+  --skip scrapes::concurrent_scrapes --skip failover::
+# One at a time, as each starts a three-node cluster of its own (about 1 GB).
+TEST_KAFKA_BROKER="$broker" cargo test --workspace --test kafka -- --ignored failover:: \
+  --test-threads=1
 # Alone, as it measures a rate: hundreds of concurrent /metrics scrapes beside a pipeline.
 TEST_KAFKA_BROKER="$broker" cargo test --workspace --test kafka -- --ignored --exact \
   scrapes::concurrent_scrapes_do_not_slow_the_pipeline_or_cost_it_its_group

@@ -514,30 +514,51 @@ pub(crate) fn create(
     conf: &Conf,
     effective: &Conf,
 ) -> Result<(), Error> {
+    client::blocking(|| {
+        futures::executor::block_on(create_topic(name, partitions, conf, effective, true))
+    })
+}
+
+/// Creates topic `name` with `partitions` partitions and the broker's default replication
+/// factor (1 where the broker does not take the default), compacted if `compacted`; one that
+/// exists already is left as it is.
+pub(crate) async fn create_topic(
+    name: &str,
+    partitions: i32,
+    conf: &Conf,
+    effective: &Conf,
+    compacted: bool,
+) -> Result<(), Error> {
     if effective.get("bootstrap.servers") == Some(EMBEDDED) {
         return embedded::create_topic(name, partitions).map_err(|e| Error::kafka(name, e));
     }
+    let what = if compacted {
+        "the compacted topic"
+    } else {
+        "the topic"
+    };
     let admin: AdminClient<client::Logging> = client::client_config(conf)
         .create_with_context(client::Logging)
         .map_err(|e| client::creation_error(name, e))?;
     let options = AdminOptions::new().request_timeout(Some(CALL_TIMEOUT));
-    // The broker's default replication factor, or 1 where the broker does not take -1.
     for replication in [-1, 1] {
-        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication))
-            .set("cleanup.policy", "compact");
-        let results = futures::executor::block_on(admin.create_topics([&topic], &options))
-            .map_err(|e| Error::kafka(name, format!("cannot create the compacted topic: {e}")))?;
+        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
+        if compacted {
+            topic = topic.set("cleanup.policy", "compact");
+        }
+        let results = admin
+            .create_topics([&topic], &options)
+            .await
+            .map_err(|e| Error::kafka(name, format!("cannot create {what}: {e}")))?;
         match results.into_iter().next() {
-            Some(Ok(_)) | Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) | None => {
-                tracing::info!(topic = name, partitions, "created the compacted topic");
+            Some(Ok(_)) | None => {
+                tracing::info!(topic = name, partitions, "created {what}");
                 return Ok(());
             }
+            Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => return Ok(()),
             Some(Err((_, RDKafkaErrorCode::InvalidReplicationFactor))) if replication == -1 => {}
             Some(Err((_, code))) => {
-                return Err(Error::kafka(
-                    name,
-                    format!("cannot create the compacted topic: {code}"),
-                ));
+                return Err(Error::kafka(name, format!("cannot create {what}: {code}")));
             }
         }
     }

@@ -5,8 +5,10 @@ use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
+use rdkafka::metadata::Metadata;
 use rdkafka::statistics::Statistics;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use slipstream_core::Error;
 
@@ -74,6 +76,59 @@ pub(crate) fn creation_error(topic: &str, error: KafkaError) -> Error {
             message,
         },
         other => Error::kafka(topic, other),
+    }
+}
+
+/// How long start-up's first metadata request waits (each next one twice as long), between
+/// checks for a failed authentication or TLS handshake.
+const CONNECT_SLICE: Duration = Duration::from_millis(500);
+/// How long start-up serves a client's logs and errors after each unanswered request.
+pub(crate) const PROBE_POLL: Duration = Duration::from_millis(50);
+
+/// Asks `client` for `topic`'s metadata until a broker answers, failing past `timeout` with the
+/// last error librdkafka reported, or at once when authentication or the TLS handshake failed
+/// (retrying cannot help). `serve` runs after each unanswered request: it lets the client's
+/// callbacks report to `link` (`link` is the client's). A client must connect before the
+/// application counts as started: an unreachable broker is an error then, not a client
+/// retrying in the background forever.
+pub(crate) fn connect<C: ClientContext>(
+    topic: &str,
+    conf: &Conf,
+    link: &Link,
+    timeout: Duration,
+    client: &rdkafka::client::Client<C>,
+    mut serve: impl FnMut(),
+) -> Result<Metadata, Error> {
+    let servers = conf.get("bootstrap.servers").unwrap_or_default();
+    let deadline = Instant::now() + timeout;
+    // Each request waits twice as long as the one before (a slow broker is answered in time).
+    let mut slice = CONNECT_SLICE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let error = match blocking(|| client.fetch_metadata(Some(topic), left.min(slice))) {
+            Ok(metadata) => return Ok(metadata),
+            Err(error) => error,
+        };
+        slice *= 2;
+        serve();
+        if let Some((what, failure)) = link.refusal() {
+            return Err(Error::kafka(
+                topic,
+                format!("{what} (bootstrap.servers = {servers}): {failure}"),
+            ));
+        }
+        if Instant::now() >= deadline {
+            let last = link
+                .last_error()
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default();
+            return Err(Error::kafka(
+                topic,
+                format!(
+                    "no broker answered within {timeout:?} (bootstrap.servers = {servers}): {error}{last}"
+                ),
+            ));
+        }
     }
 }
 

@@ -52,11 +52,6 @@ const COMMITTED_TIMEOUT: Duration = Duration::from_secs(2);
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a consumer's start waits for a broker to answer, unless its topic says.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long start-up's first metadata request waits (each next one twice as long), between
-/// checks for a failed authentication or TLS handshake.
-const CONNECT_SLICE: Duration = Duration::from_millis(500);
-/// How long start-up serves its probe's logs and errors after each unanswered request.
-const PROBE_POLL: Duration = Duration::from_millis(50);
 
 /// The consumer's callbacks.
 pub(crate) struct Context {
@@ -528,11 +523,9 @@ pub(crate) struct Shared {
     pub(crate) fatal: Option<Arc<dyn Fn(Error) + Send + Sync>>,
 }
 
-/// Asks for `topic`'s metadata until a broker answers, failing past `timeout` with the last
-/// error librdkafka reported, or at once when authentication or the TLS handshake failed
-/// (retrying cannot help).
-/// It asks with a client of its own, polled here so that its logs and errors reach `link`
-/// meanwhile (a stream consumer's are served only once it is read).
+/// Asks for `topic`'s metadata with a client of its own (see [`client::connect`]), polled
+/// here so that its logs and errors reach `link` meanwhile (a stream consumer's are served only
+/// once it is read).
 fn connect(
     topic: &str,
     conf: &Conf,
@@ -542,40 +535,10 @@ fn connect(
     let probe: BaseConsumer<client::Linked> = client::client_config(conf)
         .create_with_context(client::Linked(Arc::clone(link)))
         .map_err(|e| client::creation_error(topic, e))?;
-    let servers = conf.get("bootstrap.servers").unwrap_or_default();
-    let deadline = Instant::now() + timeout;
-    // Each request waits twice as long as the one before (a slow broker is answered in time).
-    let mut slice = CONNECT_SLICE;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let answer = probe.fetch_metadata(Some(topic), left.min(slice));
-        slice *= 2;
-        let error = match answer {
-            Ok(metadata) => return Ok(metadata),
-            Err(error) => error,
-        };
-        // Serves what the probe logged and reported meanwhile (it reads nothing: it subscribes
-        // to nothing).
-        let _ = probe.poll(PROBE_POLL);
-        if let Some((what, failure)) = link.refusal() {
-            return Err(Error::kafka(
-                topic,
-                format!("{what} (bootstrap.servers = {servers}): {failure}"),
-            ));
-        }
-        if Instant::now() >= deadline {
-            let last = link
-                .last_error()
-                .map(|e| format!("; last error: {e}"))
-                .unwrap_or_default();
-            return Err(Error::kafka(
-                topic,
-                format!(
-                    "no broker answered within {timeout:?} (bootstrap.servers = {servers}): {error}{last}"
-                ),
-            ));
-        }
-    }
+    // It reads nothing (it subscribes to nothing): polling serves its callbacks.
+    client::connect(topic, conf, link, timeout, probe.client(), || {
+        let _ = probe.poll(client::PROBE_POLL);
+    })
 }
 
 impl Running {

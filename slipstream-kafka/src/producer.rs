@@ -20,6 +20,7 @@ use slipstream_core::Sink;
 use slipstream_core::{Ack, DeadLetter, OnError};
 use slipstream_core::{BoxError, Error};
 use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
 
 /// How long a record may wait in the producer's queue before it counts as failed.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -91,9 +92,16 @@ impl<K: 'static, V: 'static> Producer<K, V> {
             if grace.is_some() {
                 client::ask_statistics(&mut conf);
             }
-            let producer = client::client_config(&conf)
+            let producer: FutureProducer<Linked> = client::client_config(&conf)
                 .create_with_context(Linked(Arc::clone(&link)))
                 .map_err(|e| client::creation_error(topic, e))?;
+            if let Some(timeout) = grace {
+                // A sink fails the start as a source does when no broker answers (its own
+                // thread serves its callbacks).
+                client::connect(topic, &conf, &link, timeout, producer.client(), || {
+                    std::thread::sleep(client::PROBE_POLL)
+                })?;
+            }
             Some(producer)
         };
         Ok(Producer {
@@ -273,7 +281,7 @@ pub struct TopicSink<K, V> {
     acks: Arc<AckScope>,
     /// Records handed to the producer, in order, to the task that settles them.
     deliveries: Option<mpsc::Sender<Pending>>,
-    settler: Option<tokio::task::JoinHandle<()>>,
+    settler: Option<tokio::task::JoinHandle<JoinSet<()>>>,
     /// Notified whenever a delivery is settled.
     progress: Arc<Notify>,
 }
@@ -282,6 +290,11 @@ pub struct TopicSink<K, V> {
 struct Pending {
     delivery: DeliveryFuture,
     ack: Option<Ack>,
+    /// Exactly-once, for an item that is not a Kafka message (whose position the transaction
+    /// carries): how many transactions had committed when the record was produced. The item is
+    /// done once the transaction holding the record commits, not when the record is delivered
+    /// (an abort would lose it).
+    commits: Option<u64>,
 }
 
 /// What a topic sink does with a record the broker refused.
@@ -322,15 +335,34 @@ async fn settle(
     refusals: Refusals,
     progress: Arc<Notify>,
     transactions: Option<Arc<Transactions>>,
-) {
-    while let Some(Pending { delivery, ack }) = pending.recv().await {
+) -> JoinSet<()> {
+    // Items waiting for their transaction to commit.
+    let mut waiting = JoinSet::new();
+    while let Some(Pending {
+        delivery,
+        ack,
+        commits,
+    }) = pending.recv().await
+    {
         let outcome = delivery.await;
         progress.notify_waiters();
         let error = match outcome {
             Ok(Ok(_)) => {
                 link.delivered();
-                if let Some(ack) = ack {
-                    ack.done();
+                match (ack, commits, &transactions) {
+                    (Some(ack), Some(seen), Some(transactions)) => {
+                        // Done once its transaction commits; the next records settle meanwhile.
+                        let transactions = Arc::clone(transactions);
+                        while waiting.try_join_next().is_some() {}
+                        waiting.spawn(async move {
+                            match transactions.committed_after(seen).await {
+                                Ok(()) => ack.done(),
+                                Err(_) => ack.fail(),
+                            }
+                        });
+                    }
+                    (Some(ack), _, _) => ack.done(),
+                    (None, _, _) => {}
                 }
                 continue;
             }
@@ -344,6 +376,7 @@ async fn settle(
         };
         refused(&topic, &refusals, error, ack).await;
     }
+    waiting
 }
 
 /// Applies the handler's policy to a record the broker refused.
@@ -431,14 +464,22 @@ impl<K: 'static, V: 'static> TopicSink<K, V> {
         let topic = Arc::clone(&self.producer.topic);
         let mut record = placement.apply(encoded.record(&topic, headers));
         let transactions = self.producer.transactions.clone();
-        let delivery = loop {
+        let ack = self.acks.current();
+        let outside = ack.as_ref().is_some_and(|ack| ack.origin().is_none());
+        let (delivery, commits) = loop {
             let progress = self.progress.notified();
             let sent = {
                 let _producing = transactions.as_ref().map(|t| t.producing());
-                producer.send_result(record)
+                let commits = transactions
+                    .as_ref()
+                    .filter(|_| outside)
+                    .map(|t| t.commits());
+                producer
+                    .send_result(record)
+                    .map(|delivery| (delivery, commits))
             };
             match sent {
-                Ok(delivery) => break delivery,
+                Ok(sent) => break sent,
                 // The producer's queue is full: wait until a delivery is settled (or a moment),
                 // then try again.
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
@@ -455,7 +496,8 @@ impl<K: 'static, V: 'static> TopicSink<K, V> {
         };
         let pending = Pending {
             delivery,
-            ack: self.acks.current(),
+            ack,
+            commits,
         };
         let deliveries = self.deliveries.as_ref().ok_or("the topic sink is closed")?;
         deliveries
@@ -467,13 +509,17 @@ impl<K: 'static, V: 'static> TopicSink<K, V> {
     /// Waits for every pending acknowledgement, then for the producer's queue.
     async fn settle_all(&mut self) -> Result<(), BoxError> {
         drop(self.deliveries.take());
-        if let Some(settler) = self.settler.take() {
-            settler.await?;
-        }
+        let waiting = match self.settler.take() {
+            Some(settler) => settler.await?,
+            None => JoinSet::new(),
+        };
         if let Some(transactions) = &self.producer.transactions {
             // What the handler produced last commits before the application ends (the
-            // transaction also carries the positions of the messages it handled).
-            return Ok(transactions.commit().await?);
+            // transaction also carries the positions of the messages it handled); then the
+            // items of other sources it came from are done.
+            let committed = transactions.commit().await;
+            waiting.join_all().await;
+            return Ok(committed?);
         }
         self.producer.flush().await
     }

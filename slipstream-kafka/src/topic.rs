@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::types::RDKafkaErrorCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use slipstream_core::__component::HealthProbe;
@@ -28,7 +26,7 @@ use crate::codec::{Codec, DefaultCodec, JsonCodec};
 use crate::conf::Conf;
 use crate::consumer::{self, OnUndecodable, Running, Undecodable};
 use crate::dead_letter::DeadLetters;
-use crate::embedded::{self, EMBEDDED};
+use crate::embedded::EMBEDDED;
 use crate::message::{DoneOnDrop, Message, Record};
 use crate::producer::{Placement, Producer, Refusals, TopicSink};
 
@@ -387,35 +385,24 @@ impl<K: 'static, V: 'static> Topic<K, V> {
         lock(&self.running).upgrade()
     }
 
-    /// Creates the topic with `partitions` partitions (replication factor 1) if it does not
-    /// exist yet. Brokers that create topics on first use do not need it.
+    /// Creates the topic with `partitions` partitions (the broker's default replication factor,
+    /// `default.replication.factor`) if it does not exist yet. Brokers that create topics on
+    /// first use do not need it.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), slipstream::Error> {
+    /// let topic: slipstream::Topic = slipstream::Topic::new("emoji");
+    /// topic.create(6).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn create(&self, partitions: i32) -> Result<(), Error> {
         let effective = self.effective_conf();
-        if effective.get("bootstrap.servers") == Some(EMBEDDED) {
-            return embedded::create_topic(&self.name, partitions)
-                .map_err(|e| Error::kafka(&self.name, e));
-        }
-        let conf = client::resolve(&self.name, &effective)?;
-        let admin: AdminClient<client::Logging> = client::client_config(&conf)
-            .create_with_context(client::Logging)
-            .map_err(|e| client::creation_error(&self.name, e))?;
-        let topic = NewTopic::new(&self.name, partitions, TopicReplication::Fixed(1));
-        let results = admin
-            .create_topics([&topic], &AdminOptions::new())
-            .await
-            .map_err(|e| Error::kafka(&self.name, e))?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code)) => {
-                    return Err(Error::kafka(
-                        &self.name,
-                        rdkafka::error::KafkaError::AdminOp(code),
-                    ));
-                }
-            }
-        }
-        Ok(())
+        let conf = if effective.get("bootstrap.servers") == Some(EMBEDDED) {
+            effective.clone()
+        } else {
+            client::resolve(&self.name, &effective)?
+        };
+        crate::changelog::create_topic(&self.name, partitions, &conf, &effective, false).await
     }
 }
 

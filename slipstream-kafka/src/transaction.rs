@@ -204,6 +204,16 @@ impl Transactions {
         let producer: FutureProducer<Linked> = client::client_config(&conf)
             .create_with_context(Linked(Arc::clone(&link)))
             .map_err(|e| client::creation_error(what, e))?;
+        // An unreachable broker, or refused credentials, are said as such (not as a broker
+        // without transactions).
+        client::connect(
+            what,
+            &conf,
+            &link,
+            crate::consumer::CONNECT_TIMEOUT,
+            producer.client(),
+            || std::thread::sleep(client::PROBE_POLL),
+        )?;
         producer
             .init_transactions(CALL_TIMEOUT)
             .map_err(|e| unsupported(what, e))?;

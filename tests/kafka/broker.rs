@@ -93,14 +93,19 @@ pub fn servers() -> String {
 
 /// Creates a topic on the broker under test (the mock cluster does not take the admin API).
 pub async fn create(name: &str, partitions: i32) {
-    if is_real() {
-        topic::<String, String>(name, "admin")
-            .create(partitions)
-            .await
-            .expect("topic created");
-    } else {
-        mock().create(name, partitions).await;
+    create_on(&servers(), name, partitions).await;
+}
+
+/// Creates a topic on the broker at `servers` (a real one's default replication factor).
+pub async fn create_on(servers: &str, name: &str, partitions: i32) {
+    if !is_real() && servers == mock().servers {
+        return mock().create(name, partitions).await;
     }
+    Topic::<String, String>::new(name)
+        .conf([("bootstrap.servers", servers)])
+        .create(partitions)
+        .await
+        .expect("topic created");
 }
 
 /// Makes `name` a topic no client may write: on the mock cluster every request about it is
@@ -228,8 +233,9 @@ fn spawn_child(
     let verbose = std::env::var("CHILD_VERBOSE").is_ok();
     Command::new(std::env::current_exe().unwrap())
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .envs(envs.iter().map(|(k, v)| (k, v)))
+        // The broker under test, unless `envs` names another.
         .env("TEST_KAFKA_BROKER", servers())
+        .envs(envs.iter().map(|(k, v)| (k, v)))
         .env(
             "RUST_LOG",
             match std::env::var("CHILD_LOG") {
@@ -286,4 +292,70 @@ pub async fn run_as_child(var: &str, module: &str) -> bool {
     }
     slipstream::App::new().module(module).run().await.unwrap();
     true
+}
+
+/// Samples a group's committed offsets of a topic every 100 ms, on a thread of its own, until
+/// [`check`](CommitSampler::check)ed: a partition's committed offset must never go backwards
+/// (an instance committing over the progress of the partition's next owner would).
+pub struct CommitSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl CommitSampler {
+    pub fn start(servers: &str, topic: &str, group: &str, partitions: i32) -> CommitSampler {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", servers)
+            .set("group.id", group)
+            .create()
+            .unwrap();
+        let mut list = rdkafka::TopicPartitionList::new();
+        for partition in 0..partitions {
+            list.add_partition(topic, partition);
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut last: Vec<i64> = vec![-1; partitions as usize];
+            let (mut samples, mut backwards) = (0, Vec::new());
+            while !stopping.load(Ordering::Relaxed) {
+                // An unreachable broker (a failover test) gives no sample.
+                if let Ok(offsets) =
+                    consumer.committed_offsets(list.clone(), Duration::from_secs(2))
+                {
+                    samples += 1;
+                    for element in offsets.elements() {
+                        let rdkafka::Offset::Offset(offset) = element.offset() else {
+                            continue;
+                        };
+                        let previous = &mut last[element.partition() as usize];
+                        if offset < *previous {
+                            backwards.push(format!(
+                                "partition {}: {} then {offset}",
+                                element.partition(),
+                                *previous
+                            ));
+                        }
+                        *previous = offset;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (samples, backwards)
+        });
+        CommitSampler { stop, thread }
+    }
+
+    /// Stops sampling; fails the test if a committed offset went backwards, or nothing was
+    /// sampled.
+    pub fn check(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (samples, backwards) = self.thread.join().unwrap();
+        assert!(samples > 0, "no committed offsets were sampled");
+        assert!(
+            backwards.is_empty(),
+            "committed offsets went backwards: {backwards:?}"
+        );
+    }
 }

@@ -17,6 +17,7 @@ pub fn free_port() -> u16 {
 /// and its directory removed.
 pub struct Cluster {
     dir: PathBuf,
+    nodes: u32,
     /// The bootstrap address, every node's client listener.
     pub servers: String,
 }
@@ -30,30 +31,58 @@ impl Cluster {
             std::process::id(),
             free_port()
         ));
-        let nodes = nodes.to_string();
-        let mut all = vec!["start", dir.to_str().unwrap(), "--nodes", &nodes];
+        let count = nodes.to_string();
+        let mut all = vec!["start", dir.to_str().unwrap(), "--nodes", &count];
         all.extend_from_slice(args);
         let servers = run(&all).trim().to_owned();
-        Cluster { dir, servers }
+        Cluster {
+            dir,
+            nodes,
+            servers,
+        }
     }
 
     /// Stops node `id` with SIGTERM (a graceful shutdown) and waits for it to exit.
     pub fn stop(&self, id: u32) {
-        self.node(id, "stop");
+        self.node(&id.to_string(), "stop");
+    }
+
+    /// Kills node `id` with SIGKILL and waits for it to exit.
+    pub fn kill(&self, id: u32) {
+        self.node(&id.to_string(), "kill");
+    }
+
+    /// Kills every node with SIGKILL.
+    pub fn kill_all(&self) {
+        self.node(&self.all(), "kill");
     }
 
     /// Starts node `id` again on its data and waits until it has started.
     pub fn restart(&self, id: u32) {
-        self.node(id, "start");
+        self.node(&id.to_string(), "start");
+    }
+
+    /// Starts every node again on its data (together: a controller quorum must form) and
+    /// waits until each has started.
+    pub fn restart_all(&self) {
+        self.node(&self.all(), "start");
     }
 
     /// The client port of node `id`.
     pub fn port(&self, id: u32) -> u16 {
-        self.node(id, "port").trim().parse().unwrap()
+        self.node(&id.to_string(), "port").trim().parse().unwrap()
     }
 
-    fn node(&self, id: u32, action: &str) -> String {
-        run(&["node", self.dir.to_str().unwrap(), &id.to_string(), action])
+    /// Every node's id, separated by commas.
+    fn all(&self) -> String {
+        (1..=self.nodes)
+            .map(|id| id.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn node(&self, ids: &str, action: &str) -> String {
+        run(&["node", self.dir.to_str().unwrap(), ids, action])
     }
 }
 

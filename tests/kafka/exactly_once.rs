@@ -24,7 +24,9 @@ use slipstream::prelude::*;
 use slipstream::{Cache, Message, Topic};
 use slipstream_tests::until_or;
 
-use crate::broker::{child, child_reporting, create, is_real, servers, topic, unique};
+use crate::broker::{
+    CommitSampler, child, child_reporting, create, create_on, is_real, servers, topic, unique,
+};
 
 const PARTITIONS: i32 = 4;
 const KEYS: usize = 100;
@@ -33,10 +35,18 @@ fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_default()
 }
 
-static INPUT: LazyLock<Topic> =
-    LazyLock::new(|| topic(&env("EOS_TEST_INPUT"), &env("EOS_TEST_GROUP")));
-static OUTPUT: LazyLock<Topic> =
-    LazyLock::new(|| topic(&env("EOS_TEST_OUTPUT"), &env("EOS_TEST_GROUP")));
+/// How long no broker may answer before the start fails and health says so
+/// (`EOS_TEST_GRACE_MS`; 30 s by default).
+fn grace() -> Duration {
+    Duration::from_millis(env("EOS_TEST_GRACE_MS").parse().unwrap_or(30_000))
+}
+
+static INPUT: LazyLock<Topic> = LazyLock::new(|| {
+    topic(&env("EOS_TEST_INPUT"), &env("EOS_TEST_GROUP")).connect_timeout(grace())
+});
+static OUTPUT: LazyLock<Topic> = LazyLock::new(|| {
+    topic(&env("EOS_TEST_OUTPUT"), &env("EOS_TEST_GROUP")).connect_timeout(grace())
+});
 static COUNTS: LazyLock<Cache<String, u64>> = LazyLock::new(|| {
     Cache::open(Path::new(&env("EOS_TEST_DIR")).join("counts"))
         .expect("the cache opens")
@@ -63,15 +73,18 @@ async fn child_exactly_once() {
     crate::broker::run_as_child("EOS_TEST_INPUT", module_path!()).await;
 }
 
-const CHILD: &str = "exactly_once::child_exactly_once";
+pub(crate) const CHILD: &str = "exactly_once::child_exactly_once";
 
-/// One application: its topics, group, cache directory and `transactional.id`.
-struct App {
-    input: String,
+/// One application: its topics, group, cache directory and `transactional.id`, on a broker.
+pub(crate) struct App {
+    servers: String,
+    pub(crate) input: String,
     output: String,
     group: String,
     root: PathBuf,
     partitions: i32,
+    /// More settings of every instance (they override the others).
+    pub(crate) extra: Vec<(&'static str, String)>,
 }
 
 impl App {
@@ -80,15 +93,22 @@ impl App {
     }
 
     async fn with_partitions(name: &str, partitions: i32) -> App {
+        App::on(&servers(), name, partitions).await
+    }
+
+    /// The application on the broker at `servers`.
+    pub(crate) async fn on(servers: &str, name: &str, partitions: i32) -> App {
         let app = App {
+            servers: servers.to_owned(),
             input: unique(&format!("{name}-in")),
             output: unique(&format!("{name}-out")),
             group: unique(name),
             root: std::env::temp_dir().join(unique(name)),
             partitions,
+            extra: Vec::new(),
         };
-        create(&app.input, partitions).await;
-        create(&app.output, partitions).await;
+        create_on(servers, &app.input, partitions).await;
+        create_on(servers, &app.output, partitions).await;
         if !is_real() {
             // The mock cluster does not take the admin API: the changelog and the positions
             // topic are created here, as the application would create them.
@@ -115,7 +135,7 @@ impl App {
 
     /// The settings of an instance with its cache in `dir` and the identity slipstream gives it
     /// by default (new at each start).
-    fn default_envs(&self, dir: &str) -> Vec<(&'static str, String)> {
+    pub(crate) fn default_envs(&self, dir: &str) -> Vec<(&'static str, String)> {
         let mut envs = self.envs(dir, dir, None);
         envs.retain(|(name, _)| *name != "SLIPSTREAM_TRANSACTIONAL_ID");
         envs
@@ -123,7 +143,8 @@ impl App {
 
     /// The settings of an instance with identity `id` and its cache in `dir`.
     fn envs(&self, id: &str, dir: &str, fail_at: Option<usize>) -> Vec<(&'static str, String)> {
-        vec![
+        let mut envs = vec![
+            ("TEST_KAFKA_BROKER", self.servers.clone()),
             ("EOS_TEST_INPUT", self.input.clone()),
             ("EOS_TEST_OUTPUT", self.output.clone()),
             ("EOS_TEST_GROUP", self.group.clone()),
@@ -137,13 +158,15 @@ impl App {
                 "SLIPSTREAM_TRANSACTIONAL_ID",
                 format!("{}-{id}", self.group),
             ),
-        ]
+        ];
+        envs.extend(self.extra.iter().cloned());
+        envs
     }
 
     /// Produces events `range` (event `i` has key `k{i % KEYS}` and value `i`).
-    async fn produce(&self, range: std::ops::Range<usize>) {
+    pub(crate) async fn produce(&self, range: std::ops::Range<usize>) {
         let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", servers())
+            .set("bootstrap.servers", &self.servers)
             .create()
             .unwrap();
         let events: Vec<(String, String)> = range
@@ -160,10 +183,16 @@ impl App {
         }
     }
 
+    /// Samples the group's committed offsets of the input until checked: they must never go
+    /// backwards.
+    pub(crate) fn sampler(&self) -> CommitSampler {
+        CommitSampler::start(&self.servers, &self.input, &self.group, self.partitions)
+    }
+
     /// A `read_committed` reader of the whole output.
-    fn reader(&self) -> Output {
+    pub(crate) fn reader(&self) -> Output {
         let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", servers())
+            .set("bootstrap.servers", &self.servers)
             .set("group.id", unique("eos-reader"))
             .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "true")
@@ -191,7 +220,7 @@ impl Drop for App {
 }
 
 /// What a `read_committed` reader of the output has seen: `(key, sequence, count)`.
-struct Output {
+pub(crate) struct Output {
     consumer: BaseConsumer,
     partitions: i32,
     seen: Vec<(String, usize, u64)>,
@@ -214,7 +243,7 @@ impl Output {
     }
 
     /// Reads what has been committed since the last call.
-    fn read(&mut self) {
+    pub(crate) fn read(&mut self) {
         while let Some(polled) = self.consumer.poll(Duration::from_millis(50)) {
             let Ok(message) = polled else { continue };
             Self::push(&mut self.seen, &mut self.at, &message);
@@ -253,7 +282,7 @@ impl Output {
     }
 
     /// Waits until at least `events` outputs are visible.
-    async fn until(&mut self, events: usize, secs: u64) {
+    pub(crate) async fn until(&mut self, events: usize, secs: u64) {
         let seen = std::cell::Cell::new(0);
         until_or(
             secs,
@@ -268,7 +297,7 @@ impl Output {
     }
 
     /// Every event `0..events` seen at least once.
-    fn check_none_lost(&self, events: usize) {
+    pub(crate) fn check_none_lost(&self, events: usize) {
         let seen: std::collections::HashSet<usize> = self.seen.iter().map(|(_, s, _)| *s).collect();
         let lost: Vec<usize> = (0..events).filter(|i| !seen.contains(i)).collect();
         assert!(
@@ -280,7 +309,7 @@ impl Output {
     }
 
     /// Every event `0..events` seen exactly once, each key's counts 1, 2, … in order.
-    fn check_exact(&self, events: usize) {
+    pub(crate) fn check_exact(&self, events: usize) {
         let mut times: BTreeMap<usize, usize> = BTreeMap::new();
         let mut counts: HashMap<&str, Vec<u64>> = HashMap::new();
         for (key, sequence, count) in &self.seen {
@@ -323,7 +352,7 @@ impl Output {
 }
 
 /// Stops an instance with SIGTERM; it must exit successfully, within a minute.
-async fn terminate(mut child: Child) {
+pub(crate) async fn terminate(mut child: Child) {
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let status = loop {
@@ -402,6 +431,7 @@ async fn three_instances_added_stopped_and_killed_output_each_event_once() {
     needs_transactions().await;
     const STEP: usize = 6_000;
     let app = App::with_partitions("eos-three", 6).await;
+    let sampler = app.sampler();
     let mut output = app.reader();
     app.produce(0..STEP).await;
     let a = child(CHILD, &app.default_envs("a"));
@@ -424,6 +454,7 @@ async fn three_instances_added_stopped_and_killed_output_each_event_once() {
     terminate(c).await;
     output.read();
     output.check_exact(5 * STEP);
+    sampler.check();
 }
 
 /// A zombie: an instance stalled (SIGSTOP) past its session timeout, its partitions given to
@@ -471,6 +502,7 @@ async fn a_stalled_instance_is_fenced_when_it_wakes_and_writes_nothing_more() {
 async fn instances_come_and_go_and_every_event_is_output_exactly_once() {
     const STEP: usize = 8_000;
     let app = App::new("eos-group").await;
+    let sampler = app.sampler();
     let mut output = app.reader();
     app.produce(0..STEP).await;
     let a = app.start("a", None);
@@ -490,6 +522,7 @@ async fn instances_come_and_go_and_every_event_is_output_exactly_once() {
     terminate(a).await;
     output.read();
     output.check_exact(5 * STEP);
+    sampler.check();
 }
 
 /// Whether `read_committed` readers of the broker under test skip the records of an aborted
@@ -548,7 +581,7 @@ async fn hides_uncommitted_records() -> bool {
 
 /// Fails the test unless the broker under test hides aborted transactions from `read_committed`
 /// readers: the test would prove nothing on it.
-async fn needs_transactions() {
+pub(crate) async fn needs_transactions() {
     assert!(
         hides_uncommitted_records().await,
         "the broker under test shows aborted transactions to read_committed readers: this test \

@@ -2,6 +2,7 @@
 //! script starts one), otherwise against librdkafka's mock cluster in this process. Tests that
 //! inject broker faults always use a mock cluster of their own.
 
+mod acked;
 mod admin;
 mod broker;
 mod changelog;
@@ -9,6 +10,7 @@ mod cluster;
 mod deadline;
 mod delivery;
 mod exactly_once;
+mod failover;
 mod faults;
 mod fenced;
 mod groups;

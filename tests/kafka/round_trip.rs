@@ -209,3 +209,43 @@ mod unreachable {
         );
     }
 }
+
+/// A producer-only application (a timer feeding a topic) whose broker cannot be reached fails
+/// its start as a consumer does, at once, and does not hang in its shutdown.
+mod unreachable_sink {
+    use std::sync::LazyLock;
+    use std::time::{Duration, Instant};
+
+    use slipstream::prelude::*;
+    use slipstream::{Topic, timer};
+    use slipstream_tests::{app, within};
+
+    /// Nothing listens on port 1.
+    pub static NOWHERE: LazyLock<Topic> = LazyLock::new(|| {
+        Topic::new("nowhere-out")
+            .conf([("bootstrap.servers", "127.0.0.1:1")])
+            .connect_timeout(Duration::from_secs(1))
+    });
+
+    #[handle(source = timer(Duration::from_millis(10)), sink = [NOWHERE])]
+    fn tick() -> (String, String) {
+        ("tick".to_owned(), "tock".to_owned())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sink_whose_broker_is_unreachable_fails_the_start() {
+        let started = Instant::now();
+        let error = within(30, app(module_path!()).run()).await.unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("nowhere-out") && message.contains("no broker answered within 1s"),
+            "{message}"
+        );
+        assert!(message.contains("127.0.0.1:1"), "{message}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}

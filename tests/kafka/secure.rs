@@ -65,9 +65,15 @@ static OUTPUT: LazyLock<Topic> =
 static FORWARDED: Collected<String> = Collected::new();
 
 #[handle(source = INPUT, sink = [OUTPUT])]
-fn forward(msg: Message<String, String>) -> (String, String) {
+fn secure_forward(msg: Message<String, String>) -> (String, String) {
     FORWARDED.push(msg.value.clone());
     (msg.key.unwrap_or_default(), msg.value)
+}
+
+/// A producer-only application: a timer feeding the output.
+#[handle(source = slipstream::timer(Duration::from_millis(10)), sink = [OUTPUT])]
+fn secure_tick() -> (String, String) {
+    ("tick".to_owned(), "tock".to_owned())
 }
 
 /// The run over SASL_SSL, when this binary is the child: it logs everything to stderr.
@@ -87,14 +93,30 @@ async fn child_secure_pipeline() {
             INPUT.send(format!("k{i}"), i.to_string()).await.unwrap();
         }
     }
-    match slipstream::App::new().module(module_path!()).run().await {
+    let handler = match env("SECURE_TEST_HANDLER") {
+        name if name.is_empty() => "secure_forward".to_owned(),
+        name => name,
+    };
+    match slipstream::App::new().handlers([handler]).run().await {
         Ok(()) => println!("child forwarded {}", FORWARDED.len()),
         Err(error) => println!("child failed: {error}"),
     }
 }
 
 fn child(servers: SocketAddr, ca: &Path, password: &str, prepare: bool) -> Output {
+    child_running("secure_forward", servers, ca, password, prepare)
+}
+
+/// The child, running handler `handler`.
+fn child_running(
+    handler: &str,
+    servers: SocketAddr,
+    ca: &Path,
+    password: &str,
+    prepare: bool,
+) -> Output {
     Command::new(std::env::current_exe().unwrap())
+        .env("SECURE_TEST_HANDLER", handler)
         .args([
             "--exact",
             "secure::child_secure_pipeline",
@@ -216,11 +238,12 @@ async fn a_sasl_ssl_run_works_and_never_logs_the_password() {
     // A CA that did not sign the proxy's certificate.
     let other_ca = dir.join("other-ca.pem");
     drop(acceptor(&other_ca));
-    let (ok, refused, untrusted) = tokio::task::spawn_blocking(move || {
+    let (ok, refused, untrusted, producer_refused) = tokio::task::spawn_blocking(move || {
         (
             child(proxy, &ca, PASSWORD, true),
             child(proxy, &ca, "not-the-password", false),
             child(proxy, &other_ca, PASSWORD, false),
+            child_running("secure_tick", proxy, &ca, "not-the-password", false),
         )
     })
     .await
@@ -262,6 +285,14 @@ async fn a_sasl_ssl_run_works_and_never_logs_the_password() {
             .contains("child failed: Kafka error on topic `secure-in`: the TLS handshake failed"),
         "a certificate that cannot be verified fails start-up at once: {untrusted_out}\n{}",
         tail(&String::from_utf8_lossy(&untrusted.stderr))
+    );
+    // A producer-only application refused its credentials fails its start as a consumer does.
+    let producer_out = String::from_utf8_lossy(&producer_refused.stdout);
+    assert!(
+        producer_out
+            .contains("child failed: Kafka error on topic `secure-out`: authentication failed"),
+        "a wrong password fails a producer-only start at once: {producer_out}\n{}",
+        tail(&String::from_utf8_lossy(&producer_refused.stderr))
     );
 }
 

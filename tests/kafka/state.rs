@@ -18,7 +18,9 @@ use slipstream::prelude::*;
 use slipstream::{Cache, Message, Topic};
 use slipstream_tests::until_or;
 
-use crate::broker::{child, child_reporting, create, is_real, read_all, servers, topic, unique};
+use crate::broker::{
+    CommitSampler, child, child_reporting, create, is_real, read_all, servers, topic, unique,
+};
 use crate::cluster::free_port;
 
 const PARTITIONS: i32 = 6;
@@ -335,6 +337,7 @@ fn at_least(counts: &HashMap<String, u64>, truth: HashMap<String, u64>) {
 async fn instances_added_and_stopped_while_events_arrive_output_each_count_once() {
     const STEP: usize = 8_000;
     let group = Group::new("state-handover").await;
+    let sampler = CommitSampler::start(&servers(), &group.input, &group.group, PARTITIONS);
     group.produce(0..STEP).await;
     let a = group.start("a");
     group.until_committed(STEP / 2, 120).await;
@@ -353,6 +356,8 @@ async fn instances_added_and_stopped_while_events_arrive_output_each_count_once(
     stopped.await.unwrap();
     group.until_committed(5 * STEP, 120).await;
     tokio::task::spawn_blocking(move || c.stop()).await.unwrap();
+    // On the mock cluster too: a refused commit is kept, never sent over a later one.
+    sampler.check();
 
     let outputs = group.outputs().await;
     let truth = truth(5 * STEP);
