@@ -3,7 +3,7 @@
 //! The same topic → handler → topic pipeline (read N records, upper-case each value, produce
 //! it) run twice on one broker in one run: at-least-once, then exactly-once
 //! (`processing.guarantee = exactly_once`, a transaction every 100 ms). Prints both rates and
-//! their ratio. Uses librdkafka's mock cluster, or the broker at `BENCH_KAFKA_BROKER` (one that
+//! their ratio. Uses librdkafka's mock cluster, or the fresh broker at `BENCH_KAFKA_BROKER` (one that
 //! commits transactions).
 
 #[path = "common/mock.rs"]
@@ -95,6 +95,7 @@ async fn timed(name: &'static str) -> Duration {
 #[tokio::main]
 async fn main() {
     if std::env::var("BENCH_KAFKA_BROKER").is_ok() {
+        mock::require_fresh(&SERVERS, &TOPICS.map(|(topic, _)| topic));
         for (topic, partitions) in &TOPICS[..3] {
             Topic::<String, String>::new(*topic)
                 .conf(conf("admin", "at_least_once"))

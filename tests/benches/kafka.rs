@@ -11,7 +11,7 @@
 //!
 //! slipstream pipelines records too but commits an input offset only once the records produced
 //! from it are acknowledged. Prints the rates and the ratios. Uses librdkafka's mock cluster, or
-//! the broker at `BENCH_KAFKA_BROKER`.
+//! the fresh broker at `BENCH_KAFKA_BROKER` (its topics must not exist yet).
 
 #[path = "common/mock.rs"]
 mod mock;
@@ -134,6 +134,7 @@ async fn raw(group: &str, output: &str, limit: usize, awaiting: bool) -> Result<
 #[tokio::main]
 async fn main() {
     if std::env::var("BENCH_KAFKA_BROKER").is_ok() {
+        mock::require_fresh(&SERVERS, &TOPICS);
         for topic in TOPICS {
             Topic::<String, String>::new(topic)
                 .conf(conf("admin"))

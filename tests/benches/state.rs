@@ -10,7 +10,7 @@
 //!   rdkafka consumer reading the same topic into RocksDB in write batches.
 //!
 //! Prints the rates and the ratios. Uses librdkafka's mock cluster, or the broker at
-//! `BENCH_KAFKA_BROKER`.
+//! `BENCH_KAFKA_BROKER` (a fresh one: its topics must not exist yet).
 
 #[path = "common/mock.rs"]
 mod mock;
@@ -205,6 +205,11 @@ async fn run(handler: &str, first: &OnceLock<Instant>) -> Duration {
 #[tokio::main]
 async fn main() {
     if std::env::var("BENCH_KAFKA_BROKER").is_ok() {
+        let names = topics();
+        mock::require_fresh(
+            &SERVERS,
+            &names.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
         for topic in topics() {
             Topic::<String, String>::new(topic)
                 .conf(conf("admin"))

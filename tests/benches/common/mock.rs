@@ -49,3 +49,27 @@ pub async fn fill(servers: &str, topic: &str, n: usize) {
         futures::future::join_all(sends).await;
     }
 }
+
+/// Fails unless none of `topics` exists on the real broker at `servers`: a bench counts what
+/// its run wrote, and an earlier run's records would be read again.
+#[allow(dead_code, reason = "not every bench creates its topics this way")]
+pub fn require_fresh(servers: &str, topics: &[&str]) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let client: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .create()
+        .unwrap();
+    let metadata = client
+        .fetch_metadata(None, std::time::Duration::from_secs(10))
+        .expect("the broker's metadata");
+    let existing: Vec<&str> = metadata
+        .topics()
+        .iter()
+        .map(|t| t.name())
+        .filter(|name| topics.contains(name))
+        .collect();
+    assert!(
+        existing.is_empty(),
+        "the bench's topics {existing:?} exist on {servers} (an earlier run?): run it against a fresh broker (bash tests/broker.sh start DIR)"
+    );
+}
