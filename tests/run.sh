@@ -50,6 +50,10 @@ echo "Apache Kafka listening on $broker"
 TEST_KAFKA_BROKER="$broker" cargo test --workspace --test kafka -- --include-ignored \
   --skip faults:: --skip fenced:: --skip deadline:: --skip stream::the_embedded_broker \
   --skip scrapes::concurrent_scrapes --skip failover::
+# The group tests again with the consumer group protocol of KIP-848 (the broker assigns).
+SLIPSTREAM_GROUP_PROTOCOL=consumer TEST_KAFKA_BROKER="$broker" cargo test --workspace \
+  --test kafka -- --include-ignored state::instances_added_and_stopped \
+  exactly_once::three_instances exactly_once::instances_come_and_go
 # One at a time, as each starts a three-node cluster of its own (about 1 GB).
 TEST_KAFKA_BROKER="$broker" cargo test --workspace --test kafka -- --ignored failover:: \
   --test-threads=1

@@ -371,7 +371,7 @@ impl TopicChangelog {
         client::without_consumer_settings(&mut conf);
         let mut metadata_conf = conf.clone();
         metadata_conf.insert("allow.auto.create.topics", "false");
-        let metadata: BaseConsumer<client::Logging> = client::client_config(&metadata_conf)
+        let metadata: BaseConsumer<client::Logging> = client::consumer_config(&metadata_conf)
             .create_with_context(client::Logging)
             .map_err(|e| client::creation_error(input, e))?;
         let partitions = match partition_count(&metadata, input)? {
@@ -460,7 +460,7 @@ fn committed_past(conf: &Conf, group: &str, input: &str) -> Result<CommittedPast
     let mut conf = conf.clone();
     conf.insert("group.id", group);
     conf.insert("enable.auto.commit", "false");
-    let consumer: BaseConsumer<client::Logging> = client::client_config(&conf)
+    let consumer: BaseConsumer<client::Logging> = client::consumer_config(&conf)
         .create_with_context(client::Logging)
         .map_err(|e| client::creation_error(input, e))?;
     let Some(partitions) = partition_count(&consumer, input)? else {
@@ -741,7 +741,7 @@ impl Restore<'_> {
         let name = &self.ready.name;
         let mut conf = self.ready.restore_conf.clone();
         conf.insert("isolation.level", "read_uncommitted");
-        let consumer: BaseConsumer<client::Logging> = client::client_config(&conf)
+        let consumer: BaseConsumer<client::Logging> = client::consumer_config(&conf)
             .create_with_context(client::Logging)
             .map_err(|e| client::creation_error(name, e))?;
         Ok(consumer
@@ -753,7 +753,7 @@ impl Restore<'_> {
     fn run(&self, partitions: &[i32]) -> Result<(), Error> {
         let name = &self.ready.name;
         let consumer: BaseConsumer<client::Logging> =
-            client::client_config(&self.ready.restore_conf)
+            client::consumer_config(&self.ready.restore_conf)
                 .create_with_context(client::Logging)
                 .map_err(|e| client::creation_error(name, e))?;
         let mut pending = HashMap::new();

@@ -55,6 +55,37 @@ pub(crate) fn resolve_consumer(topic: &str, effective: &Conf) -> Result<Conf, Er
     Ok(conf)
 }
 
+/// Settings only producers take: a topic's conf serves its producers too, and a consumer
+/// would warn about each.
+const PRODUCER_SETTINGS: [&str; 17] = [
+    "transactional.id",
+    "transaction.timeout.ms",
+    "acks",
+    "request.required.acks",
+    "enable.idempotence",
+    "linger.ms",
+    "queue.buffering.max.ms",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.kbytes",
+    "batch.size",
+    "batch.num.messages",
+    "compression.type",
+    "compression.codec",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "retries",
+    "partitioner",
+];
+
+/// librdkafka's configuration of a consumer for `conf`: without the producers' settings.
+pub(crate) fn consumer_config(conf: &Conf) -> ClientConfig {
+    let mut config = client_config(conf);
+    for key in PRODUCER_SETTINGS {
+        config.remove(key);
+    }
+    config
+}
+
 /// librdkafka's configuration for `conf`.
 pub(crate) fn client_config(conf: &Conf) -> ClientConfig {
     let mut config = ClientConfig::new();
@@ -157,7 +188,10 @@ impl ClientContext for Logging {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(target: "librdkafka", %error, "{reason}");
+        // The end of a partition (a consumer asked to be told) is not a failure.
+        if error.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            tracing::warn!(target: "librdkafka", %error, "{reason}");
+        }
     }
 }
 
@@ -204,15 +238,33 @@ pub(crate) fn blocking<R>(work: impl FnOnce() -> R) -> R {
     }
 }
 
-/// Removes the settings of consumers from `conf` (a topic's conf serves its producers too).
+/// Removes the settings of consumers from `conf` (a topic's conf serves its producers too,
+/// which would warn about each).
 pub(crate) fn without_consumer_settings(conf: &mut Conf) {
     for key in [
         "group.id",
         "group.instance.id",
+        "group.protocol",
+        "group.remote.assignor",
+        "partition.assignment.strategy",
+        "session.timeout.ms",
+        "heartbeat.interval.ms",
+        "max.poll.interval.ms",
+        "coordinator.query.interval.ms",
         "auto.offset.reset",
+        "auto.commit.interval.ms",
         "enable.auto.commit",
+        "enable.auto.offset.store",
         "enable.partition.eof",
         "isolation.level",
+        "fetch.wait.max.ms",
+        "fetch.min.bytes",
+        "fetch.max.bytes",
+        "fetch.message.max.bytes",
+        "fetch.error.backoff.ms",
+        "queued.min.messages",
+        "queued.max.messages.kbytes",
+        "check.crcs",
     ] {
         conf.remove(key);
     }

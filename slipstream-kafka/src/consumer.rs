@@ -532,7 +532,7 @@ fn connect(
     link: &Arc<Link>,
     timeout: Duration,
 ) -> Result<Metadata, Error> {
-    let probe: BaseConsumer<client::Linked> = client::client_config(conf)
+    let probe: BaseConsumer<client::Linked> = client::consumer_config(conf)
         .create_with_context(client::Linked(Arc::clone(link)))
         .map_err(|e| client::creation_error(topic, e))?;
     // It reads nothing (it subscribes to nothing): polling serves its callbacks.
@@ -619,7 +619,7 @@ impl Running {
             // compared with.
             followers.note_start(&conf, group_id, topic);
         }
-        let consumer: StreamConsumer<Context> = client::client_config(&conf)
+        let consumer: StreamConsumer<Context> = client::consumer_config(&conf)
             .create_with_context(context)
             .map_err(|e| client::creation_error(topic, e))?;
         let kafka_error = |e: KafkaError| Error::kafka(topic, e);

@@ -147,7 +147,7 @@ impl DeadLetters {
             format!("slipstream-dead-letter-{topic}-{}", std::process::id()),
         );
         conf.insert("enable.auto.commit", "false");
-        let consumer: BaseConsumer<Logging> = client::client_config(&conf)
+        let consumer: BaseConsumer<Logging> = client::consumer_config(&conf)
             .create_with_context(Logging)
             .map_err(|e| client::creation_error(topic, e))?;
         let mut list = TopicPartitionList::with_capacity(1);

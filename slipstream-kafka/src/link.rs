@@ -97,6 +97,10 @@ impl Link {
 
     /// An error librdkafka reported: recorded, and logged unless it was logged just before.
     pub(crate) fn error(&self, error: &KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) {
+            // The end of a partition (a consumer asked to be told): not a failure.
+            return;
+        }
         let key = format!("{error}: {}", log_key(reason));
         let mut state = lock(&self.state);
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Authentication) {
@@ -297,5 +301,16 @@ mod tests {
             link.refusal(),
             Some((AUTHENTICATION, "SASL authentication error".to_owned()))
         );
+    }
+
+    #[test]
+    fn the_end_of_a_partition_is_not_an_error() {
+        let link = Link::new("topic `in`".to_owned(), Duration::ZERO);
+        link.error(
+            &KafkaError::Global(RDKafkaErrorCode::PartitionEOF),
+            "Fetch from broker 1 reached end of partition at offset 0",
+        );
+        assert_eq!(link.last_error(), None);
+        assert!(lock(&link.state).logged.is_empty());
     }
 }

@@ -112,7 +112,7 @@ impl TopicReplication {
 
     fn run(&self, connect: Connect, replica: &dyn Replica, decode: &Decode) -> Result<(), Error> {
         let (topic, conf) = connect()?;
-        let consumer: BaseConsumer<client::Logging> = client::client_config(&conf)
+        let consumer: BaseConsumer<client::Logging> = client::consumer_config(&conf)
             .create_with_context(client::Logging)
             .map_err(|e| client::creation_error(&topic, e))?;
         let count = self.partition_count(&consumer, &topic)?;

@@ -712,9 +712,10 @@ impl Transactions {
         }
         let name = &recorded.topic;
         let kafka = |e: KafkaError| Error::kafka(name, e);
-        let consumer: BaseConsumer<client::Logging> = client::client_config(&recorded.reader_conf)
-            .create_with_context(client::Logging)
-            .map_err(|e| client::creation_error(name, e))?;
+        let consumer: BaseConsumer<client::Logging> =
+            client::consumer_config(&recorded.reader_conf)
+                .create_with_context(client::Logging)
+                .map_err(|e| client::creation_error(name, e))?;
         let (_, high) = consumer
             .fetch_watermarks(name, 0, changelog::CALL_TIMEOUT)
             .map_err(kafka)?;
@@ -802,7 +803,7 @@ impl Recorded {
         let mut reader_conf = conf.clone();
         reader_conf.remove("transactional.id");
         reader_conf.remove("transaction.timeout.ms");
-        let metadata: BaseConsumer<client::Logging> = client::client_config(&reader_conf)
+        let metadata: BaseConsumer<client::Logging> = client::consumer_config(&reader_conf)
             .set("allow.auto.create.topics", "false")
             .create_with_context(client::Logging)
             .map_err(|e| client::creation_error(&topic, e))?;
@@ -833,7 +834,7 @@ impl Recorded {
             Ok(Err((error, _))) => return Err(unsupported(error)),
             Err(_) => return Err(unsupported(KafkaError::Canceled)),
         };
-        let replaced: BaseConsumer<client::Logging> = client::client_config(&reader_conf)
+        let replaced: BaseConsumer<client::Logging> = client::consumer_config(&reader_conf)
             .create_with_context(client::Logging)
             .map_err(|e| client::creation_error(&topic, e))?;
         let mut after = TopicPartitionList::new();

@@ -137,15 +137,19 @@ pub fn unique(name: &str) -> String {
 
 /// The settings every test client uses.
 pub fn conf(group: &str) -> Vec<(&'static str, String)> {
-    vec![
+    let mut conf = vec![
         ("bootstrap.servers", servers()),
         ("group.id", group.to_owned()),
         ("auto.offset.reset", "earliest".to_owned()),
-        // Quick group joins and rebalances in tests.
-        ("session.timeout.ms", "6000".to_owned()),
-        ("heartbeat.interval.ms", "500".to_owned()),
         ("topic.metadata.refresh.interval.ms", "1000".to_owned()),
-    ]
+    ];
+    // Quick group joins and rebalances in tests; with the consumer group protocol of KIP-848
+    // (`SLIPSTREAM_GROUP_PROTOCOL=consumer`) the broker sets them.
+    if std::env::var("SLIPSTREAM_GROUP_PROTOCOL").as_deref() != Ok("consumer") {
+        conf.push(("session.timeout.ms", "6000".to_owned()));
+        conf.push(("heartbeat.interval.ms", "500".to_owned()));
+    }
+    conf
 }
 
 /// A topic on the broker under test, read by consumer group `group`.
