@@ -710,7 +710,17 @@ impl TopicChangelog {
             self.progress.end(&ready.name, partition);
         }
         restored?;
-        self.state.ready(partitions);
+        // Only what this instance still owns is ready: a restoration a handler started (its
+        // first use of the cache) may end after a revocation took some of its partitions. One
+        // marked ready here would count as restored when it came back, and keep the state of
+        // this restoration while other instances moved it on.
+        let owned = lock(&self.owned);
+        let still: Vec<i32> = partitions
+            .iter()
+            .copied()
+            .filter(|p| owned.contains(p))
+            .collect();
+        self.state.ready(&still);
         Ok(())
     }
 }

@@ -45,9 +45,13 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const COMMIT_MARGIN: Duration = Duration::from_secs(3);
 /// The commit interval unless `commit.interval.ms` says.
 const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
-/// `transaction.timeout.ms` unless set: how long a transaction left open by a killed instance
-/// holds back `read_committed` readers (when no instance with its `transactional.id` comes
-/// back to abort it sooner).
+/// `transaction.timeout.ms` unless set: how long a transaction may stay open, and how long one
+/// left open by a killed instance holds back `read_committed` readers and the next owner's
+/// positions (when no instance with its `transactional.id` comes back to abort it sooner).
+/// Kafka Streams' default. A commit waits for the records sent to a killed node's partitions
+/// until the controller has fenced the node (`broker.session.timeout.ms`, 9 s by default) and
+/// moved its leaders, so where nodes may be killed, more is safer (the failover test runs at
+/// 30 s; at 10 s a leader killed stopped the instance).
 const DEFAULT_TRANSACTION_TIMEOUT_MS: &str = "10000";
 
 /// The instance's transactions, once a component asked for them.

@@ -2,12 +2,13 @@
 //! 3, `min.insync.replicas=2`): the counting application of `exactly_once` (a topic → handler →
 //! topic pipeline whose handler counts keys in a cache that follows the input) runs, as a child
 //! process, while the leader of its input's first partition is SIGKILLed and started again,
-//! then another node is stopped gracefully and started again, and (at-least-once) the whole
-//! cluster is killed for 20 s and started again. Events arrive throughout; the application is
-//! never restarted. A `read_committed` reader checks the output: at-least-once loses nothing,
-//! exactly-once outputs every event once with exact counts. Its admin server's `/health` says
-//! the application is fine while one node is down (the others serve it), unhealthy while no
-//! broker is reachable, and fine again once they are back.
+//! then another node is stopped gracefully and started again, events arriving throughout; the
+//! application is not restarted. Then the whole cluster is killed for 20 s and started again:
+//! at-least-once rides it out; exactly-once stops (its partitions were taken: it cannot
+//! commit what it holds) and is restarted. A `read_committed` reader checks the output:
+//! at-least-once loses nothing, exactly-once outputs every event once with exact counts. The
+//! admin server's `/health` says the application is fine while one node is down (the others
+//! serve it), unhealthy while no broker is reachable, and fine again once they are back.
 //!
 //! Ignored in the mock-cluster pass; the real-broker pass of `tests/run.sh` runs them.
 
@@ -51,13 +52,21 @@ async fn on_cluster(work: impl FnOnce() + Send + 'static) {
 }
 
 /// The counting application on `cluster` under `guarantee`, its instances' admin server on
-/// `addr` and health (and start-up) grace 5 s.
+/// `addr`, health (and start-up) grace 5 s, session timeout 20 s, transaction timeout 30 s.
 async fn application(cluster: &Cluster, name: &str, guarantee: &str, addr: SocketAddr) -> App {
     let mut app = App::on(&cluster.servers, name, PARTITIONS).await;
     app.extra = vec![
         ("SLIPSTREAM_PROCESSING_GUARANTEE", guarantee.to_owned()),
         ("SLIPSTREAM_HTTP_ADDR", addr.to_string()),
         ("EOS_TEST_GRACE_MS", "5000".to_owned()),
+        // Longer than the controller takes to fence a node killed with SIGKILL
+        // (`broker.session.timeout.ms`, 9 s), so that losing the group coordinator's node does
+        // not cost the instance its partitions (the tests' 6 s would; librdkafka's default is
+        // 45 s).
+        ("SLIPSTREAM_SESSION_TIMEOUT_MS", "20000".to_owned()),
+        // Exactly-once: a commit waits for the records sent to a killed leader's partitions
+        // until they have a new leader (10 s, the default, is too short for that).
+        ("SLIPSTREAM_TRANSACTION_TIMEOUT_MS", "30000".to_owned()),
     ];
     app
 }
@@ -139,15 +148,41 @@ async fn at_least_once_loses_nothing_through_node_failures_and_a_cluster_outage(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "starts a three-node Apache Kafka cluster of its own: the real-broker pass of tests/run.sh runs it"]
-async fn exactly_once_is_exact_through_a_leader_killed_and_a_node_stopped() {
+async fn exactly_once_is_exact_through_node_failures_and_a_restart_after_a_cluster_outage() {
     let cluster = std::sync::Arc::new(Cluster::start("failover-eos", 3, &[]));
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let app = application(&cluster, "failover-eos", "exactly_once", addr).await;
     let sampler = app.sampler();
     let mut output = app.reader();
     let instance = child_reporting(CHILD, &app.default_envs("a"));
-    let events = one_node_at_a_time(&cluster, &app, addr).await;
+    let mut events = one_node_at_a_time(&cluster, &app, addr).await;
     output.until(events, 60).await;
+
+    // The whole cluster down for longer than the session and transaction timeouts: the
+    // instance loses its partitions (or its transaction), stops saying so without committing,
+    // and a restart is exact.
+    let down = Instant::now();
+    let cluster_ = cluster.clone();
+    on_cluster(move || cluster_.kill_all()).await;
+    tokio::time::sleep(OUTAGE.saturating_sub(down.elapsed())).await;
+    let cluster_ = cluster.clone();
+    on_cluster(move || cluster_.restart_all()).await;
+    let (status, stderr) = crate::broker::exit_within(instance, 120).await;
+    assert!(!status.success(), "the instance went on: {stderr}");
+    assert!(
+        [
+            "the group took this instance's partitions",
+            "the consumer group moved on without this instance",
+            "this instance's transaction was ended by the broker",
+        ]
+        .iter()
+        .any(|why| stderr.contains(why)),
+        "it stopped for another reason: {stderr}"
+    );
+    let instance = child_reporting(CHILD, &app.default_envs("a"));
+    app.produce(events..events + STEP).await;
+    events += STEP;
+    output.until(events, 300).await;
     terminate(instance.child).await;
     output.read();
     output.check_exact(events);
