@@ -243,9 +243,11 @@ impl Acknowledge for All {
     }
 
     /// The newest one's (the item a pipe yielded after dropping the others, or the last of a
-    /// batch).
+    /// batch), or, when it has none (an item of another source), the newest that has one: a
+    /// batch holding a message of a partitioned source counts as coming from there (under
+    /// exactly-once, its position rides in the transaction, which must not wait for the batch).
     fn origin(&self) -> Option<Origin> {
-        lock(&self.0).last()?.origin()
+        lock(&self.0).iter().rev().find_map(Ack::origin)
     }
 
     fn dead_letter(
@@ -465,6 +467,40 @@ mod tests {
         }
         fn failed(&self) {
             self.0.failed.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// An item of partition `partition` of the source `in`.
+    struct Partitioned(i32);
+
+    impl Acknowledge for Partitioned {
+        fn done(&self) {}
+        fn failed(&self) {}
+        fn origin(&self) -> Option<Origin> {
+            Some(Origin {
+                source: "in".into(),
+                partition: self.0,
+            })
+        }
+    }
+
+    #[test]
+    fn a_batch_comes_from_its_newest_partitioned_item() {
+        let partition = |ack: &Ack| ack.origin().map(|origin| origin.partition);
+        let (_, other) = probe();
+        let mixed = Ack::all(vec![
+            Ack::new(Partitioned(1)),
+            Ack::new(Partitioned(2)),
+            other,
+        ]);
+        assert_eq!(partition(&mixed), Some(2));
+        let (_, first) = probe();
+        let (_, second) = probe();
+        assert_eq!(partition(&Ack::all(vec![first, second])), None);
+        let newest = Ack::all(vec![Ack::new(Partitioned(1)), Ack::new(Partitioned(3))]);
+        assert_eq!(partition(&newest), Some(3));
+        for ack in [mixed, newest] {
+            ack.done();
         }
     }
 

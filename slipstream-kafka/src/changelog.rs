@@ -551,6 +551,14 @@ pub(crate) async fn create_topic(
             .await
             .map_err(|e| Error::kafka(name, format!("cannot create {what}: {e}")))?;
         match results.into_iter().next() {
+            Some(Ok(_)) | None if replication == 1 => {
+                tracing::warn!(
+                    topic = name,
+                    partitions,
+                    "created {what} with replication factor 1: the broker refused its default one (a broker older than 2.4, or fewer brokers up than `default.replication.factor`); losing its broker loses its data"
+                );
+                return Ok(());
+            }
             Some(Ok(_)) | None => {
                 tracing::info!(topic = name, partitions, "created {what}");
                 return Ok(());
@@ -768,15 +776,34 @@ impl Restore<'_> {
                 .map_err(|e| client::creation_error(name, e))?;
         let mut pending = HashMap::new();
         let mut list = TopicPartitionList::new();
+        let transactional = self.ready.transactions.is_some();
         for &partition in partitions {
             // Where the local copy stands: a restart with its directory reads only the tail. The
             // end is the end-of-partition event (some brokers' watermarks are not to be trusted:
             // the high watermark serves the progress report only).
             let mut position = self.state.position(partition)?;
+            // The restoring consumer reads `read_committed`: its watermark is the last stable
+            // offset, which a transaction still open (a killed instance's) holds back.
             let watermark = consumer.fetch_watermarks(name, partition, CALL_TIMEOUT);
+            // Exactly-once: records other instances committed after such a transaction lie past
+            // the last stable offset; the restoration reads to the high watermark, past that
+            // transaction once the broker has ended it. (Stopping at the last stable offset, an
+            // instance restored the state of before that transaction, and counted again.)
+            let full = if transactional {
+                let full = self.high_watermark(partition)?;
+                if full.is_none() {
+                    tracing::warn!(changelog = %name, partition, "cannot read the changelog's high watermark: restoring to its last stable offset");
+                }
+                full
+            } else {
+                None
+            };
             if let (Some(at), Ok((_, stable))) = (position, &watermark)
                 && at > *stable
-                && let Some(high) = self.high_watermark(partition)?
+                && let Some(high) = match full {
+                    Some(full) => Some(full),
+                    None => self.high_watermark(partition)?,
+                }
                 && at > high
             {
                 // The copy applied records this changelog never held: it followed another one
@@ -786,7 +813,8 @@ impl Restore<'_> {
                 position = None;
             }
             let from = position.unwrap_or(0);
-            let high = watermark.map_or(from, |(_, high)| high.max(from));
+            let stable = watermark.map_or(from, |(_, high)| high.max(from));
+            let high = full.map_or(stable, |full| full.max(stable));
             tracing::info!(changelog = %name, partition, from, high, "restoring");
             self.progress.set(name, partition, 0, high - from);
             let offset = position.map_or(Offset::Beginning, Offset::Offset);
@@ -818,7 +846,6 @@ impl Restore<'_> {
         // Exactly-once: the end-of-partition event comes at the last stable offset, which a
         // transaction still open (a killed instance's) holds back: the restoration goes on to
         // the high watermark, past that transaction once it has ended.
-        let transactional = self.ready.transactions.is_some();
         while !pending.is_empty() {
             if transactional {
                 self.finish_transactional(&consumer, &mut pending)?;

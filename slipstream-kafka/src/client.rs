@@ -116,27 +116,44 @@ const CONNECT_SLICE: Duration = Duration::from_millis(500);
 /// How long start-up serves a client's logs and errors after each unanswered request.
 pub(crate) const PROBE_POLL: Duration = Duration::from_millis(50);
 
-/// Asks `client` for `topic`'s metadata until a broker answers, failing past `timeout` with the
-/// last error librdkafka reported, or at once when authentication or the TLS handshake failed
-/// (retrying cannot help). `serve` runs after each unanswered request: it lets the client's
-/// callbacks report to `link` (`link` is the client's). A client must connect before the
-/// application counts as started: an unreachable broker is an error then, not a client
-/// retrying in the background forever.
+/// Asks `client` for metadata until a broker answers, failing past `timeout` with the last
+/// error librdkafka reported, or at once when authentication or the TLS handshake failed
+/// (retrying cannot help). It asks for `topic`'s when `name_it` (a consumer's probe, which
+/// creates no topic), for no topic's otherwise (a producer's asking would create it where the
+/// broker creates topics on first use). `serve` runs after each unanswered request: it lets
+/// the client's callbacks report to `link` (`link` is the client's). A client must connect
+/// before the application counts as started: an unreachable broker is an error then, not a
+/// client retrying in the background forever. It blocks (outside the runtime's workers).
+#[allow(clippy::too_many_arguments, reason = "each is what the probe needs")]
 pub(crate) fn connect<C: ClientContext>(
     topic: &str,
-    conf: &Conf,
+    name_it: bool,
+    servers: &str,
+    link: &Link,
+    timeout: Duration,
+    client: &rdkafka::client::Client<C>,
+    serve: impl FnMut(),
+) -> Result<Metadata, Error> {
+    blocking(|| connect_blocking(topic, name_it, servers, link, timeout, client, serve))
+}
+
+#[allow(clippy::too_many_arguments, reason = "connect's")]
+fn connect_blocking<C: ClientContext>(
+    topic: &str,
+    name_it: bool,
+    servers: &str,
     link: &Link,
     timeout: Duration,
     client: &rdkafka::client::Client<C>,
     mut serve: impl FnMut(),
 ) -> Result<Metadata, Error> {
-    let servers = conf.get("bootstrap.servers").unwrap_or_default();
     let deadline = Instant::now() + timeout;
     // Each request waits twice as long as the one before (a slow broker is answered in time).
     let mut slice = CONNECT_SLICE;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let error = match blocking(|| client.fetch_metadata(Some(topic), left.min(slice))) {
+        let only = name_it.then_some(topic);
+        let error = match client.fetch_metadata(only, left.min(slice)) {
             Ok(metadata) => return Ok(metadata),
             Err(error) => error,
         };

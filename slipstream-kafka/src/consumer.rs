@@ -536,7 +536,8 @@ fn connect(
         .create_with_context(client::Linked(Arc::clone(link)))
         .map_err(|e| client::creation_error(topic, e))?;
     // It reads nothing (it subscribes to nothing): polling serves its callbacks.
-    client::connect(topic, conf, link, timeout, probe.client(), || {
+    let servers = conf.get("bootstrap.servers").unwrap_or_default();
+    client::connect(topic, true, servers, link, timeout, probe.client(), || {
         let _ = probe.poll(client::PROBE_POLL);
     })
 }

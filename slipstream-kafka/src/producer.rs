@@ -28,6 +28,9 @@ const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Encodes and produces records to one topic; cheap to clone.
 pub(crate) struct Producer<K, V> {
     producer: Option<FutureProducer<Linked>>,
+    /// Its `bootstrap.servers`, for [`connect`](Self::connect)'s errors (`None` when it
+    /// has no broker to check: dry, or exactly-once's).
+    servers: Option<Arc<str>>,
     /// What its client knows of the brokers and of failing deliveries.
     link: Arc<Link>,
     topic: Arc<str>,
@@ -41,6 +44,7 @@ impl<K, V> Clone for Producer<K, V> {
     fn clone(&self) -> Self {
         Producer {
             producer: self.producer.clone(),
+            servers: self.servers.clone(),
             link: Arc::clone(&self.link),
             topic: Arc::clone(&self.topic),
             key_codec: Arc::clone(&self.key_codec),
@@ -73,6 +77,7 @@ impl<K: 'static, V: 'static> Producer<K, V> {
             transactions.watch(None);
             return Ok(Producer {
                 producer: Some(transactions.producer().clone()),
+                servers: None,
                 link: Arc::clone(transactions.link()),
                 topic: topic.into(),
                 key_codec,
@@ -84,7 +89,7 @@ impl<K: 'static, V: 'static> Producer<K, V> {
             format!("sink `{topic}`"),
             grace.unwrap_or(Duration::MAX),
         ));
-        let producer = if dry {
+        let created: Option<(FutureProducer<Linked>, Arc<str>)> = if dry {
             None
         } else {
             let mut conf = client::resolve(topic, effective)?;
@@ -95,23 +100,46 @@ impl<K: 'static, V: 'static> Producer<K, V> {
             let producer: FutureProducer<Linked> = client::client_config(&conf)
                 .create_with_context(Linked(Arc::clone(&link)))
                 .map_err(|e| client::creation_error(topic, e))?;
-            if let Some(timeout) = grace {
-                // A sink fails the start as a source does when no broker answers (its own
-                // thread serves its callbacks).
-                client::connect(topic, &conf, &link, timeout, producer.client(), || {
-                    std::thread::sleep(client::PROBE_POLL)
-                })?;
-            }
-            Some(producer)
+            Some((
+                producer,
+                conf.get("bootstrap.servers").unwrap_or_default().into(),
+            ))
         };
+        let (producer, servers) = created.unzip();
         Ok(Producer {
             producer,
+            servers,
             link,
             topic: topic.into(),
             key_codec,
             value_codec,
             transactions: None,
         })
+    }
+
+    /// Waits until a broker answers, failing past `timeout` (see [`client::connect`]): a sink
+    /// fails the start as a source does. Exactly-once's producer was checked as its
+    /// transactions started; a dry one has no broker.
+    pub(crate) fn connect(&self, timeout: Duration) -> Result<(), Error> {
+        let (Some(producer), Some(servers)) = (&self.producer, &self.servers) else {
+            return Ok(());
+        };
+        // Its own thread serves its callbacks.
+        client::connect(
+            &self.topic,
+            false,
+            servers,
+            &self.link,
+            timeout,
+            producer.client(),
+            || std::thread::sleep(client::PROBE_POLL),
+        )
+        .map(drop)
+    }
+
+    /// Exactly-once: the instance's transactions, whose producer this one is.
+    pub(crate) fn transactions(&self) -> Option<&Arc<Transactions>> {
+        self.transactions.as_ref()
     }
 
     /// Produces one record and waits for the broker's acknowledgement; with exactly-once,

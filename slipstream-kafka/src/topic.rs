@@ -217,9 +217,10 @@ impl<K: 'static, V: 'static> Topic<K, V> {
         self
     }
 
-    /// How long starting to read the topic waits for a broker to answer (30 s by default):
-    /// past it, the application fails to start with an error naming the servers, instead of
-    /// retrying in the background.
+    /// How long starting to read the topic, or to write it from a handler, waits for a broker
+    /// to answer (30 s by default): past it, the application fails to start with an error
+    /// naming the servers, instead of retrying in the background. Health reports the topic's
+    /// clients once no broker has been reachable that long.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -598,6 +599,12 @@ where
             stop: cx.failer(),
         };
         let producer = self.producer()?;
+        producer.connect(self.connect_timeout)?;
+        if let Some(transactions) = producer.transactions() {
+            // Its records commit every interval on this runtime, and a failed commit stops
+            // the application.
+            transactions.watch(Some(cx.failer()));
+        }
         let link: Arc<dyn HealthProbe> = producer.link().clone();
         cx.watch_health(Arc::downgrade(&link));
         Ok(TopicSink::new(producer, cx.acks(), refusals))

@@ -212,7 +212,8 @@ impl Transactions {
         // without transactions).
         client::connect(
             what,
-            &conf,
+            false,
+            conf.get("bootstrap.servers").unwrap_or_default(),
             &link,
             crate::consumer::CONNECT_TIMEOUT,
             producer.client(),

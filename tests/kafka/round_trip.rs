@@ -249,3 +249,50 @@ mod unreachable_sink {
         );
     }
 }
+
+/// A topic sink's start-up check (does a broker answer?) creates no topic, though a broker may
+/// create topics a producer asks about.
+mod probe {
+    use std::sync::LazyLock;
+    use std::time::Duration;
+
+    use futures::stream;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use slipstream::Topic;
+    use slipstream::prelude::*;
+    use slipstream_tests::{app, until, within};
+
+    use crate::broker::{servers, topic, unique};
+
+    static NEVER_WRITTEN: LazyLock<Topic> =
+        LazyLock::new(|| topic(&unique("never-written"), "writer"));
+
+    #[handle(source = stream::pending::<String>(), sink = [NEVER_WRITTEN])]
+    fn relay(value: String) -> String {
+        value
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sinks_start_check_creates_no_topic() {
+        let app = app(module_path!());
+        let handle = app.handle();
+        let run = tokio::spawn(app.run());
+        until(60, || handle.health().is_ok()).await;
+        let name = NEVER_WRITTEN.name().to_owned();
+        let exists = tokio::task::spawn_blocking(move || {
+            let client: BaseConsumer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", servers())
+                .create()
+                .unwrap();
+            let metadata = client
+                .fetch_metadata(None, Duration::from_secs(10))
+                .unwrap();
+            metadata.topics().iter().any(|t| t.name() == name)
+        })
+        .await
+        .unwrap();
+        handle.shutdown();
+        within(60, run).await.unwrap().unwrap();
+        assert!(!exists, "the start created the sink's topic");
+    }
+}
