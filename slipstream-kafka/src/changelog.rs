@@ -454,6 +454,10 @@ impl TopicChangelog {
     }
 }
 
+/// How long asking a group's committed offsets waits before asking again, while its
+/// coordinator is moving or loading.
+const COORDINATOR_RETRY: Duration = Duration::from_millis(200);
+
 /// A partition of `input` whose committed offset in `group` is past the start, with the offset,
 /// if any.
 fn committed_past(conf: &Conf, group: &str, input: &str) -> Result<CommittedPast, Error> {
@@ -470,14 +474,33 @@ fn committed_past(conf: &Conf, group: &str, input: &str) -> Result<CommittedPast
     for partition in 0..partitions {
         list.add_partition(input, partition);
     }
-    let committed = consumer
-        .committed_offsets(list, CALL_TIMEOUT)
-        .map_err(|e| {
-            Error::kafka(
-                input,
-                format!("cannot read the group's committed offsets: {e}"),
-            )
-        })?;
+    // The group's coordinator may be moving or loading (a cluster just started, a broker
+    // failing over): asked again until it answers.
+    let deadline = Instant::now() + CALL_TIMEOUT * 3;
+    let committed = loop {
+        match consumer.committed_offsets(list.clone(), CALL_TIMEOUT) {
+            Ok(committed) => break committed,
+            Err(error)
+                if Instant::now() < deadline
+                    && matches!(
+                        error.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::NotCoordinator
+                                | RDKafkaErrorCode::CoordinatorLoadInProgress
+                                | RDKafkaErrorCode::CoordinatorNotAvailable
+                        )
+                    ) =>
+            {
+                std::thread::sleep(COORDINATOR_RETRY);
+            }
+            Err(error) => {
+                return Err(Error::kafka(
+                    input,
+                    format!("cannot read the group's committed offsets: {error}"),
+                ));
+            }
+        }
+    };
     Ok(committed
         .elements_for_topic(input)
         .iter()
