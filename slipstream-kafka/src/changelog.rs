@@ -692,7 +692,7 @@ impl TopicChangelog {
             Arc::clone(transactions),
         );
         let delivered: Delivered = Box::new(move |outcome| {
-            let refused = |error| explain.refused(&name, error);
+            let refused = |error| explain.undelivered(&name, error);
             settle(&name, &*state, &fatal, outcome, ack, &refused);
         });
         transactions

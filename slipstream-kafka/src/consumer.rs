@@ -1089,8 +1089,25 @@ impl<K: 'static, V: 'static> State<K, V> {
         loop {
             self.apply_pause();
             let generation = running.tracker.generation();
+            let transactions = running.transactions.clone();
+            let failed = async move {
+                match transactions {
+                    Some(transactions) => transactions.failure().await,
+                    None => std::future::pending().await,
+                }
+            };
             let received = tokio::select! {
                 biased;
+                error = failed => {
+                    // Nothing read from now on could commit: the stream ends (a handler's
+                    // source stops the application; `Topic::stream()` ends its stream).
+                    tracing::error!(topic = %running.topic, %error, "the transaction failed: no more messages");
+                    running.status.clear();
+                    if let Some(fatal) = &self.fatal {
+                        fatal(error);
+                    }
+                    return None;
+                }
                 _ = self.changes.changed() => continue,
                 received = running.consumer.recv() => received,
             };

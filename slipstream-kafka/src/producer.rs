@@ -192,7 +192,7 @@ impl<K: 'static, V: 'static> Producer<K, V> {
             Err(Canceled) => Err(KafkaError::Canceled),
         };
         self.settled(sent.as_ref().map(drop));
-        sent.map_err(|error| transactions.refused(&self.topic, error))?;
+        sent.map_err(|error| transactions.undelivered(&self.topic, error))?;
         if slipstream_core::partition::origin().is_none() {
             transactions.committed_after(seen).await?;
         }
@@ -333,6 +333,17 @@ pub(crate) struct Refusals {
     pub(crate) stop: Arc<dyn Fn(Error) + Send + Sync>,
 }
 
+impl Refusals {
+    /// The same handler's refusals under `stop`, whatever its policy.
+    fn stopping(&self) -> Refusals {
+        Refusals {
+            handler: self.handler,
+            policy: OnError::Stop,
+            stop: Arc::clone(&self.stop),
+        }
+    }
+}
+
 impl<K, V> TopicSink<K, V> {
     pub(crate) fn new(producer: Producer<K, V>, acks: Arc<AckScope>, refusals: Refusals) -> Self {
         let (deliveries, pending) = mpsc::channel(MAX_PENDING);
@@ -398,11 +409,14 @@ async fn settle(
             Err(Canceled) => KafkaError::Canceled,
         };
         link.delivery_failed(&error);
-        let error = match &transactions {
-            Some(transactions) => transactions.refused(&topic, error),
-            None => Error::kafka(&topic, error),
-        };
-        refused(&topic, &refusals, error, ack).await;
+        match &transactions {
+            // The transaction can only abort: no policy keeps it.
+            Some(transactions) => {
+                let error = transactions.undelivered(&topic, error);
+                refused(&topic, &refusals.stopping(), error, ack).await;
+            }
+            None => refused(&topic, &refusals, Error::kafka(&topic, error), ack).await,
+        }
     }
     waiting
 }
@@ -515,6 +529,11 @@ impl<K: 'static, V: 'static> TopicSink<K, V> {
                     let _ = tokio::time::timeout(QUEUE_FULL_WAIT, progress).await;
                 }
                 Err((error, _)) => {
+                    // This holder lets the item go: the handler's policy decides its fate
+                    // (dropped unreleased, the hold would fail it whatever the policy).
+                    if let Some(ack) = ack {
+                        ack.done();
+                    }
                     return Err(Box::new(match &transactions {
                         Some(transactions) => transactions.refused(&topic, error),
                         None => Error::kafka(&topic, error),

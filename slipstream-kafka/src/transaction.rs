@@ -317,6 +317,19 @@ impl Transactions {
         }
     }
 
+    /// Resolves once a transaction has failed for good (every later commit fails with it).
+    pub(crate) async fn failure(&self) -> Error {
+        let mut watch = self.committed.subscribe();
+        loop {
+            if let Some(failure) = lock(&self.failure).clone() {
+                return self.error(failure);
+            }
+            if watch.changed().await.is_err() {
+                return self.error("the transactions have stopped".into());
+            }
+        }
+    }
+
     /// Adds a consumer whose positions the transactions carry, and `stop` to call when a
     /// transaction fails; starts committing every interval on this runtime.
     pub(crate) fn register(
@@ -650,6 +663,19 @@ impl Transactions {
             }
             _ => Error::kafka(topic, error),
         }
+    }
+
+    /// The error for a record of the open transaction the broker did not take (its delivery
+    /// failed). librdkafka then lets the transaction only abort, so it fails whatever the
+    /// handler's policy, and every later commit fails with it.
+    pub(crate) fn undelivered(&self, topic: &str, error: KafkaError) -> Error {
+        let refused = self.refused(topic, error);
+        if lock(&self.failure).is_some() {
+            return refused;
+        }
+        self.give_up(format!(
+            "a record for `{topic}` was not delivered, and a transaction holding an undelivered record can only abort, whatever the handler's policy: the application stops, and a restart meets the record again ({refused}). A record the producer refuses itself, such as one over its `message.max.bytes` (set it no larger than the topic's `max.message.bytes`), stays out of the transaction, and the policy applies"
+        ))
     }
 
     /// How long the open transaction has been open, when that is past `transaction.timeout.ms`

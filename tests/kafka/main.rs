@@ -17,6 +17,7 @@ mod groups;
 mod killed;
 mod poison;
 mod policies;
+mod refused;
 mod replica;
 mod restart;
 mod round_trip;
