@@ -367,7 +367,8 @@ impl TopicChangelog {
                 ),
             ));
         }
-        let mut conf = client::resolve(input, &effective)?;
+        let resolved = client::resolve(input, &effective)?;
+        let mut conf = resolved.clone();
         client::without_consumer_settings(&mut conf);
         let mut metadata_conf = conf.clone();
         metadata_conf.insert("allow.auto.create.topics", "false");
@@ -434,7 +435,10 @@ impl TopicChangelog {
                 .map_err(|e| client::creation_error(&name, e))?;
             Some(producer)
         };
-        let mut restore_conf = conf;
+        // Restoring reads as the topic's consumer does (its fetch and queue settings), outside
+        // its group.
+        let mut restore_conf = resolved;
+        client::without_group_settings(&mut restore_conf);
         // Changes of transactions not committed (yet, or ever) are not restored.
         restore_conf.insert("isolation.level", "read_committed");
         restore_conf.insert("enable.auto.commit", "false");

@@ -116,66 +116,77 @@ const CONNECT_SLICE: Duration = Duration::from_millis(500);
 /// How long start-up serves a client's logs and errors after each unanswered request.
 pub(crate) const PROBE_POLL: Duration = Duration::from_millis(50);
 
-/// Asks `client` for metadata until a broker answers, failing past `timeout` with the last
-/// error librdkafka reported, or at once when authentication or the TLS handshake failed
-/// (retrying cannot help). It asks for `topic`'s when `name_it` (a consumer's probe, which
-/// creates no topic), for no topic's otherwise (a producer's asking would create it where the
-/// broker creates topics on first use). `serve` runs after each unanswered request: it lets
-/// the client's callbacks report to `link` (`link` is the client's). A client must connect
-/// before the application counts as started: an unreachable broker is an error then, not a
-/// client retrying in the background forever. It blocks (outside the runtime's workers).
-#[allow(clippy::too_many_arguments, reason = "each is what the probe needs")]
-pub(crate) fn connect<C: ClientContext>(
-    topic: &str,
-    name_it: bool,
-    servers: &str,
-    link: &Link,
-    timeout: Duration,
-    client: &rdkafka::client::Client<C>,
-    serve: impl FnMut(),
-) -> Result<Metadata, Error> {
-    blocking(|| connect_blocking(topic, name_it, servers, link, timeout, client, serve))
+/// What start-up asks a client before the application counts as started: a broker must
+/// answer, or the start fails (an unreachable broker is an error then, not a client retrying
+/// in the background forever).
+pub(crate) struct Probe<'a> {
+    /// What errors name.
+    pub(crate) topic: &'a str,
+    /// Ask for `topic`'s metadata (a consumer's probe, which creates no topic); for no topic's
+    /// otherwise (a producer's asking would create it where the broker creates topics on first
+    /// use).
+    pub(crate) name_it: bool,
+    pub(crate) servers: &'a str,
+    /// The client's link, which its callbacks report to.
+    pub(crate) link: &'a Link,
+    pub(crate) timeout: Duration,
 }
 
-#[allow(clippy::too_many_arguments, reason = "connect's")]
-fn connect_blocking<C: ClientContext>(
-    topic: &str,
-    name_it: bool,
-    servers: &str,
-    link: &Link,
-    timeout: Duration,
-    client: &rdkafka::client::Client<C>,
-    mut serve: impl FnMut(),
-) -> Result<Metadata, Error> {
-    let deadline = Instant::now() + timeout;
-    // Each request waits twice as long as the one before (a slow broker is answered in time).
-    let mut slice = CONNECT_SLICE;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let only = name_it.then_some(topic);
-        let error = match client.fetch_metadata(only, left.min(slice)) {
-            Ok(metadata) => return Ok(metadata),
-            Err(error) => error,
-        };
-        slice *= 2;
-        serve();
-        if let Some((what, failure)) = link.refusal() {
-            return Err(Error::kafka(
-                topic,
-                format!("{what} (bootstrap.servers = {servers}): {failure}"),
-            ));
-        }
-        if Instant::now() >= deadline {
-            let last = link
-                .last_error()
-                .map(|e| format!("; last error: {e}"))
-                .unwrap_or_default();
-            return Err(Error::kafka(
-                topic,
-                format!(
-                    "no broker answered within {timeout:?} (bootstrap.servers = {servers}): {error}{last}"
-                ),
-            ));
+impl Probe<'_> {
+    /// Asks `client` for metadata until a broker answers, failing past the timeout with the
+    /// last error librdkafka reported, or at once when authentication or the TLS handshake
+    /// failed (retrying cannot help). `serve` runs after each unanswered request: it lets the
+    /// client's callbacks report to the link. It blocks (outside the runtime's workers).
+    pub(crate) fn connect<C: ClientContext>(
+        &self,
+        client: &rdkafka::client::Client<C>,
+        serve: impl FnMut(),
+    ) -> Result<Metadata, Error> {
+        blocking(|| self.connect_here(client, serve))
+    }
+
+    fn connect_here<C: ClientContext>(
+        &self,
+        client: &rdkafka::client::Client<C>,
+        mut serve: impl FnMut(),
+    ) -> Result<Metadata, Error> {
+        let Probe {
+            topic,
+            name_it,
+            servers,
+            link,
+            timeout,
+        } = *self;
+        let deadline = Instant::now() + timeout;
+        // Each request waits twice as long as the one before (a slow broker is answered in time).
+        let mut slice = CONNECT_SLICE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let only = name_it.then_some(topic);
+            let error = match client.fetch_metadata(only, left.min(slice)) {
+                Ok(metadata) => return Ok(metadata),
+                Err(error) => error,
+            };
+            slice *= 2;
+            serve();
+            if let Some((what, failure)) = link.refusal() {
+                return Err(Error::kafka(
+                    topic,
+                    format!("{what} (bootstrap.servers = {servers}): {failure}"),
+                ));
+            }
+            if Instant::now() >= deadline {
+                let last = link
+                    .last_error()
+                    .map(|e| format!("; last error: {e}"))
+                    .unwrap_or_default();
+                return Err(Error::kafka(
+                    topic,
+                    format!(
+                        "no broker answered within {timeout:?} (bootstrap.servers = {servers}): {error}{last}"
+                    ),
+                ));
+            }
         }
     }
 }
@@ -255,19 +266,32 @@ pub(crate) fn blocking<R>(work: impl FnOnce() -> R) -> R {
     }
 }
 
+/// The settings of a consumer group's members.
+const GROUP_SETTINGS: [&str; 9] = [
+    "group.id",
+    "group.instance.id",
+    "group.protocol",
+    "group.remote.assignor",
+    "partition.assignment.strategy",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "coordinator.query.interval.ms",
+];
+
+/// Removes the settings of a group's members from `conf` (for a consumer that reads outside
+/// the topic's group, as a restoration does).
+pub(crate) fn without_group_settings(conf: &mut Conf) {
+    for key in GROUP_SETTINGS {
+        conf.remove(key);
+    }
+}
+
 /// Removes the settings of consumers from `conf` (a topic's conf serves its producers too,
 /// which would warn about each).
 pub(crate) fn without_consumer_settings(conf: &mut Conf) {
+    without_group_settings(conf);
     for key in [
-        "group.id",
-        "group.instance.id",
-        "group.protocol",
-        "group.remote.assignor",
-        "partition.assignment.strategy",
-        "session.timeout.ms",
-        "heartbeat.interval.ms",
-        "max.poll.interval.ms",
-        "coordinator.query.interval.ms",
         "auto.offset.reset",
         "auto.commit.interval.ms",
         "enable.auto.commit",

@@ -523,7 +523,7 @@ pub(crate) struct Shared {
     pub(crate) fatal: Option<Arc<dyn Fn(Error) + Send + Sync>>,
 }
 
-/// Asks for `topic`'s metadata with a client of its own (see [`client::connect`]), polled
+/// Asks for `topic`'s metadata with a client of its own (see [`client::Probe`]), polled
 /// here so that its logs and errors reach `link` meanwhile (a stream consumer's are served only
 /// once it is read).
 fn connect(
@@ -537,7 +537,14 @@ fn connect(
         .map_err(|e| client::creation_error(topic, e))?;
     // It reads nothing (it subscribes to nothing): polling serves its callbacks.
     let servers = conf.get("bootstrap.servers").unwrap_or_default();
-    client::connect(topic, true, servers, link, timeout, probe.client(), || {
+    let asked = client::Probe {
+        topic,
+        name_it: true,
+        servers,
+        link,
+        timeout,
+    };
+    asked.connect(probe.client(), || {
         let _ = probe.poll(client::PROBE_POLL);
     })
 }
@@ -1099,13 +1106,10 @@ impl<K: 'static, V: 'static> State<K, V> {
             let received = tokio::select! {
                 biased;
                 error = failed => {
-                    // Nothing read from now on could commit: the stream ends (a handler's
-                    // source stops the application; `Topic::stream()` ends its stream).
+                    // Nothing read from now on could commit: the stream ends (the failed commit
+                    // stops an application; a `Topic::stream()` just ends).
                     tracing::error!(topic = %running.topic, %error, "the transaction failed: no more messages");
                     running.status.clear();
-                    if let Some(fatal) = &self.fatal {
-                        fatal(error);
-                    }
                     return None;
                 }
                 _ = self.changes.changed() => continue,

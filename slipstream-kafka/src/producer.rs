@@ -117,7 +117,7 @@ impl<K: 'static, V: 'static> Producer<K, V> {
         })
     }
 
-    /// Waits until a broker answers, failing past `timeout` (see [`client::connect`]): a sink
+    /// Waits until a broker answers, failing past `timeout` (see [`client::Probe`]): a sink
     /// fails the start as a source does. Exactly-once's producer was checked as its
     /// transactions started; a dry one has no broker.
     pub(crate) fn connect(&self, timeout: Duration) -> Result<(), Error> {
@@ -125,16 +125,16 @@ impl<K: 'static, V: 'static> Producer<K, V> {
             return Ok(());
         };
         // Its own thread serves its callbacks.
-        client::connect(
-            &self.topic,
-            false,
+        let probe = client::Probe {
+            topic: &self.topic,
+            name_it: false,
             servers,
-            &self.link,
+            link: &self.link,
             timeout,
-            producer.client(),
-            || std::thread::sleep(client::PROBE_POLL),
-        )
-        .map(drop)
+        };
+        probe
+            .connect(producer.client(), || std::thread::sleep(client::PROBE_POLL))
+            .map(drop)
     }
 
     /// Exactly-once: the instance's transactions, whose producer this one is.
@@ -410,6 +410,13 @@ async fn settle(
         };
         link.delivery_failed(&error);
         match &transactions {
+            // Purged by an abort, or after another failure: the item fails with the transaction
+            // (the failure is reported where it happened).
+            Some(transactions) if transactions.has_failed() => {
+                if let Some(ack) = ack {
+                    ack.fail();
+                }
+            }
             // The transaction can only abort: no policy keeps it.
             Some(transactions) => {
                 let error = transactions.undelivered(&topic, error);
@@ -529,15 +536,21 @@ impl<K: 'static, V: 'static> TopicSink<K, V> {
                     let _ = tokio::time::timeout(QUEUE_FULL_WAIT, progress).await;
                 }
                 Err((error, _)) => {
-                    // This holder lets the item go: the handler's policy decides its fate
-                    // (dropped unreleased, the hold would fail it whatever the policy).
-                    if let Some(ack) = ack {
-                        ack.done();
-                    }
-                    return Err(Box::new(match &transactions {
+                    let error = match &transactions {
                         Some(transactions) => transactions.refused(&topic, error),
                         None => Error::kafka(&topic, error),
-                    }));
+                    };
+                    // A refusal of this record: this holder lets the item go, and the handler's
+                    // policy decides its fate (dropped unreleased, the hold would fail it
+                    // whatever the policy). A refusal of the failed transaction fails it.
+                    if let Some(ack) = ack {
+                        if transactions.as_ref().is_some_and(|t| t.has_failed()) {
+                            ack.fail();
+                        } else {
+                            ack.done();
+                        }
+                    }
+                    return Err(Box::new(error));
                 }
             }
         };

@@ -17,6 +17,7 @@
 //! tells an older one with its id that it was replaced. A real broker gets no such topic.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockWriteGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -117,6 +118,10 @@ pub(crate) struct Transactions {
     written: Mutex<HashMap<String, Written>>,
     /// Why transactions cannot go on (fenced, aborted): every later commit fails with it.
     failure: Mutex<Option<String>>,
+    /// The open transaction failed where it could not be aborted (a delivery's outcome): the
+    /// next commit aborts it, so that readers and the partitions' next owners need not wait
+    /// for the broker to time it out.
+    abort_owed: AtomicBool,
     /// Stop the running applications.
     stops: Mutex<Vec<Fatal>>,
     /// How many transactions have committed.
@@ -210,15 +215,14 @@ impl Transactions {
             .map_err(|e| client::creation_error(what, e))?;
         // An unreachable broker, or refused credentials, are said as such (not as a broker
         // without transactions).
-        client::connect(
-            what,
-            false,
-            conf.get("bootstrap.servers").unwrap_or_default(),
-            &link,
-            crate::consumer::CONNECT_TIMEOUT,
-            producer.client(),
-            || std::thread::sleep(client::PROBE_POLL),
-        )?;
+        let probe = client::Probe {
+            topic: what,
+            name_it: false,
+            servers: conf.get("bootstrap.servers").unwrap_or_default(),
+            link: &link,
+            timeout: crate::consumer::CONNECT_TIMEOUT,
+        };
+        probe.connect(producer.client(), || std::thread::sleep(client::PROBE_POLL))?;
         producer
             .init_transactions(CALL_TIMEOUT)
             .map_err(|e| unsupported(what, e))?;
@@ -266,6 +270,7 @@ impl Transactions {
             members: Mutex::default(),
             written: Mutex::default(),
             failure: Mutex::default(),
+            abort_owed: AtomicBool::new(false),
             stops: Mutex::default(),
             committed: tokio::sync::watch::Sender::new(0),
             opened: Mutex::new(Instant::now()),
@@ -463,6 +468,11 @@ impl Transactions {
     fn commit_positions(&self, all: bool) -> Result<(), Error> {
         let _one = lock(&self.committing);
         if let Some(failure) = lock(&self.failure).clone() {
+            if self.abort_owed.swap(false, Ordering::SeqCst)
+                && let Err(error) = self.producer.abort_transaction(CALL_TIMEOUT)
+            {
+                tracing::error!(%error, "cannot abort the transaction (the broker aborts it when it times out)");
+            }
             return Err(self.error(failure));
         }
         self.check_replaced()?;
@@ -665,16 +675,29 @@ impl Transactions {
         }
     }
 
+    /// Whether the transactions have failed for good (every later commit fails).
+    pub(crate) fn has_failed(&self) -> bool {
+        lock(&self.failure).is_some()
+    }
+
     /// The error for a record of the open transaction the broker did not take (its delivery
     /// failed). librdkafka then lets the transaction only abort, so it fails whatever the
-    /// handler's policy, and every later commit fails with it.
+    /// handler's policy, every later commit fails with it, and the next one aborts it.
     pub(crate) fn undelivered(&self, topic: &str, error: KafkaError) -> Error {
+        let too_large = error.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageSizeTooLarge);
         let refused = self.refused(topic, error);
-        if lock(&self.failure).is_some() {
+        if self.has_failed() {
             return refused;
         }
+        let advice = if too_large {
+            ". A record the producer refuses itself, as one over its `message.max.bytes` (set it no larger than the topic's `max.message.bytes`), stays out of the transaction, and the policy applies"
+        } else {
+            ""
+        };
+        // Owed before the failure shows: the next commit, which sees it, pays it.
+        self.abort_owed.store(true, Ordering::SeqCst);
         self.give_up(format!(
-            "a record for `{topic}` was not delivered, and a transaction holding an undelivered record can only abort, whatever the handler's policy: the application stops, and a restart meets the record again ({refused}). A record the producer refuses itself, such as one over its `message.max.bytes` (set it no larger than the topic's `max.message.bytes`), stays out of the transaction, and the policy applies"
+            "a record for `{topic}` was not delivered, and a transaction holding an undelivered record can only abort, whatever the handler's policy: the application stops, and a restart meets the record again ({refused}){advice}"
         ))
     }
 

@@ -13,14 +13,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::{Stream, stream};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
 use rdkafka::message::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use slipstream::prelude::*;
 use slipstream::{Ack, Acknowledge, Message, Topic, acked};
 
-use crate::broker::{child_reporting, create, exit_within, servers, topic, unique};
+use crate::broker::{
+    child_reporting, committed_reader, create, exit_within, read_to_end, servers, topic, unique,
+};
 
 /// More than are handled before the failure: items keep coming until the application stops.
 const ITEMS: usize = 10_000_000;
@@ -110,31 +111,12 @@ async fn child_acked() {
 
 /// The values a `read_committed` reader sees in `output` (one partition), to its end.
 fn committed(output: &str) -> BTreeSet<usize> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", servers())
-        .set("group.id", unique("acked-reader"))
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    let mut list = TopicPartitionList::new();
-    list.add_partition_offset(output, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&list).unwrap();
     let mut seen = BTreeSet::new();
-    loop {
-        match consumer
-            .poll(Duration::from_secs(30))
-            .expect("the output's end")
-        {
-            Err(rdkafka::error::KafkaError::PartitionEOF(_)) => return seen,
-            Err(error) => panic!("reading the output: {error}"),
-            Ok(message) => {
-                let value = String::from_utf8_lossy(message.payload().unwrap()).into_owned();
-                seen.insert(value.parse().unwrap());
-            }
-        }
-    }
+    read_to_end(&committed_reader(&servers(), output, 1), 1, |message| {
+        let value = String::from_utf8_lossy(message.payload().unwrap());
+        seen.insert(value.parse().unwrap());
+    });
+    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -254,33 +254,96 @@ fn spawn_child(
         .unwrap()
 }
 
-/// Waits until group `group` has committed `events` messages of `topic`'s `partitions`.
-pub async fn until_committed(topic: &str, group: &str, partitions: i32, events: i64, secs: u64) {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", servers())
-        .set("group.id", group)
+/// A `read_committed` reader of `topic`'s `partitions` from their beginning, told each
+/// partition's end (a group of its own, which commits nothing).
+pub fn committed_reader(
+    servers: &str,
+    topic: &str,
+    partitions: i32,
+) -> rdkafka::consumer::BaseConsumer {
+    use rdkafka::consumer::Consumer;
+    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("group.id", unique("committed-reader"))
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
         .create()
         .unwrap();
     let mut list = rdkafka::TopicPartitionList::new();
     for partition in 0..partitions {
-        list.add_partition(topic, partition);
+        list.add_partition_offset(topic, partition, rdkafka::Offset::Beginning)
+            .unwrap();
     }
+    consumer.assign(&list).unwrap();
+    consumer
+}
+
+/// Hands `each` message `reader` reads until it has seen the end of `partitions` partitions
+/// (each waited for 30 s at most).
+pub fn read_to_end(
+    reader: &rdkafka::consumer::BaseConsumer,
+    partitions: i32,
+    mut each: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
+) {
+    let mut ends = 0;
+    while ends < partitions {
+        match reader
+            .poll(Duration::from_secs(30))
+            .expect("the output's end")
+        {
+            Err(rdkafka::error::KafkaError::PartitionEOF(_)) => ends += 1,
+            Err(error) => panic!("reading the output: {error}"),
+            Ok(message) => each(&message),
+        }
+    }
+}
+
+/// A group's committed offsets of a topic's partitions, asked when wanted.
+pub struct GroupOffsets {
+    consumer: rdkafka::consumer::BaseConsumer,
+    list: rdkafka::TopicPartitionList,
+}
+
+impl GroupOffsets {
+    pub fn new(servers: &str, topic: &str, group: &str, partitions: i32) -> GroupOffsets {
+        let consumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", servers)
+            .set("group.id", group)
+            .create()
+            .unwrap();
+        let mut list = rdkafka::TopicPartitionList::new();
+        for partition in 0..partitions {
+            list.add_partition(topic, partition);
+        }
+        GroupOffsets { consumer, list }
+    }
+
+    /// Each partition's committed offset (`None`: none committed), or the broker's error.
+    pub fn ask(&self, timeout: Duration) -> rdkafka::error::KafkaResult<Vec<Option<i64>>> {
+        use rdkafka::consumer::Consumer;
+        let offsets = self
+            .consumer
+            .committed_offsets(self.list.clone(), timeout)?;
+        Ok(offsets
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                rdkafka::Offset::Offset(offset) => Some(offset),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+/// Waits until group `group` has committed `events` messages of `topic`'s `partitions`.
+pub async fn until_committed(topic: &str, group: &str, partitions: i32, events: i64, secs: u64) {
+    let offsets = GroupOffsets::new(&servers(), topic, group, partitions);
     let committed = std::cell::Cell::new(0);
     slipstream_tests::until_or(
         secs,
         || {
-            let offsets = consumer.committed_offsets(list.clone(), Duration::from_secs(5));
-            committed.set(offsets.map_or(0, |offsets| {
-                offsets
-                    .elements()
-                    .iter()
-                    .map(|e| match e.offset() {
-                        rdkafka::Offset::Offset(offset) => offset,
-                        _ => 0,
-                    })
-                    .sum()
-            }));
+            let asked = offsets.ask(Duration::from_secs(5));
+            committed.set(asked.map_or(0, |asked| asked.into_iter().flatten().sum()));
             committed.get() >= events
         },
         || format!("{} of {events} messages committed", committed.get()),
@@ -308,16 +371,7 @@ pub struct CommitSampler {
 
 impl CommitSampler {
     pub fn start(servers: &str, topic: &str, group: &str, partitions: i32) -> CommitSampler {
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", servers)
-            .set("group.id", group)
-            .create()
-            .unwrap();
-        let mut list = rdkafka::TopicPartitionList::new();
-        for partition in 0..partitions {
-            list.add_partition(topic, partition);
-        }
+        let offsets = GroupOffsets::new(servers, topic, group, partitions);
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -325,21 +379,14 @@ impl CommitSampler {
             let (mut samples, mut backwards) = (0, Vec::new());
             while !stopping.load(Ordering::Relaxed) {
                 // An unreachable broker (a failover test) gives no sample.
-                if let Ok(offsets) =
-                    consumer.committed_offsets(list.clone(), Duration::from_secs(2))
-                {
+                if let Ok(asked) = offsets.ask(Duration::from_secs(2)) {
                     samples += 1;
-                    for element in offsets.elements() {
-                        let rdkafka::Offset::Offset(offset) = element.offset() else {
-                            continue;
-                        };
-                        let previous = &mut last[element.partition() as usize];
+                    for (partition, offset) in asked.into_iter().enumerate() {
+                        let Some(offset) = offset else { continue };
+                        let previous = &mut last[partition];
                         if offset < *previous {
-                            backwards.push(format!(
-                                "partition {}: {} then {offset}",
-                                element.partition(),
-                                *previous
-                            ));
+                            backwards
+                                .push(format!("partition {partition}: {previous} then {offset}"));
                         }
                         *previous = offset;
                     }

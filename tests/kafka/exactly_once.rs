@@ -16,16 +16,17 @@ use std::process::{Child, Command};
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use slipstream::prelude::*;
 use slipstream::{Cache, Message, Topic};
 use slipstream_tests::until_or;
 
 use crate::broker::{
-    CommitSampler, child, child_reporting, create, create_on, is_real, servers, topic, unique,
+    CommitSampler, child, child_reporting, committed_reader, create, create_on, is_real,
+    read_to_end, servers, topic, unique,
 };
 
 const PARTITIONS: i32 = 4;
@@ -201,19 +202,7 @@ impl App {
 
     /// A `read_committed` reader of the whole output.
     pub(crate) fn reader(&self) -> Output {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.servers)
-            .set("group.id", unique("eos-reader"))
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "true")
-            .create()
-            .unwrap();
-        let mut list = TopicPartitionList::new();
-        for partition in 0..self.partitions {
-            list.add_partition_offset(&self.output, partition, Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&list).unwrap();
+        let consumer = committed_reader(&self.servers, &self.output, self.partitions);
         Output {
             consumer,
             partitions: self.partitions,
@@ -262,18 +251,8 @@ impl Output {
 
     /// Reads to the end of every partition.
     fn read_to_end(&mut self) {
-        let mut ends = 0;
-        while ends < self.partitions {
-            match self
-                .consumer
-                .poll(Duration::from_secs(30))
-                .expect("the output's end")
-            {
-                Err(rdkafka::error::KafkaError::PartitionEOF(_)) => ends += 1,
-                Err(error) => panic!("reading the output: {error}"),
-                Ok(message) => Self::push(&mut self.seen, &mut self.at, &message),
-            }
-        }
+        let (seen, at) = (&mut self.seen, &mut self.at);
+        read_to_end(&self.consumer, self.partitions, |m| Self::push(seen, at, m));
     }
 
     /// No event seen twice, and each key's counts 1, 2, … in order.
@@ -566,17 +545,7 @@ async fn hides_uncommitted_records() -> bool {
         if !aborted {
             return false;
         }
-        let reader: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", servers())
-            .set("group.id", unique("eos-probe"))
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "true")
-            .create()
-            .unwrap();
-        let mut list = TopicPartitionList::new();
-        list.add_partition_offset(&topic, 0, Offset::Beginning)
-            .unwrap();
-        reader.assign(&list).unwrap();
+        let reader = committed_reader(&servers(), &topic, 1);
         loop {
             match reader.poll(timeout) {
                 Some(Ok(_)) => return false,

@@ -19,9 +19,9 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use slipstream_tests::get_until;
 
-use crate::broker::child_reporting;
+use crate::broker::{CommitSampler, Reporting, child_reporting};
 use crate::cluster::{Cluster, free_port};
-use crate::exactly_once::{App, CHILD, terminate};
+use crate::exactly_once::{App, CHILD, Output, terminate};
 
 const PARTITIONS: i32 = 6;
 const STEP: usize = 6_000;
@@ -110,64 +110,100 @@ async fn one_node_at_a_time(
     3 * STEP
 }
 
+/// The counting application under a guarantee on a three-node cluster of its own, with one
+/// instance started, its committed offsets sampled and its output read.
+struct Failover {
+    cluster: std::sync::Arc<Cluster>,
+    addr: SocketAddr,
+    app: App,
+    sampler: CommitSampler,
+    output: Output,
+    /// The instance (taken while it is replaced).
+    instance: Option<Reporting>,
+    /// How many events were produced.
+    events: usize,
+}
+
+impl Failover {
+    /// Starts it all, then takes one node at a time down and up again while events arrive.
+    async fn through_node_failures(name: &str, guarantee: &str) -> Failover {
+        let cluster = std::sync::Arc::new(Cluster::start(name, 3, &[]));
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let app = application(&cluster, name, guarantee, addr).await;
+        let sampler = app.sampler();
+        let mut output = app.reader();
+        let instance = child_reporting(CHILD, &app.default_envs("a"));
+        let events = one_node_at_a_time(&cluster, &app, addr).await;
+        output.until(events, 60).await;
+        Failover {
+            cluster,
+            addr,
+            app,
+            sampler,
+            output,
+            instance: Some(instance),
+            events,
+        }
+    }
+
+    /// Kills the whole cluster, runs `while_down`, and starts the cluster again once
+    /// [`OUTAGE`] has passed since the kill.
+    async fn outage<T>(&self, while_down: impl Future<Output = T>) {
+        let down = Instant::now();
+        let cluster = self.cluster.clone();
+        on_cluster(move || cluster.kill_all()).await;
+        while_down.await;
+        // The outage itself lasts its time.
+        tokio::time::sleep(OUTAGE.saturating_sub(down.elapsed())).await;
+        let cluster = self.cluster.clone();
+        on_cluster(move || cluster.restart_all()).await;
+    }
+
+    /// Stops the instance with SIGTERM, and reads and checks the whole output and the
+    /// committed offsets: `check` the output.
+    async fn finish(mut self, check: impl FnOnce(&Output, usize)) {
+        let instance = self.instance.take().expect("an instance");
+        terminate(instance.child).await;
+        self.output.read();
+        check(&self.output, self.events);
+        self.sampler.check();
+    }
+
+    /// Produces another [`STEP`] events and waits until they are all output.
+    async fn more_events(&mut self) {
+        let events = self.events;
+        self.app.produce(events..events + STEP).await;
+        self.events += STEP;
+        self.output.until(self.events, 300).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "starts a three-node Apache Kafka cluster of its own: the real-broker pass of tests/run.sh runs it"]
 async fn at_least_once_loses_nothing_through_node_failures_and_a_cluster_outage() {
-    let cluster = std::sync::Arc::new(Cluster::start("failover-alos", 3, &[]));
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let app = application(&cluster, "failover-alos", "at_least_once", addr).await;
-    let sampler = app.sampler();
-    let mut output = app.reader();
-    let instance = child_reporting(CHILD, &app.default_envs("a"));
-    let mut events = one_node_at_a_time(&cluster, &app, addr).await;
-    output.until(events, 60).await;
-
+    let mut run = Failover::through_node_failures("failover-alos", "at_least_once").await;
     // The whole cluster down: health says no broker is reachable, then recovers.
-    let down = Instant::now();
-    let cluster_ = cluster.clone();
-    on_cluster(move || cluster_.kill_all()).await;
     // (It may first say that the consumer lost its partitions: its session ran out.)
-    get_until(60, addr, "/health", |reply| {
+    run.outage(get_until(60, run.addr, "/health", |reply| {
         reply.status == 503 && reply.body.contains("no broker reachable")
-    })
+    }))
     .await;
-    // The outage itself lasts its time.
-    tokio::time::sleep(OUTAGE.saturating_sub(down.elapsed())).await;
-    let cluster_ = cluster.clone();
-    on_cluster(move || cluster_.restart_all()).await;
-    app.produce(events..events + STEP).await;
-    events += STEP;
-    output.until(events, 300).await;
-    healthy(addr).await;
+    run.more_events().await;
+    healthy(run.addr).await;
 
-    terminate(instance.child).await;
-    output.read();
-    output.check_none_lost(events);
-    sampler.check();
+    run.finish(Output::check_none_lost).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "starts a three-node Apache Kafka cluster of its own: the real-broker pass of tests/run.sh runs it"]
 async fn exactly_once_is_exact_through_node_failures_and_a_restart_after_a_cluster_outage() {
-    let cluster = std::sync::Arc::new(Cluster::start("failover-eos", 3, &[]));
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let app = application(&cluster, "failover-eos", "exactly_once", addr).await;
-    let sampler = app.sampler();
-    let mut output = app.reader();
-    let instance = child_reporting(CHILD, &app.default_envs("a"));
-    let mut events = one_node_at_a_time(&cluster, &app, addr).await;
-    output.until(events, 60).await;
-
+    let mut run = Failover::through_node_failures("failover-eos", "exactly_once").await;
     // The whole cluster down for longer than the session and transaction timeouts: the
     // instance loses its partitions (or its transaction), stops saying so without committing,
     // and a restart is exact.
-    let down = Instant::now();
-    let cluster_ = cluster.clone();
-    on_cluster(move || cluster_.kill_all()).await;
-    tokio::time::sleep(OUTAGE.saturating_sub(down.elapsed())).await;
-    let cluster_ = cluster.clone();
-    on_cluster(move || cluster_.restart_all()).await;
-    let (status, stderr) = crate::broker::exit_within(instance, 120).await;
+    run.outage(async {}).await;
+    let stopped = run.instance.take().expect("an instance");
+    let (status, stderr) = crate::broker::exit_within(stopped, 120).await;
     assert!(!status.success(), "the instance went on: {stderr}");
     assert!(
         [
@@ -179,12 +215,7 @@ async fn exactly_once_is_exact_through_node_failures_and_a_restart_after_a_clust
         .any(|why| stderr.contains(why)),
         "it stopped for another reason: {stderr}"
     );
-    let instance = child_reporting(CHILD, &app.default_envs("a"));
-    app.produce(events..events + STEP).await;
-    events += STEP;
-    output.until(events, 300).await;
-    terminate(instance.child).await;
-    output.read();
-    output.check_exact(events);
-    sampler.check();
+    run.instance = Some(child_reporting(CHILD, &run.app.default_envs("a")));
+    run.more_events().await;
+    run.finish(Output::check_exact).await;
 }

@@ -12,12 +12,17 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
 use slipstream::prelude::*;
 use slipstream::{Message, Topic};
 
-use crate::broker::{child_reporting, conf, exit_within, read_all, servers, topic, unique};
+use rdkafka::Offset;
+use rdkafka::consumer::Consumer;
+use slipstream_tests::until_or;
+
+use crate::broker::{
+    GroupOffsets, child_reporting, committed_reader, conf, exit_within, read_all, read_to_end,
+    servers, topic, unique,
+};
 
 /// The output topic's `max.message.bytes`.
 const LIMIT: usize = 2_000;
@@ -30,6 +35,8 @@ fn env(name: &str) -> String {
 fn guaranteed() -> Vec<(&'static str, String)> {
     let mut conf = conf(&env("REFUSED_TEST_GROUP"));
     conf.push(("processing.guarantee", env("REFUSED_TEST_GUARANTEE")));
+    // Longer than the tests wait for a transaction the instance should have aborted itself.
+    conf.push(("transaction.timeout.ms", "60000".to_owned()));
     if let Ok(limit) = std::env::var("REFUSED_TEST_PRODUCER_LIMIT") {
         conf.push(("message.max.bytes", limit));
     }
@@ -100,20 +107,22 @@ impl Pipeline {
 
     /// The group's committed offset of the input.
     fn committed(&self) -> Option<i64> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", servers())
-            .set("group.id", &self.group)
-            .create()
-            .expect("a consumer");
-        let mut list = TopicPartitionList::new();
-        list.add_partition(&self.input, 0);
-        let committed = consumer
-            .committed_offsets(list, Duration::from_secs(30))
-            .expect("the committed offsets");
-        match committed.elements()[0].offset() {
-            Offset::Offset(offset) => Some(offset),
-            _ => None,
-        }
+        let offsets = GroupOffsets::new(&servers(), &self.input, &self.group, 1);
+        offsets
+            .ask(Duration::from_secs(30))
+            .expect("the committed offsets")[0]
+    }
+
+    /// Whether no transaction is open on the output: a `read_committed` reader reaches its
+    /// high watermark (an open one would hold it back at its first record).
+    fn no_transaction_open(&self) -> bool {
+        let reader = committed_reader(&servers(), &self.output, 1);
+        read_to_end(&reader, 1, |_| {});
+        let position = reader.position().expect("the reader's position").elements()[0].offset();
+        let (_, high) = reader
+            .fetch_watermarks(&self.output, 0, Duration::from_secs(10))
+            .expect("the output's watermarks");
+        position == Offset::Offset(high)
     }
 
     /// The committed output (the test reader is `read_committed`).
@@ -171,6 +180,14 @@ async fn a_record_the_broker_refuses_stops_exactly_once_even_under_skip() {
             pipeline.committed().is_none_or(|c| c <= 5),
             "{run}: committed past it"
         );
+        // The instance aborted its transaction as it stopped: readers and the next owner need
+        // not wait for the broker's timeout (60 s).
+        until_or(
+            10,
+            || pipeline.no_transaction_open(),
+            || format!("{run}: the transaction is still open"),
+        )
+        .await;
     }
 }
 

@@ -173,11 +173,10 @@ async fn a_record_goes_to_the_partition_and_with_the_timestamp_it_names() {
 
 mod unreachable {
     use std::sync::LazyLock;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use slipstream::prelude::*;
     use slipstream::{Message, Topic};
-    use slipstream_tests::{app, within};
 
     /// Nothing listens on port 1.
     pub static NOWHERE: LazyLock<Topic> = LazyLock::new(|| {
@@ -194,31 +193,36 @@ mod unreachable {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_unreachable_broker_fails_the_start_with_a_clear_error() {
-        let started = Instant::now();
-        let error = within(30, app(module_path!()).run()).await.unwrap_err();
-        let message = error.to_string();
-        assert!(
-            message.contains("no broker answered within 1s"),
-            "{message}"
-        );
-        assert!(message.contains("127.0.0.1:1"), "{message}");
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{:?}",
-            started.elapsed()
-        );
+        super::fails_to_start_unreachable(module_path!(), "nowhere").await;
     }
+}
+
+/// Runs the handlers of `module`, whose topic `topic` names a broker nobody answers at
+/// (`127.0.0.1:1`, a 1 s connect timeout): the start fails within 20 s, naming the topic, the
+/// timeout and the address.
+async fn fails_to_start_unreachable(module: &str, topic: &str) {
+    let started = std::time::Instant::now();
+    let error = slipstream_tests::within(30, slipstream_tests::app(module).run())
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains(topic) && message.contains("no broker answered within 1s"),
+        "{message}"
+    );
+    assert!(message.contains("127.0.0.1:1"), "{message}");
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(20), "{took:?}");
 }
 
 /// A producer-only application (a timer feeding a topic) whose broker cannot be reached fails
 /// its start as a consumer does, at once, and does not hang in its shutdown.
 mod unreachable_sink {
     use std::sync::LazyLock;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use slipstream::prelude::*;
     use slipstream::{Topic, timer};
-    use slipstream_tests::{app, within};
 
     /// Nothing listens on port 1.
     pub static NOWHERE: LazyLock<Topic> = LazyLock::new(|| {
@@ -234,19 +238,7 @@ mod unreachable_sink {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_sink_whose_broker_is_unreachable_fails_the_start() {
-        let started = Instant::now();
-        let error = within(30, app(module_path!()).run()).await.unwrap_err();
-        let message = error.to_string();
-        assert!(
-            message.contains("nowhere-out") && message.contains("no broker answered within 1s"),
-            "{message}"
-        );
-        assert!(message.contains("127.0.0.1:1"), "{message}");
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{:?}",
-            started.elapsed()
-        );
+        super::fails_to_start_unreachable(module_path!(), "nowhere-out").await;
     }
 }
 
