@@ -115,15 +115,35 @@ impl Context {
 
 impl Context {
     /// Sets the offset of the partitions in `assigned` that resume where a failed revocation
-    /// commit left them, and returns them; positions of partitions not given back are dropped
-    /// (another member may have read further since).
-    fn take_resumed(&self, assigned: &mut TopicPartitionList) -> Vec<(i32, i64)> {
+    /// commit left them, and returns them; positions of partitions not given back are dropped,
+    /// and so are those the group's committed offset has reached meanwhile (another member
+    /// held the partition in between: resuming would commit over its progress).
+    fn take_resumed(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        assigned: &mut TopicPartitionList,
+    ) -> Vec<(i32, i64)> {
         let resume = std::mem::take(&mut *lock(&self.resume));
-        let back: Vec<(i32, i64)> = assigned
+        let back: HashMap<i32, i64> = assigned
             .elements_for_topic(&self.topic)
             .iter()
             .filter_map(|e| resume.get(&e.partition()).map(|o| (e.partition(), *o)))
             .collect();
+        if back.is_empty() {
+            return Vec::new();
+        }
+        let mut asked = TopicPartitionList::new();
+        for partition in back.keys() {
+            asked.add_partition(&self.topic, *partition);
+        }
+        let committed = match consumer.committed_offsets(asked, CALL_TIMEOUT) {
+            Ok(list) => positions(&list, &self.topic).collect(),
+            Err(error) => {
+                tracing::info!(topic = %self.topic, %error, "cannot read the group's committed offsets: the partitions resume from them, not from this instance's positions");
+                return Vec::new();
+            }
+        };
+        let back = ahead_of(&back, &committed);
         for (partition, position) in &back {
             let offset = Offset::Offset(*position);
             if let Err(error) = assigned.set_partition_offset(&self.topic, *partition, offset) {
@@ -205,7 +225,7 @@ impl ConsumerContext for Context {
         );
         let outcome = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let resumed = self.take_resumed(partitions);
+                let resumed = self.take_resumed(consumer, partitions);
                 for (partition, position) in &resumed {
                     self.tracker.resume(*partition, *position);
                 }
@@ -403,6 +423,18 @@ impl Context {
         }
         Ok(())
     }
+}
+
+/// The positions in `resumed` past the group's `committed` offset of their partition (all of
+/// them where none is committed), by partition.
+fn ahead_of(resumed: &HashMap<i32, i64>, committed: &HashMap<i32, i64>) -> Vec<(i32, i64)> {
+    let mut ahead: Vec<(i32, i64)> = resumed
+        .iter()
+        .filter(|(partition, position)| committed.get(partition).is_none_or(|c| *position > c))
+        .map(|(p, o)| (*p, *o))
+        .collect();
+    ahead.sort_unstable();
+    ahead
 }
 
 /// The partitions of `topic` in `list`.
@@ -1309,4 +1341,18 @@ enum Decoded<K, V> {
     Message(Message<K, V>, Ack),
     Skipped,
     Stop,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_position_the_group_has_reached_is_dropped() {
+        let resumed = HashMap::from([(0, 10), (1, 10), (2, 10), (3, 10)]);
+        // Partition 1: another member committed further meanwhile; 2: exactly there; 3: none
+        // committed.
+        let committed = HashMap::from([(0, 7), (1, 12), (2, 10)]);
+        assert_eq!(ahead_of(&resumed, &committed), [(0, 10), (3, 10)]);
+    }
 }
