@@ -50,6 +50,8 @@ const FINAL_COMMIT_ATTEMPT: Duration = Duration::from_secs(3);
 const COMMITTED_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long blocking consumer calls may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing consumer waits for the group to take its partitions back.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a consumer's start waits for a broker to answer, unless its topic says.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -920,10 +922,34 @@ impl Running {
             {}
         }
         self.final_committed.store(true, Ordering::SeqCst);
+        self.leave().await;
         // Closing the consumer, when this is the last reference, blocks.
         let topic = Arc::clone(&self.topic);
         let _ = tokio::task::spawn_blocking(move || drop(self)).await;
         tracing::debug!(%topic, "consumer closed");
+    }
+}
+
+impl Running {
+    /// Leaves the group before the consumer closes: its partitions are revoked here, served
+    /// by this loop, rather than inside the close, where librdkafka can leave the revocation's
+    /// unassignment unanswered for ever (librdkafka issue 4884: the close, and the
+    /// application's shutdown, then hang). Messages still returned are not delivered.
+    async fn leave(&self) {
+        if !self.group {
+            return;
+        }
+        self.consumer.unsubscribe();
+        let deadline = tokio::time::Instant::now() + LEAVE_TIMEOUT;
+        while self
+            .consumer
+            .assignment()
+            .is_ok_and(|assigned| assigned.count() > 0)
+            && tokio::time::Instant::now() < deadline
+        {
+            let until = tokio::time::Instant::now() + Duration::from_millis(100);
+            let _ = tokio::time::timeout_at(until, self.consumer.recv()).await;
+        }
     }
 }
 
