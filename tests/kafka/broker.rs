@@ -182,6 +182,27 @@ pub fn child(test: &str, envs: &[(&str, String)]) -> std::process::Child {
     spawn_child(test, envs, stderr)
 }
 
+/// Stops a child with SIGTERM; it must exit successfully, within a minute (one still running
+/// then is killed, and the test fails). Blocks.
+pub fn terminate(child: &mut std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("an instance was still running a minute after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "an instance stopped with {status:?}");
+}
+
 /// A child whose standard error goes to a file, read when it exits (a pipe nobody reads
 /// would block a child that logs much).
 pub struct Reporting {

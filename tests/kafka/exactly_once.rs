@@ -342,20 +342,9 @@ impl Output {
 
 /// Stops an instance with SIGTERM; it must exit successfully, within a minute.
 pub(crate) async fn terminate(mut child: Child) {
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("an instance was still running a minute after SIGTERM");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(status.success(), "an instance stopped with {status:?}");
+    tokio::task::spawn_blocking(move || crate::broker::terminate(&mut child))
+        .await
+        .unwrap();
 }
 
 fn kill(mut child: Child) {

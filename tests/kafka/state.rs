@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -233,13 +233,10 @@ impl Drop for Group {
 }
 
 impl Instance {
-    /// Stops it with SIGTERM (a graceful shutdown) and waits until it has exited.
+    /// Stops it with SIGTERM (a graceful shutdown) and waits until it has exited (a minute at
+    /// most: a shutdown that hangs fails the test).
     fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "an instance stopped with {status:?}");
+        crate::broker::terminate(&mut self.child);
     }
 
     /// Kills it with SIGKILL.
