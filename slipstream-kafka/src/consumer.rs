@@ -138,8 +138,17 @@ impl Context {
         for partition in back.keys() {
             asked.add_partition(&self.topic, *partition);
         }
-        let committed = match consumer.committed_offsets(asked, CALL_TIMEOUT) {
-            Ok(list) => positions(&list, &self.topic).collect(),
+        let committed = match client::blocking(|| consumer.committed_offsets(asked, CALL_TIMEOUT)) {
+            // A partition the broker answered with an error is read from its committed offset.
+            Ok(list) => list
+                .elements_for_topic(&self.topic)
+                .iter()
+                .filter_map(|e| match (e.error(), e.offset()) {
+                    (Err(_), _) => Some((e.partition(), i64::MAX)),
+                    (Ok(()), Offset::Offset(offset)) => Some((e.partition(), offset)),
+                    (Ok(()), _) => None,
+                })
+                .collect(),
             Err(error) => {
                 tracing::info!(topic = %self.topic, %error, "cannot read the group's committed offsets: the partitions resume from them, not from this instance's positions");
                 return Vec::new();
@@ -226,6 +235,19 @@ impl ConsumerContext for Context {
             RebalanceProtocol::Cooperative
         );
         let outcome = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS
+                if self.final_committed.load(Ordering::SeqCst) =>
+            {
+                // Closing (an assignment that was on its way as the consumer left): taken
+                // without restoring anything, and revoked next.
+                let assigned = if cooperative {
+                    consumer.incremental_assign(partitions)
+                } else {
+                    consumer.assign(partitions)
+                };
+                self.post_rebalance(consumer, &Rebalance::Assign(partitions));
+                assigned
+            }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let resumed = self.take_resumed(consumer, partitions);
                 for (partition, position) in &resumed {
@@ -297,7 +319,9 @@ impl ConsumerContext for Context {
                 // The open transaction carries what was done with the partitions: it commits
                 // before another instance takes them (unless closing: the last commit is done).
                 let lost = consumer.assignment_lost();
-                if lost && commit {
+                if self.final_committed.load(Ordering::SeqCst) {
+                    // Nothing is left to commit, nor to lose.
+                } else if lost && commit {
                     let error = Error::kafka(
                         &self.topic,
                         "the group took this instance's partitions (it missed its session or poll timeout): the open transaction is not committed; restart the instance",
@@ -539,6 +563,9 @@ pub(crate) struct Running {
     transactions: Option<Arc<Transactions>>,
     /// Set once the final commit is done (see `Context`).
     final_committed: Arc<AtomicBool>,
+    /// A static member of a classic group (`group.instance.id`): leaving the group before
+    /// closing would cost it the rebalances static membership saves.
+    static_member: bool,
 }
 
 /// What a consumer shares with its topic and its application.
@@ -705,6 +732,8 @@ impl Running {
             wake: Notify::new(),
             transactions,
             final_committed,
+            static_member: conf.get("group.instance.id").is_some()
+                && conf.get("group.protocol") != Some("consumer"),
         });
         if let Some(transactions) = &running.transactions {
             transactions.register(&running, fatal)?;
@@ -934,9 +963,10 @@ impl Running {
     /// Leaves the group before the consumer closes: its partitions are revoked here, served
     /// by this loop, rather than inside the close, where librdkafka can leave the revocation's
     /// unassignment unanswered for ever (librdkafka issue 4884: the close, and the
-    /// application's shutdown, then hang). Messages still returned are not delivered.
+    /// application's shutdown, then hang). Messages still returned are not delivered. A
+    /// static member stays (its close does not leave the group, which is the point of it).
     async fn leave(&self) {
-        if !self.group {
+        if !self.group || self.static_member {
             return;
         }
         self.consumer.unsubscribe();

@@ -113,7 +113,6 @@ async fn one_node_at_a_time(
 /// The counting application under a guarantee on a three-node cluster of its own, with one
 /// instance started, its committed offsets sampled and its output read.
 struct Failover {
-    cluster: std::sync::Arc<Cluster>,
     addr: SocketAddr,
     app: App,
     sampler: CommitSampler,
@@ -122,6 +121,8 @@ struct Failover {
     instance: Option<Reporting>,
     /// How many events were produced.
     events: usize,
+    /// Last: fields are dropped in order, and the clients above must close while it runs.
+    cluster: std::sync::Arc<Cluster>,
 }
 
 impl Failover {

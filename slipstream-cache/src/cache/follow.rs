@@ -391,15 +391,20 @@ impl PartitionState for State {
 
     fn revoked(&self, revoked: &[i32]) {
         let partitions = &self.partitions;
-        {
+        // Only partitions restored in this assignment are released cleanly: one never restored
+        // here (no item of it handled since a late open, or an assignment taken as the consumer
+        // closed) keeps the mark an earlier crash may have left on its local copy.
+        let held: Vec<i32> = {
             let mut ready = lock(&partitions.ready);
-            for partition in revoked {
-                ready.remove(partition);
-            }
-        }
+            revoked
+                .iter()
+                .copied()
+                .filter(|partition| ready.remove(partition).is_some())
+                .collect()
+        };
         let released = partitions
-            .save(Some(revoked))
-            .and_then(|()| partitions.release(revoked));
+            .save(Some(&held))
+            .and_then(|()| partitions.release(&held));
         if let Err(error) = released {
             tracing::warn!(%error, "cannot write down the cache's changelog positions");
         }
