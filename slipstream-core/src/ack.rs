@@ -13,8 +13,17 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 
 use crate::error::BoxError;
-use crate::partition::Origin;
 use crate::sync::lock;
+
+/// The partition of a partitioned source an item came from (see
+/// [`origin`](crate::partition::origin)).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// The source's name (a topic).
+    pub source: Arc<str>,
+    /// The partition.
+    pub partition: i32,
+}
 
 tokio::task_local! {
     /// The acknowledgements of the handler whose task is running.

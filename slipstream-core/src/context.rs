@@ -12,7 +12,8 @@ use crate::ack::AckScope;
 use crate::error::Error;
 use crate::hub::{Feed, Hub, HubSlot, Writer};
 use crate::monitor::{ConsumerProbe, ConsumerStatus, HealthProbe};
-use crate::registry::{HandlerInfo, OnError, Retry};
+use crate::policy::{OnError, Retry};
+use crate::registry::HandlerInfo;
 use crate::runtime::Controls;
 
 /// A handler's task, ready to be spawned.

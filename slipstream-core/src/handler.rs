@@ -15,7 +15,7 @@ use crate::context::BuildCx;
 use crate::error::{BoxError, Error, panic_message};
 use crate::monitor::{ErrorKind, HandlerStats};
 use crate::panics;
-use crate::registry::{OnError, Retry};
+use crate::policy::{OnError, Retry};
 use crate::runtime::Controls;
 use crate::sink::{Chain, Sinks};
 

@@ -16,6 +16,7 @@ mod monitor;
 mod panics;
 pub mod partition;
 mod pause;
+mod policy;
 mod proxy;
 mod registry;
 mod runtime;
@@ -34,8 +35,9 @@ pub use error::{BoxError, CacheErrorKind, Error, Result};
 pub use hub::{Feed, Writer};
 pub use monitor::{HandlerCounters, HandlerState, HandlerStatus, Health};
 pub use pause::{Pausable, PauseHandle};
+pub use policy::{OnError, Retry};
 pub use proxy::{Proxy, ProxySink};
-pub use registry::{HandlerInfo, OnError, Retry, handlers};
+pub use registry::{HandlerInfo, handlers};
 pub use runtime::{App, AppHandle, on_shutdown, on_shutdown_async, run};
 pub use shutdown::Shutdown;
 pub use sink::{IntoSink, Print, Sink, SinkHandle, print};
@@ -84,6 +86,7 @@ mod layering {
             ("hub", include_str!("hub.rs")),
             ("pause", include_str!("pause.rs")),
             ("registry", include_str!("registry.rs")),
+            ("policy", include_str!("policy.rs")),
             ("shutdown", include_str!("shutdown.rs")),
             ("ack", include_str!("ack.rs")),
         ];

@@ -15,14 +15,7 @@ use std::sync::Arc;
 use crate::ack::Ack;
 use crate::error::Error;
 
-/// The partition of a partitioned source an item came from (see [`origin`]).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Origin {
-    /// The source's name (a topic).
-    pub source: Arc<str>,
-    /// The partition.
-    pub partition: i32,
-}
+pub use crate::ack::Origin;
 
 /// The origin of the item the running handler is working on, when its source is partitioned:
 /// what a handler's writes to partitioned state are stored under. `None` outside handlers, for

@@ -16,7 +16,8 @@ use crate::error::{Error, panic_message};
 use crate::monitor::{HandlerStatus, Health, Monitor};
 use crate::panics;
 use crate::pause::PauseHandle;
-use crate::registry::{HandlerInfo, OnError, Retry, handlers};
+use crate::policy::{OnError, Retry};
+use crate::registry::{HandlerInfo, handlers};
 use crate::sync::lock;
 
 /// Runs every handler registered with `#[handle]` until every finite source is drained and

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -15,27 +14,23 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedPro
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
-use slipstream_core::__component::{HealthProbe, lock};
+use slipstream_core::__component::{HealthProbe, RestoreReport, lock};
 use slipstream_core::partition::{Change, Changelog, PartitionState, Replica, Replication};
 use slipstream_core::{Ack, Error};
 
+use crate::admin::{CALL_TIMEOUT, create, partition_count};
 use crate::client;
 use crate::conf::{Conf, FRESH_STATE};
-use crate::embedded::{self, EMBEDDED};
+use crate::consumer::RebalanceListener;
+use crate::fatal::Fatal;
+use crate::replica::BATCH;
 use crate::transaction::{Delivered, Transactions};
 
-/// How long metadata and watermark requests wait.
-pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// Changelog records applied in one write.
-pub(crate) const BATCH: usize = 10_000;
 /// How long a full producer queue is waited for before a change fails.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A partition the group has committed past its start, with the offset, if any.
 type CommittedPast = Option<(i32, i64)>;
-
-/// Stops the application.
-pub(crate) type Fatal = Arc<dyn Fn(Error) + Send + Sync>;
 
 /// What a changelog needs of the topic it follows.
 pub(crate) trait Input: Send + Sync {
@@ -91,10 +86,38 @@ impl Followers {
         changelog
     }
 
+    fn all(&self) -> Vec<Arc<TopicChangelog>> {
+        lock(&self.list).clone()
+    }
+
+    /// Checks (or creates) every changelog: called when a consumer of the topic starts.
+    pub(crate) fn prepare(&self, fatal: Option<Fatal>) -> Result<(), Error> {
+        if fatal.is_some() {
+            *lock(&self.fatal) = fatal;
+        }
+        self.all().iter().try_for_each(|c| c.prepare())
+    }
+
+    /// The restoration's health probe.
+    pub(crate) fn progress(&self) -> Arc<Progress> {
+        Arc::clone(&self.progress)
+    }
+
+    /// Stops the application, when a handler reads the topic.
+    fn fail(fatal: &Mutex<Option<Fatal>>, error: Error) {
+        let fatal = lock(fatal).clone();
+        match fatal {
+            Some(fatal) => fatal(error),
+            None => tracing::error!(%error, "a changelog failed"),
+        }
+    }
+}
+
+impl RebalanceListener for Followers {
     /// Records where the group stood as this process's consumer of the topic starts (`conf`,
     /// its settings, names the group): a changelog found missing later is compared with it, not
     /// with what this process has committed since.
-    pub(crate) fn note_start(&self, conf: &Conf, group: &str, topic: &str) {
+    fn note_start(&self, conf: &Conf, group: &str, topic: &str) {
         let mut before = lock(&self.committed_before);
         if before.is_some() {
             return;
@@ -108,30 +131,18 @@ impl Followers {
     }
 
     /// Whether any state follows the topic.
-    pub(crate) fn any(&self) -> bool {
+    fn any(&self) -> bool {
         !lock(&self.list).is_empty()
     }
 
-    fn all(&self) -> Vec<Arc<TopicChangelog>> {
-        lock(&self.list).clone()
-    }
-
-    /// Checks (or creates) every changelog: called when a consumer of the topic starts.
-    pub(crate) fn prepare(&self, fatal: Option<Fatal>) -> Result<(), Error> {
-        if fatal.is_some() {
-            *lock(&self.fatal) = fatal;
-        }
-        self.all().iter().try_for_each(|c| c.prepare())
-    }
-
     /// Restores `partitions` of every state (the group assigned them).
-    pub(crate) fn assigned(&self, partitions: &[i32]) -> Result<(), Error> {
+    fn assigned(&self, partitions: &[i32]) -> Result<(), Error> {
         lock(&self.owned).extend(partitions.iter().copied());
         self.all().iter().try_for_each(|c| c.restore(partitions))
     }
 
     /// `partitions` went elsewhere.
-    pub(crate) fn revoked(&self, partitions: &[i32]) {
+    fn revoked(&self, partitions: &[i32]) {
         {
             let mut owned = lock(&self.owned);
             for partition in partitions {
@@ -144,28 +155,27 @@ impl Followers {
     }
 
     /// Every partition went (a failed rebalance unassigns them all).
-    pub(crate) fn revoked_all(&self) {
+    fn revoked_all(&self) {
         let owned: Vec<i32> = lock(&self.owned).iter().copied().collect();
         self.revoked(&owned);
     }
 
-    /// The restoration's health probe.
-    pub(crate) fn progress(&self) -> Arc<Progress> {
-        Arc::clone(&self.progress)
-    }
-
     /// Stops the application (a restoration failed).
-    pub(crate) fn stop(&self, error: Error) {
+    fn stop(&self, error: Error) {
         Followers::fail(&self.fatal, error);
     }
 
-    /// Stops the application, when a handler reads the topic.
-    fn fail(fatal: &Mutex<Option<Fatal>>, error: Error) {
-        let fatal = lock(fatal).clone();
-        match fatal {
-            Some(fatal) => fatal(error),
-            None => tracing::error!(%error, "a changelog failed"),
-        }
+    fn restorations(&self) -> Vec<RestoreReport> {
+        self.progress
+            .report()
+            .into_iter()
+            .map(|(changelog, partition, restored, left)| RestoreReport {
+                changelog,
+                partition,
+                restored,
+                left,
+            })
+            .collect()
     }
 }
 
@@ -512,92 +522,6 @@ fn committed_past(conf: &Conf, group: &str, input: &str) -> Result<CommittedPast
             Offset::Offset(offset) if offset > 0 => Some((e.partition(), offset)),
             _ => None,
         }))
-}
-
-/// The partition count of `topic`, or `None` when it does not exist.
-pub(crate) fn partition_count(
-    client: &BaseConsumer<client::Logging>,
-    topic: &str,
-) -> Result<Option<i32>, Error> {
-    let metadata = client
-        .fetch_metadata(Some(topic), CALL_TIMEOUT)
-        .map_err(|e| Error::kafka(topic, e))?;
-    let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
-        return Ok(None);
-    };
-    match found.error() {
-        None => Ok(Some(found.partitions().len() as i32)),
-        Some(code) if RDKafkaErrorCode::from(code) == RDKafkaErrorCode::UnknownTopicOrPartition => {
-            Ok(None)
-        }
-        Some(code) => Err(Error::kafka(topic, KafkaError::MetadataFetch(code.into()))),
-    }
-}
-
-/// Creates a compacted topic of `partitions` partitions (a changelog, the positions topic).
-pub(crate) fn create(
-    name: &str,
-    partitions: i32,
-    conf: &Conf,
-    effective: &Conf,
-) -> Result<(), Error> {
-    client::blocking(|| {
-        futures::executor::block_on(create_topic(name, partitions, conf, effective, true))
-    })
-}
-
-/// Creates topic `name` with `partitions` partitions and the broker's default replication
-/// factor (1 where the broker does not take the default), compacted if `compacted`; one that
-/// exists already is left as it is.
-pub(crate) async fn create_topic(
-    name: &str,
-    partitions: i32,
-    conf: &Conf,
-    effective: &Conf,
-    compacted: bool,
-) -> Result<(), Error> {
-    if effective.get("bootstrap.servers") == Some(EMBEDDED) {
-        return embedded::create_topic(name, partitions).map_err(|e| Error::kafka(name, e));
-    }
-    let what = if compacted {
-        "the compacted topic"
-    } else {
-        "the topic"
-    };
-    let admin: AdminClient<client::Logging> = client::client_config(conf)
-        .create_with_context(client::Logging)
-        .map_err(|e| client::creation_error(name, e))?;
-    let options = AdminOptions::new().request_timeout(Some(CALL_TIMEOUT));
-    for replication in [-1, 1] {
-        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
-        if compacted {
-            topic = topic.set("cleanup.policy", "compact");
-        }
-        let results = admin
-            .create_topics([&topic], &options)
-            .await
-            .map_err(|e| Error::kafka(name, format!("cannot create {what}: {e}")))?;
-        match results.into_iter().next() {
-            Some(Ok(_)) | None if replication == 1 => {
-                tracing::warn!(
-                    topic = name,
-                    partitions,
-                    "created {what} with replication factor 1: the broker refused its default one (a broker older than 2.4, or fewer brokers up than `default.replication.factor`); losing its broker loses its data"
-                );
-                return Ok(());
-            }
-            Some(Ok(_)) | None => {
-                tracing::info!(topic = name, partitions, "created {what}");
-                return Ok(());
-            }
-            Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => return Ok(()),
-            Some(Err((_, RDKafkaErrorCode::InvalidReplicationFactor))) if replication == -1 => {}
-            Some(Err((_, code))) => {
-                return Err(Error::kafka(name, format!("cannot create {what}: {code}")));
-            }
-        }
-    }
-    Ok(())
 }
 
 impl Changelog for TopicChangelog {

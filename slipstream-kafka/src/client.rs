@@ -15,6 +15,7 @@ use slipstream_core::Error;
 use crate::conf::Conf;
 use crate::embedded;
 use crate::link::{self, Link};
+pub(crate) use crate::log::{Logging, log};
 
 /// The settings a client of `topic` uses: its effective conf, with the embedded broker started
 /// when asked for, and `bootstrap.servers` required.
@@ -110,6 +111,8 @@ pub(crate) fn creation_error(topic: &str, error: KafkaError) -> Error {
     }
 }
 
+/// How long a client's start waits for a broker to answer, unless its topic says.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long start-up's first metadata request waits (each next one twice as long), between
 /// checks for a failed authentication or TLS handshake.
 const CONNECT_SLICE: Duration = Duration::from_millis(500);
@@ -190,40 +193,6 @@ impl Probe<'_> {
         }
     }
 }
-
-/// Logs librdkafka's messages and errors through `tracing`.
-pub(crate) fn log(level: RDKafkaLogLevel, facility: &str, message: &str) {
-    match level {
-        RDKafkaLogLevel::Emerg
-        | RDKafkaLogLevel::Alert
-        | RDKafkaLogLevel::Critical
-        | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", facility, "{message}"),
-        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
-        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-            tracing::info!(target: "librdkafka", facility, "{message}")
-        }
-        RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
-    }
-}
-
-/// A client context that only logs.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Logging;
-
-impl ClientContext for Logging {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        log(level, fac, log_message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        // The end of a partition (a consumer asked to be told) is not a failure.
-        if error.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
-            tracing::warn!(target: "librdkafka", %error, "{reason}");
-        }
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for Logging {}
 
 /// A client context that logs and keeps its [`Link`] informed (a topic's producer).
 #[derive(Clone)]

@@ -366,6 +366,20 @@ impl<K: AsRef<str>, V: ToString> FromIterator<(K, V)> for Conf {
     }
 }
 
+/// Whether `effective` asks for exactly-once; an unknown guarantee is an error naming the
+/// choices.
+pub(crate) fn exactly_once(effective: &Conf, what: &str) -> Result<bool, Error> {
+    match effective.get(GUARANTEE).map(str::trim) {
+        None | Some("at_least_once") => Ok(false),
+        Some("exactly_once") => Ok(true),
+        Some(other) => Err(Error::Conf {
+            topic: what.to_owned(),
+            key: GUARANTEE.to_owned(),
+            message: format!("`{other}` is not a guarantee: use `at_least_once` or `exactly_once`"),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,7 +464,7 @@ mod tests {
 
     #[test]
     fn the_guarantee_is_read_and_a_wrong_one_names_the_choices() {
-        use crate::transaction::exactly_once;
+        use super::exactly_once;
         assert!(!exactly_once(&Conf::new(), "t").unwrap());
         let on = Conf::new().with([("processing_guarantee", "exactly_once")]);
         assert!(exactly_once(&on, "t").unwrap());

@@ -22,16 +22,15 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
 
-use super::StartAt;
-use super::changelog::Followers;
 use super::client;
 use super::link::Link;
 use super::message::{Message, header_pairs};
 use super::tracker::Tracker;
-use super::transaction::Transactions;
+use super::transaction::{Member, Transactions};
 use crate::codec::Codec;
 use crate::conf::Conf;
 use crate::dead_letter::{DeadLetters, Raw, Reason};
+use crate::start::{StartAt, start_offset};
 use slipstream_core::__component::PauseChanges;
 use slipstream_core::__component::lock;
 use slipstream_core::__component::{ConsumerProbe, ConsumerStatus, PartitionReport, RestoreReport};
@@ -52,8 +51,6 @@ const COMMITTED_TIMEOUT: Duration = Duration::from_secs(2);
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing consumer waits for the group to take its partitions back.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a consumer's start waits for a broker to answer, unless its topic says.
-pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The consumer's callbacks.
 pub(crate) struct Context {
@@ -80,7 +77,7 @@ pub(crate) struct Context {
     resume: Mutex<HashMap<i32, i64>>,
     /// Caches that follow the topic's partitions: restored before assigned partitions are
     /// read, told when they are revoked.
-    followers: Arc<Followers>,
+    followers: Arc<dyn RebalanceListener>,
     /// Exactly-once: the transactions that carry the positions (nothing is committed to the
     /// group outside them).
     transactions: Option<Arc<Transactions>>,
@@ -170,19 +167,6 @@ impl Context {
         if self.start.is_some() {
             lock(&self.started).extend(partitions);
         }
-    }
-}
-
-/// Where `start` says to read `partition` from.
-fn start_offset(start: &StartAt, partition: i32) -> Offset {
-    match start {
-        StartAt::Committed => Offset::Stored,
-        StartAt::Beginning => Offset::Beginning,
-        StartAt::End => Offset::End,
-        StartAt::Offsets(offsets) => offsets
-            .iter()
-            .find(|(p, _)| *p == partition)
-            .map_or(Offset::Stored, |(_, o)| Offset::Offset(*o)),
     }
 }
 
@@ -534,6 +518,26 @@ fn offsets(topic: &str, commits: &[(i32, i64)]) -> TopicPartitionList {
     list
 }
 
+/// What follows the consumer's assignment (the state of caches that follow its topic):
+/// implemented by the changelogs, above this module, which names none of them.
+pub(crate) trait RebalanceListener: Send + Sync {
+    /// Whether any state follows the topic.
+    fn any(&self) -> bool;
+    /// Records where the group stood as this process's consumer of the topic starts (`conf`,
+    /// its settings, names the group).
+    fn note_start(&self, conf: &Conf, group: &str, topic: &str);
+    /// Restores `partitions` (the group assigned them) before any of their messages is read.
+    fn assigned(&self, partitions: &[i32]) -> Result<(), Error>;
+    /// `partitions` went elsewhere.
+    fn revoked(&self, partitions: &[i32]);
+    /// Every partition went (a failed rebalance unassigns them all).
+    fn revoked_all(&self);
+    /// Stops the application (the state cannot follow the partitions).
+    fn stop(&self, error: Error);
+    /// The restorations under way, for health.
+    fn restorations(&self) -> Vec<RestoreReport>;
+}
+
 /// A running consumer of one topic.
 pub(crate) struct Running {
     pub(crate) consumer: StreamConsumer<Context>,
@@ -557,7 +561,7 @@ pub(crate) struct Running {
     /// How many messages could not be decoded (the topic's count).
     undecodable: Arc<AtomicU64>,
     /// Caches that follow the topic's partitions (their restorations' reports).
-    followers: Arc<Followers>,
+    followers: Arc<dyn RebalanceListener>,
     wake: Notify,
     /// Exactly-once: the transactions carrying this consumer's positions.
     transactions: Option<Arc<Transactions>>,
@@ -579,7 +583,7 @@ pub(crate) struct Shared {
     /// How long start-up waits for a broker to answer.
     pub(crate) connect_timeout: Duration,
     /// Caches that follow the topic's partitions: restored on assignment.
-    pub(crate) followers: Arc<Followers>,
+    pub(crate) followers: Arc<dyn RebalanceListener>,
     /// Stops the application (a transaction failed).
     pub(crate) fatal: Option<Arc<dyn Fn(Error) + Send + Sync>>,
 }
@@ -736,49 +740,9 @@ impl Running {
                 && conf.get("group.protocol") != Some("consumer"),
         });
         if let Some(transactions) = &running.transactions {
-            transactions.register(&running, fatal)?;
+            transactions.register(running.clone(), fatal)?;
         }
         Ok(running)
-    }
-
-    /// Whether the application is stopping on a failure, or a message failed for good: the
-    /// open transaction may hold part of its work (exactly-once then aborts).
-    pub(crate) fn has_failed(&self) -> bool {
-        self.failed.load(Ordering::SeqCst) || self.tracker.any_stuck()
-    }
-
-    /// Waits until no message is in flight, at most until `deadline`; whether none is.
-    pub(crate) fn settle(&self, deadline: Instant) -> bool {
-        self.tracker
-            .wait_all_settled(deadline.saturating_duration_since(Instant::now()))
-    }
-
-    /// The positions that advanced since last taken (every position when `all`), for the next
-    /// transaction.
-    pub(crate) fn take_positions(&self, all: bool) -> Vec<(i32, i64)> {
-        self.tracker.take_commits(all)
-    }
-
-    /// The consumer group (empty without one).
-    pub(crate) fn group_id(&self) -> &str {
-        self.group_id.as_deref().unwrap_or_default()
-    }
-
-    /// A transaction committed `positions`: the partitions resume there (not at the topic's
-    /// start position) when the group gives them back.
-    pub(crate) fn note_committed(&self, positions: &[(i32, i64)]) {
-        self.consumer
-            .context()
-            .committed(positions.iter().map(|(p, _)| *p));
-    }
-
-    /// The group membership a transaction's positions are committed for.
-    pub(crate) fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
-        if self.group {
-            self.consumer.group_metadata()
-        } else {
-            None
-        }
     }
 
     /// Moves a partition's position: the next message read from it is at `offset`.
@@ -923,7 +887,7 @@ impl Running {
                     transactions.stop(error);
                 }
             }
-            transactions.unregister(&self);
+            transactions.unregister(&*self);
         }
         // The final commit, and closing the consumer when this is the last reference, block.
         // A final commit refused (the group rebalancing as another member leaves, say) is tried
@@ -983,6 +947,53 @@ impl Running {
     }
 }
 
+/// The transactions carry this consumer's positions (exactly-once).
+impl Member for Running {
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Whether the application is stopping on a failure, or a message failed for good: the
+    /// open transaction may hold part of its work (exactly-once then aborts).
+    fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst) || self.tracker.any_stuck()
+    }
+
+    /// Waits until no message is in flight, at most until `deadline`; whether none is.
+    fn settle(&self, deadline: Instant) -> bool {
+        self.tracker
+            .wait_all_settled(deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// The positions that advanced since last taken (every position when `all`), for the next
+    /// transaction.
+    fn take_positions(&self, all: bool) -> Vec<(i32, i64)> {
+        self.tracker.take_commits(all)
+    }
+
+    /// The consumer group (empty without one).
+    fn group_id(&self) -> &str {
+        self.group_id.as_deref().unwrap_or_default()
+    }
+
+    /// A transaction committed `positions`: the partitions resume there (not at the topic's
+    /// start position) when the group gives them back.
+    fn note_committed(&self, positions: &[(i32, i64)]) {
+        self.consumer
+            .context()
+            .committed(positions.iter().map(|(p, _)| *p));
+    }
+
+    /// The group membership a transaction's positions are committed for.
+    fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+        if self.group {
+            self.consumer.group_metadata()
+        } else {
+            None
+        }
+    }
+}
+
 impl ConsumerProbe for Running {
     fn topic(&self) -> &str {
         &self.topic
@@ -1001,17 +1012,7 @@ impl ConsumerProbe for Running {
     }
 
     fn restorations(&self) -> Vec<RestoreReport> {
-        self.followers
-            .progress()
-            .report()
-            .into_iter()
-            .map(|(changelog, partition, restored, left)| RestoreReport {
-                changelog,
-                partition,
-                restored,
-                left,
-            })
-            .collect()
+        self.followers.restorations()
     }
 
     fn in_flight(&self) -> usize {

@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+mod admin;
 mod changelog;
 mod client;
 mod codec;
@@ -13,10 +14,13 @@ mod conf;
 mod consumer;
 pub mod dead_letter;
 mod embedded;
+mod fatal;
 mod link;
+mod log;
 mod message;
 mod producer;
 mod replica;
+mod start;
 mod topic;
 mod tracker;
 mod transaction;
@@ -26,4 +30,5 @@ pub use conf::Conf;
 pub use embedded::{EMBEDDED, embedded_address};
 pub use message::{Message, Record};
 pub use producer::TopicSink;
-pub use topic::{StartAt, Topic, TopicStream};
+pub use start::StartAt;
+pub use topic::{Topic, TopicStream};

@@ -16,10 +16,13 @@ use slipstream_core::__component::lock;
 use slipstream_core::Error;
 use slipstream_core::partition::{Change, Encode, Replica, Replication};
 
-use crate::changelog::{self, BATCH, CALL_TIMEOUT};
+use crate::admin::{self, CALL_TIMEOUT};
 use crate::client;
 use crate::codec::Codec;
 use crate::conf::Conf;
+
+/// Changelog records applied in one write.
+pub(crate) const BATCH: usize = 10_000;
 
 /// A record as the replica stores it; `Ok(None)` for one it has no use for (no key).
 pub(crate) type Decode =
@@ -200,7 +203,7 @@ impl TopicReplication {
     ) -> Result<i32, Error> {
         let deadline = Instant::now() + CALL_TIMEOUT * 3;
         loop {
-            if let Some(count) = changelog::partition_count(consumer, topic)? {
+            if let Some(count) = admin::partition_count(consumer, topic)? {
                 return Ok(count);
             }
             if Instant::now() >= deadline || self.stopping.load(Ordering::Relaxed) {

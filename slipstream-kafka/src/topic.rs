@@ -24,48 +24,18 @@ use crate::changelog::{Followers, Input};
 use crate::client;
 use crate::codec::{Codec, DefaultCodec, JsonCodec};
 use crate::conf::Conf;
-use crate::consumer::{self, OnUndecodable, Running, Undecodable};
+use crate::consumer::{self, OnUndecodable, RebalanceListener, Running, Undecodable};
 use crate::dead_letter::DeadLetters;
 use crate::embedded::EMBEDDED;
 use crate::message::{DoneOnDrop, Message, Record};
 use crate::producer::{Placement, Producer, Refusals, TopicSink};
+use crate::start::StartAt;
 
 /// The work that commits a consumer's progress (see `Running::commit_loop`).
 type Committer = futures::future::BoxFuture<'static, ()>;
 
 /// A consumer's decoded messages, each with its acknowledgement.
 type Acked<K, V> = BoxStream<'static, (Message<K, V>, Ack)>;
-
-/// Where a topic's consumer starts reading.
-///
-/// Without a `group.id`, the consumer is assigned every partition at start, from there. With
-/// one, it stays in its group: the group assigns it partitions, and each starts from this
-/// position until the consumer has committed an offset of it; from then on (when a rebalance
-/// gives it back, say) it resumes from the committed offset. So instances of one group started
-/// with `Beginning` share the partitions instead of each reading everything; a partition that
-/// moves to another instance after being read is read there from the start again
-/// (at-least-once).
-///
-/// ```
-/// use slipstream_kafka::{StartAt, Topic};
-///
-/// let backfill: Topic = Topic::new("orders")
-///     .conf([("group.id", "backfill")])
-///     .start(StartAt::Beginning);
-/// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum StartAt {
-    /// Where the consumer group left off; partitions without a committed offset start where
-    /// `auto.offset.reset` says (librdkafka's default: the end). The default.
-    #[default]
-    Committed,
-    /// The beginning of every partition.
-    Beginning,
-    /// The end of every partition (only new messages).
-    End,
-    /// These offsets, as `(partition, offset)`; other partitions start as with `Committed`.
-    Offsets(Vec<(i32, i64)>),
-}
 
 /// A Kafka topic: a source of [`Message`]s for handlers, a sink for `(key, value)` pairs (or
 /// values, or whole messages), and usable on its own with [`send`](Topic::send) and
@@ -147,7 +117,7 @@ impl<K: 'static, V: 'static> Topic<K, V> {
             stop_at_end: false,
             dead_letter: None,
             commit_interval: Duration::from_millis(500),
-            connect_timeout: consumer::CONNECT_TIMEOUT,
+            connect_timeout: client::CONNECT_TIMEOUT,
             pause: PauseHandle::new(),
             producer: Mutex::new(None),
             running: Mutex::new(Weak::new()),
@@ -185,8 +155,10 @@ impl<K: 'static, V: 'static> Topic<K, V> {
         self
     }
 
-    /// Where the consumer starts (see [`StartAt`]). Explicit positions (anything but
-    /// `Committed`) assign every partition to this consumer instead of sharing them in a group.
+    /// Where the consumer starts (see [`StartAt`]). In a group, a position applies to each
+    /// partition the group assigns until this consumer has committed an offset of it; the
+    /// instances still share the partitions. Without a `group.id`, the consumer reads every
+    /// partition from there.
     pub fn start(mut self, start: StartAt) -> Self {
         self.start = start;
         self
@@ -356,7 +328,7 @@ impl<K: 'static, V: 'static> Topic<K, V> {
                 letters,
                 undecodable: Arc::clone(&self.undecodable),
                 connect_timeout: self.connect_timeout,
-                followers: Arc::clone(&self.followers),
+                followers: Arc::clone(&self.followers) as Arc<dyn RebalanceListener>,
                 fatal,
             },
         )?;
@@ -403,7 +375,7 @@ impl<K: 'static, V: 'static> Topic<K, V> {
         } else {
             client::resolve(&self.name, &effective)?
         };
-        crate::changelog::create_topic(&self.name, partitions, &conf, &effective, false).await
+        crate::admin::create_topic(&self.name, partitions, &conf, &effective, false).await
     }
 }
 

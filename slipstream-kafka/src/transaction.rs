@@ -32,10 +32,10 @@ use slipstream_core::__component::lock;
 use slipstream_core::Error;
 use slipstream_core::partition::PartitionState;
 
-use crate::changelog::{self, Fatal};
+use crate::admin;
 use crate::client::{self, Linked};
-use crate::conf::{COMMIT_INTERVAL, Conf, GUARANTEE};
-use crate::consumer::Running;
+use crate::conf::{COMMIT_INTERVAL, Conf, GUARANTEE, exactly_once};
+use crate::fatal::Fatal;
 use crate::link::Link;
 
 /// How long a transaction call (init, commit, abort) may take.
@@ -57,20 +57,6 @@ const DEFAULT_TRANSACTION_TIMEOUT_MS: &str = "10000";
 
 /// The instance's transactions, once a component asked for them.
 static TRANSACTIONS: Mutex<Option<Arc<Transactions>>> = Mutex::new(None);
-
-/// Whether `effective` asks for exactly-once; an unknown guarantee is an error naming the
-/// choices.
-pub(crate) fn exactly_once(effective: &Conf, what: &str) -> Result<bool, Error> {
-    match effective.get(GUARANTEE).map(str::trim) {
-        None | Some("at_least_once") => Ok(false),
-        Some("exactly_once") => Ok(true),
-        Some(other) => Err(Error::Conf {
-            topic: what.to_owned(),
-            key: GUARANTEE.to_owned(),
-            message: format!("`{other}` is not a guarantee: use `at_least_once` or `exactly_once`"),
-        }),
-    }
-}
 
 /// The instance's transactions when `effective` asks for exactly-once (created, and checked
 /// against the broker, the first time).
@@ -94,6 +80,27 @@ pub(crate) type Delivered = Box<dyn FnOnce(Result<(i32, i64), (KafkaError, i32)>
 /// A changelog's state and the partitions of it the open transaction wrote.
 type Written = (Arc<dyn PartitionState>, BTreeSet<i32>);
 
+/// A consumer whose positions the transactions carry: implemented by the consumer (above this
+/// module, which names no consumer).
+pub(crate) trait Member: Send + Sync {
+    /// The topic it reads.
+    fn topic(&self) -> &str;
+    /// The consumer group (empty without one).
+    fn group_id(&self) -> &str;
+    /// Whether the application is stopping on a failure, or a message failed for good: the
+    /// open transaction may hold part of its work (it then aborts).
+    fn has_failed(&self) -> bool;
+    /// Waits until no message is in flight, at most until `deadline`; whether none is.
+    fn settle(&self, deadline: Instant) -> bool;
+    /// The positions that advanced since last taken (every position when `all`), for the next
+    /// transaction.
+    fn take_positions(&self, all: bool) -> Vec<(i32, i64)>;
+    /// A transaction committed `positions`.
+    fn note_committed(&self, positions: &[(i32, i64)]);
+    /// The group membership a transaction's positions are committed for.
+    fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata>;
+}
+
 /// One transactional producer and the commits of its transactions.
 pub(crate) struct Transactions {
     producer: FutureProducer<Linked>,
@@ -113,7 +120,7 @@ pub(crate) struct Transactions {
     /// One commit at a time.
     committing: Mutex<()>,
     /// The consumers whose positions each transaction carries.
-    members: Mutex<Vec<Weak<Running>>>,
+    members: Mutex<Vec<Weak<dyn Member>>>,
     /// The changelog partitions written in the open transaction, by changelog.
     written: Mutex<HashMap<String, Written>>,
     /// Why transactions cannot go on (fenced, aborted): every later commit fails with it.
@@ -220,7 +227,7 @@ impl Transactions {
             name_it: false,
             servers: conf.get("bootstrap.servers").unwrap_or_default(),
             link: &link,
-            timeout: crate::consumer::CONNECT_TIMEOUT,
+            timeout: client::CONNECT_TIMEOUT,
         };
         probe.connect(producer.client(), || std::thread::sleep(client::PROBE_POLL))?;
         producer
@@ -339,7 +346,7 @@ impl Transactions {
     /// transaction fails; starts committing every interval on this runtime.
     pub(crate) fn register(
         self: &Arc<Self>,
-        running: &Arc<Running>,
+        member: Arc<dyn Member>,
         stop: Option<Fatal>,
     ) -> Result<(), Error> {
         use tokio::runtime::{Handle, RuntimeFlavor};
@@ -347,12 +354,12 @@ impl Transactions {
             // A revocation commits from inside the consumer's poll, waiting for handlers that
             // a single-threaded runtime could not run meanwhile.
             return Err(Error::Conf {
-                topic: running.topic.to_string(),
+                topic: member.topic().to_owned(),
                 key: GUARANTEE.to_owned(),
                 message: "exactly-once needs a multi-threaded tokio runtime (`#[tokio::main]`, not `flavor = \"current_thread\"`)".to_owned(),
             });
         }
-        lock(&self.members).push(Arc::downgrade(running));
+        lock(&self.members).push(Arc::downgrade(&member));
         self.watch(stop);
         Ok(())
     }
@@ -385,8 +392,11 @@ impl Transactions {
     }
 
     /// Removes a consumer that has closed.
-    pub(crate) fn unregister(&self, running: &Running) {
-        lock(&self.members).retain(|m| m.upgrade().is_some_and(|m| !std::ptr::eq(&*m, running)));
+    pub(crate) fn unregister(&self, member: &dyn Member) {
+        lock(&self.members).retain(|m| {
+            m.upgrade()
+                .is_some_and(|m| !std::ptr::addr_eq(Arc::as_ptr(&m), member))
+        });
     }
 
     /// Stops every application using the transactions.
@@ -477,7 +487,7 @@ impl Transactions {
         }
         self.check_replaced()?;
         let _closed = self.inputs.close();
-        let members: Vec<Arc<Running>> = lock(&self.members)
+        let members: Vec<Arc<dyn Member>> = lock(&self.members)
             .iter()
             .filter_map(Weak::upgrade)
             .collect();
@@ -490,7 +500,7 @@ impl Transactions {
             if !member.settle(deadline) {
                 return Err(self.abort(format!(
                     "messages of `{}` were still being handled after {drain:?} (a paused handler, or a pipe holding items?): a transaction commits only once every message in it is handled, within `transaction.timeout.ms`",
-                    member.topic
+                    member.topic()
                 )));
             }
         }
@@ -501,8 +511,8 @@ impl Transactions {
             if positions.is_empty() {
                 continue;
             }
-            tracing::trace!(topic = %member.topic, ?positions, "committing positions");
-            if let Err(error) = self.send_positions(member, &positions) {
+            tracing::trace!(topic = %member.topic(), ?positions, "committing positions");
+            if let Err(error) = self.send_positions(member.as_ref(), &positions) {
                 return Err(self.failed(error));
             }
             taken.push((member, positions));
@@ -542,18 +552,22 @@ impl Transactions {
     }
 
     /// Puts `member`'s `positions` in the open transaction.
-    fn send_positions(&self, member: &Running, positions: &[(i32, i64)]) -> Result<(), KafkaError> {
+    fn send_positions(
+        &self,
+        member: &dyn Member,
+        positions: &[(i32, i64)],
+    ) -> Result<(), KafkaError> {
         let mut list = TopicPartitionList::with_capacity(positions.len());
         for &(partition, offset) in positions {
             if let Some(recorded) = &self.recorded {
-                let key = position_key(member.group_id(), &member.topic, partition);
+                let key = position_key(member.group_id(), member.topic(), partition);
                 let value = offset.to_string();
                 let record = FutureRecord::<str, str>::to(&recorded.topic)
                     .key(&key)
                     .payload(&value);
                 drop(self.producer.send_result(record).map_err(|(e, _)| e)?);
             }
-            list.add_partition_offset(&member.topic, partition, Offset::Offset(offset))?;
+            list.add_partition_offset(member.topic(), partition, Offset::Offset(offset))?;
         }
         if let Some(metadata) = member.group_metadata() {
             self.producer
@@ -771,7 +785,7 @@ impl Transactions {
                 .create_with_context(client::Logging)
                 .map_err(|e| client::creation_error(name, e))?;
         let (_, high) = consumer
-            .fetch_watermarks(name, 0, changelog::CALL_TIMEOUT)
+            .fetch_watermarks(name, 0, admin::CALL_TIMEOUT)
             .map_err(kafka)?;
         let wanted: HashMap<String, i32> = partitions
             .iter()
@@ -861,8 +875,8 @@ impl Recorded {
             .set("allow.auto.create.topics", "false")
             .create_with_context(client::Logging)
             .map_err(|e| client::creation_error(&topic, e))?;
-        if changelog::partition_count(&metadata, &topic)?.is_none() {
-            changelog::create(&topic, 1, &reader_conf, effective)?;
+        if admin::partition_count(&metadata, &topic)?.is_none() {
+            admin::create(&topic, 1, &reader_conf, effective)?;
         }
         reader_conf.insert("group.id", format!("{group}-slipstream-offsets-reader"));
         reader_conf.insert("isolation.level", "read_committed");

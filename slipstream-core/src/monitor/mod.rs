@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::pause::PauseHandle;
-use crate::registry::{HandlerInfo, OnError};
+use crate::policy::OnError;
+use crate::registry::HandlerInfo;
 use crate::sync::lock;
 
 /// Everything one run reports.
