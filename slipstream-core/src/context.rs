@@ -1,4 +1,5 @@
-//! The wiring of one run: what handlers set up when the application starts.
+//! The registry of handlers (what `#[handle]` submits and what [`handlers`] lists) and the
+//! wiring of one run: what handlers set up when the application starts.
 
 use std::any::Any;
 use std::borrow::Cow;
@@ -9,12 +10,12 @@ use crate::shutdown::Shutdown;
 use futures::future::BoxFuture;
 
 use crate::ack::AckScope;
+use crate::controls::Controls;
 use crate::error::Error;
 use crate::hub::{Feed, Hub, HubSlot, Writer};
+use crate::monitor::HandlerLabel;
 use crate::monitor::{ConsumerProbe, ConsumerStatus, HealthProbe};
 use crate::policy::{OnError, Retry};
-use crate::registry::HandlerInfo;
-use crate::runtime::Controls;
 
 /// A handler's task, ready to be spawned.
 pub(crate) struct Task {
@@ -205,4 +206,58 @@ impl<'a> BuildCx<'a> {
             future,
         });
     }
+}
+
+/// The record `#[handle]` registers for each handler: its name, module, the source and sink
+/// expressions as written, and the function that wires it up when the application starts.
+///
+/// ```
+/// for handler in slipstream::handlers() {
+///     println!("{}::{} <- {:?} -> {:?}", handler.module, handler.name, handler.sources, handler.sinks);
+/// }
+/// ```
+#[derive(Debug)]
+pub struct HandlerInfo {
+    /// The handler's name (the function's name unless `name = ".."` was given).
+    pub name: &'static str,
+    /// The module path the handler was declared in.
+    pub module: &'static str,
+    /// The `source` expressions, as written.
+    pub sources: &'static [&'static str],
+    /// The `sink` expressions, as written.
+    pub sinks: &'static [&'static str],
+    /// The handler's own error policy, if it set one.
+    pub on_error: Option<OnError>,
+    /// The handler's own retry setting, if it set one.
+    pub retry: Option<Retry>,
+    #[doc(hidden)]
+    pub build: fn(&mut BuildCx<'_>) -> Result<(), Error>,
+}
+
+impl HandlerInfo {
+    /// Whether this handler was declared in `module` or one of its submodules.
+    pub fn is_in_module(&self, module: &str) -> bool {
+        self.module == module
+            || (self.module.starts_with(module) && self.module[module.len()..].starts_with("::"))
+    }
+
+    /// What the reports say of it.
+    pub(crate) fn label(&self) -> HandlerLabel {
+        HandlerLabel {
+            name: self.name,
+            module: self.module,
+            sources: self.sources,
+            sinks: self.sinks,
+        }
+    }
+}
+
+inventory::collect!(HandlerInfo);
+
+/// Every handler registered with `#[handle]` in this program, in a stable order (by module,
+/// then name).
+pub fn handlers() -> Vec<&'static HandlerInfo> {
+    let mut all: Vec<_> = inventory::iter::<HandlerInfo>.into_iter().collect();
+    all.sort_by(|a, b| (a.module, a.name).cmp(&(b.module, b.name)));
+    all
 }

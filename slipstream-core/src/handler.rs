@@ -12,11 +12,11 @@ use futures::{FutureExt, Stream, StreamExt};
 
 use crate::ack::{AckScope, Begin, DeadLetter};
 use crate::context::BuildCx;
+use crate::controls::Controls;
 use crate::error::{BoxError, Error, panic_message};
 use crate::monitor::{ErrorKind, HandlerStats};
 use crate::panics;
 use crate::policy::{OnError, Retry};
-use crate::runtime::Controls;
 use crate::sink::{Chain, Sinks};
 
 /// The outputs of one call of a sync handler, sent to the sinks when it returns. Its buffer is

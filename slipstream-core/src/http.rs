@@ -3,7 +3,6 @@
 //! `SLIPSTREAM_HTTP_ADDR` environment variable.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http_body_util::Full;
@@ -14,24 +13,14 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::controls::{Controls, Listening};
 use crate::error::Error;
-use crate::runtime::Controls;
 
 /// The environment variable that turns the admin server on (and wins over `App::http`).
 pub(crate) const ENV: &str = "SLIPSTREAM_HTTP_ADDR";
 
 /// How long a client may take to send a request's head.
 const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Whether the admin server of a run listens, and where.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Listening {
-    /// The run has not decided yet.
-    Unknown,
-    /// The run has no admin server (or has ended).
-    Off,
-    On(SocketAddr),
-}
 
 /// A running admin server; it stops when dropped.
 pub(crate) struct Server {

@@ -7,6 +7,7 @@
 mod ack;
 pub mod checkpoint;
 mod context;
+mod controls;
 mod error;
 mod handler;
 #[cfg(feature = "http")]
@@ -18,7 +19,6 @@ pub mod partition;
 mod pause;
 mod policy;
 mod proxy;
-mod registry;
 mod runtime;
 mod shutdown;
 pub mod sink;
@@ -30,14 +30,13 @@ pub use checkpoint::{
     Checkpoint, CheckpointBuilder, CheckpointStore, CheckpointView, Dependency, DependencyView,
     Heartbeat, Marker,
 };
-pub use context::BuildCx;
+pub use context::{BuildCx, HandlerInfo, handlers};
 pub use error::{BoxError, CacheErrorKind, Error, Result};
 pub use hub::{Feed, Writer};
 pub use monitor::{HandlerCounters, HandlerState, HandlerStatus, Health};
 pub use pause::{Pausable, PauseHandle};
 pub use policy::{OnError, Retry};
 pub use proxy::{Proxy, ProxySink};
-pub use registry::{HandlerInfo, handlers};
 pub use runtime::{App, AppHandle, on_shutdown, on_shutdown_async, run};
 pub use shutdown::Shutdown;
 pub use sink::{IntoSink, Print, Sink, SinkHandle, print};
@@ -61,11 +60,11 @@ pub mod __component {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::context::BuildCx;
+    pub use crate::context::HandlerInfo;
     pub use crate::handler::{
         CanClone, CannotClone, Emitter, GenReturn, Outbox, clone_probe, drive_async,
         drive_async_gen, drive_sync, emit, handler_error, returning,
     };
-    pub use crate::registry::HandlerInfo;
     pub use crate::sink::Sinks;
     pub use crate::source::{boxed, merge, pipe, source};
     pub use inventory;
@@ -80,12 +79,12 @@ mod layering {
         let runtime = [
             ("handler", include_str!("handler.rs")),
             ("context", include_str!("context.rs")),
+            ("controls", include_str!("controls.rs")),
             ("runtime", include_str!("runtime.rs")),
             ("source", include_str!("source.rs")),
             ("sink", include_str!("sink.rs")),
             ("hub", include_str!("hub.rs")),
             ("pause", include_str!("pause.rs")),
-            ("registry", include_str!("registry.rs")),
             ("policy", include_str!("policy.rs")),
             ("shutdown", include_str!("shutdown.rs")),
             ("ack", include_str!("ack.rs")),

@@ -11,13 +11,13 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::task::JoinSet;
 
-use crate::context::{BuildCx, Wiring};
+use crate::context::{BuildCx, HandlerInfo, Wiring, handlers};
+use crate::controls::Controls;
 use crate::error::{Error, panic_message};
 use crate::monitor::{HandlerStatus, Health, Monitor};
 use crate::panics;
 use crate::pause::PauseHandle;
 use crate::policy::{OnError, Retry};
-use crate::registry::{HandlerInfo, handlers};
 use crate::sync::lock;
 
 /// Runs every handler registered with `#[handle]` until every finite source is drained and
@@ -82,53 +82,6 @@ pub fn on_shutdown(hook: impl FnOnce() + Send + 'static) {
 /// ```
 pub fn on_shutdown_async(hook: impl Future<Output = ()> + Send + 'static) {
     lock(&HOOKS).push(Hook::Async(hook.boxed()));
-}
-
-/// What an [`AppHandle`] controls in a running application.
-pub(crate) struct Controls {
-    pub(crate) shutdown: Shutdown,
-    /// Set as soon as the application is stopping on a failure: nothing is committed after it.
-    pub(crate) failed: Arc<std::sync::atomic::AtomicBool>,
-    pauses: Mutex<HashMap<&'static str, PauseHandle>>,
-    failure: Mutex<Option<Error>>,
-    /// What the run reports about its handlers and consumers.
-    pub(crate) monitor: Monitor,
-    /// Where the admin server listens, once the run has started it (or decided not to).
-    #[cfg(feature = "http")]
-    pub(crate) http: tokio::sync::watch::Sender<crate::http::Listening>,
-}
-
-impl Controls {
-    /// Stops the application with `error` (the first one wins).
-    pub(crate) fn fail(&self, error: Error) {
-        self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
-        let mut failure = lock(&self.failure);
-        if failure.is_none() {
-            tracing::error!(%error, "stopping the application");
-            *failure = Some(error);
-        }
-        self.shutdown.trigger();
-    }
-
-    /// Stops the application with the error of the handler called `handler`, which is reported
-    /// as failed.
-    pub(crate) fn fail_handler(&self, handler: &str, error: Error) {
-        if let Some(stats) = self.monitor.handler(handler) {
-            stats.set_failed(&error);
-        }
-        self.fail(error);
-    }
-
-    /// The application's health (it never blocks).
-    pub(crate) fn health(&self) -> Health {
-        let failure = lock(&self.failure).as_ref().map(ToString::to_string);
-        self.monitor.health(self.shutdown.is_triggered(), failure)
-    }
-
-    /// The pause switch of a handler's input (created on first use).
-    pub(crate) fn pause_handle(&self, handler: &'static str) -> PauseHandle {
-        lock(&self.pauses).entry(handler).or_default().clone()
-    }
 }
 
 /// Controls a running application from outside its handlers: shut it down, pause and resume
@@ -246,12 +199,12 @@ impl AppHandle {
     pub async fn http_addr(&self) -> Option<std::net::SocketAddr> {
         let mut listening = self.controls.http.subscribe();
         let state = listening
-            .wait_for(|state| *state != crate::http::Listening::Unknown)
+            .wait_for(|state| *state != crate::controls::Listening::Unknown)
             .await
             .map(|state| *state)
-            .unwrap_or(crate::http::Listening::Off);
+            .unwrap_or(crate::controls::Listening::Off);
         match state {
-            crate::http::Listening::On(addr) => Some(addr),
+            crate::controls::Listening::On(addr) => Some(addr),
             _ => None,
         }
     }
@@ -318,7 +271,7 @@ impl App {
                 failure: Mutex::new(None),
                 monitor: Monitor::default(),
                 #[cfg(feature = "http")]
-                http: tokio::sync::watch::Sender::new(crate::http::Listening::Unknown),
+                http: tokio::sync::watch::Sender::new(crate::controls::Listening::Unknown),
             }),
             filter: Filter::All,
             policy: OnError::Stop,
@@ -528,7 +481,9 @@ impl App {
             None => Ok(None),
         };
         if !matches!(server, Ok(Some(_))) {
-            self.controls.http.send_replace(crate::http::Listening::Off);
+            self.controls
+                .http
+                .send_replace(crate::controls::Listening::Off);
         }
         server
     }
@@ -550,7 +505,7 @@ impl App {
         for info in &selected {
             let policy = info.on_error.unwrap_or(self.policy);
             let pause = controls.pause_handle(info.name);
-            controls.monitor.add_handler(info, policy, pause);
+            controls.monitor.add_handler(info.label(), policy, pause);
         }
         // Only now: health must not see a started run without its handlers.
         controls.monitor.start();

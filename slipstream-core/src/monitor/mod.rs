@@ -17,7 +17,6 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::pause::PauseHandle;
 use crate::policy::OnError;
-use crate::registry::HandlerInfo;
 use crate::sync::lock;
 
 /// Everything one run reports.
@@ -55,7 +54,7 @@ impl Monitor {
     /// Starts tracking a handler of this run.
     pub(crate) fn add_handler(
         &self,
-        info: &'static HandlerInfo,
+        info: HandlerLabel,
         policy: OnError,
         pause: PauseHandle,
     ) -> Arc<HandlerStats> {
@@ -208,9 +207,18 @@ pub enum HandlerState {
     Failed,
 }
 
+/// What the reports say of a handler: its name, module, and sources and sinks as written.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HandlerLabel {
+    pub(crate) name: &'static str,
+    pub(crate) module: &'static str,
+    pub(crate) sources: &'static [&'static str],
+    pub(crate) sinks: &'static [&'static str],
+}
+
 /// The state and counters of one handler of a run.
 pub(crate) struct HandlerStats {
-    pub(crate) info: &'static HandlerInfo,
+    pub(crate) info: HandlerLabel,
     pub(crate) policy: OnError,
     pub(crate) pause: PauseHandle,
     state: AtomicU8,
