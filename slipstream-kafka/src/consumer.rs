@@ -219,38 +219,12 @@ impl ConsumerContext for Context {
             RebalanceProtocol::Cooperative
         );
         let outcome = match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS
-                if self.final_committed.load(Ordering::SeqCst) =>
-            {
-                // Closing (an assignment that was on its way as the consumer left): taken
-                // without restoring anything, and revoked next.
-                let assigned = if cooperative {
-                    consumer.incremental_assign(partitions)
-                } else {
-                    consumer.assign(partitions)
-                };
-                self.post_rebalance(consumer, &Rebalance::Assign(partitions));
-                assigned
-            }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let resumed = self.take_resumed(consumer, partitions);
-                for (partition, position) in &resumed {
-                    self.tracker.resume(*partition, *position);
-                }
-                self.apply_start(partitions);
-                let assigned = partitions_of(partitions, &self.topic);
-                if let Err(error) = self.resume_committed(partitions, &assigned) {
-                    tracing::error!(topic = %self.topic, %error, "cannot read where the assigned partitions resume; stopping");
-                    self.failed.store(true, Ordering::SeqCst);
-                    self.followers.stop(error);
-                    return;
-                }
-                // State following the partitions is restored before any of their messages is
-                // read.
-                if let Err(error) = self.followers.assigned(&assigned) {
-                    tracing::error!(topic = %self.topic, %error, "cannot restore the state of the assigned partitions; stopping");
-                    self.failed.store(true, Ordering::SeqCst);
-                    self.followers.stop(error);
+                // Closing (an assignment on its way as the consumer left): taken without
+                // restoring or resuming anything, and revoked next.
+                if !self.final_committed.load(Ordering::SeqCst)
+                    && !self.prepare_assigned(consumer, partitions)
+                {
                     return;
                 }
                 self.pre_rebalance(consumer, &Rebalance::Assign(partitions));
@@ -402,6 +376,36 @@ impl ConsumerContext for Context {
 }
 
 impl Context {
+    /// Sets where the newly assigned `partitions` start (resumed positions, the topic's start
+    /// position, the last committed transaction) and restores the state that follows them;
+    /// false when that failed and the application is stopping.
+    fn prepare_assigned(
+        &self,
+        consumer: &BaseConsumer<Context>,
+        partitions: &mut TopicPartitionList,
+    ) -> bool {
+        let resumed = self.take_resumed(consumer, partitions);
+        for (partition, position) in &resumed {
+            self.tracker.resume(*partition, *position);
+        }
+        self.apply_start(partitions);
+        let assigned = partitions_of(partitions, &self.topic);
+        if let Err(error) = self.resume_committed(partitions, &assigned) {
+            tracing::error!(topic = %self.topic, %error, "cannot read where the assigned partitions resume; stopping");
+            self.failed.store(true, Ordering::SeqCst);
+            self.followers.stop(error);
+            return false;
+        }
+        // State following the partitions is restored before any of their messages is read.
+        if let Err(error) = self.followers.assigned(&assigned) {
+            tracing::error!(topic = %self.topic, %error, "cannot restore the state of the assigned partitions; stopping");
+            self.failed.store(true, Ordering::SeqCst);
+            self.followers.stop(error);
+            return false;
+        }
+        true
+    }
+
     /// Exactly-once: sets the offset of the `assigned` partitions to where the last committed
     /// transaction left them.
     fn resume_committed(
