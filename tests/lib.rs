@@ -61,9 +61,13 @@ impl<T: Clone> Default for Collected<T> {
     }
 }
 
-/// An app running only the handlers of `module`, without signal handling or logging setup.
+/// An app running only the handlers of `module`, without signal handling, and without logging
+/// unless `TEST_LOG` is set (to debug a failing test: `RUST_LOG` then sets the level).
 pub fn app(module: &str) -> App {
-    App::new().module(module).signals(false).logging(false)
+    App::new()
+        .module(module)
+        .signals(false)
+        .logging(std::env::var_os("TEST_LOG").is_some())
 }
 
 /// Runs `future`, failing the test if it takes longer than `secs` seconds.

@@ -480,7 +480,7 @@ mod tests {
     }
 
     #[test]
-    fn slipstreams_own_settings_are_known_and_not_given_to_librdkafka() {
+    fn slipstreams_own_settings_are_known() {
         assert!(is_kafka_setting(GUARANTEE, "exactly_once"));
         assert!(is_kafka_setting(COMMIT_INTERVAL, "100"));
         let variables = [(
@@ -488,10 +488,6 @@ mod tests {
             "exactly_once".to_owned(),
         )];
         assert!(check_variables("t", variables).is_ok());
-        let conf = Conf::new().with([(GUARANTEE, "exactly_once"), (COMMIT_INTERVAL, "100")]);
-        // librdkafka would refuse both ("No such configuration property").
-        let created: Result<rdkafka::producer::BaseProducer, _> =
-            crate::client::client_config(&conf).create();
-        assert!(created.is_ok(), "{:?}", created.err());
+        // That librdkafka never sees them: client/config.rs.
     }
 }

@@ -1,13 +1,11 @@
 //! [`Topic`]: a handler source and sink, and usable on its own.
 
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::StreamExt;
 use futures::stream::BoxStream;
-use futures::{Stream, StreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use slipstream_core::__component::HealthProbe;
@@ -20,16 +18,17 @@ use slipstream_core::{
     SourceStream,
 };
 
-use crate::changelog::{Followers, Input};
 use crate::client;
+use crate::client::EMBEDDED;
 use crate::codec::{Codec, DefaultCodec, JsonCodec};
 use crate::conf::Conf;
-use crate::consumer::{self, OnUndecodable, RebalanceListener, Running, Undecodable};
-use crate::dead_letter::DeadLetters;
-use crate::embedded::EMBEDDED;
+use crate::consume::{
+    self, OnUndecodable, RebalanceListener, Running, StartAt, TopicStream, Undecodable,
+};
 use crate::message::{DoneOnDrop, Message, Record};
-use crate::producer::{Placement, Producer, Refusals, TopicSink};
-use crate::start::StartAt;
+use crate::produce::dead_letter::DeadLetters;
+use crate::produce::{Placement, Producer, Refusals, TopicSink};
+use crate::state::{Followers, Input};
 
 /// The work that commits a consumer's progress (see `Running::commit_loop`).
 type Committer = futures::future::BoxFuture<'static, ()>;
@@ -323,7 +322,7 @@ impl<K: 'static, V: 'static> Topic<K, V> {
             &self.start,
             self.stop_at_end,
             self.pause.clone(),
-            consumer::Shared {
+            consume::Shared {
                 failed,
                 letters,
                 undecodable: Arc::clone(&self.undecodable),
@@ -375,7 +374,7 @@ impl<K: 'static, V: 'static> Topic<K, V> {
         } else {
             client::resolve(&self.name, &effective)?
         };
-        crate::admin::create_topic(&self.name, partitions, &conf, &effective, false).await
+        crate::client::admin::create_topic(&self.name, partitions, &conf, &effective, false).await
     }
 }
 
@@ -433,7 +432,7 @@ where
         let undecodable = self.undecodable_policy(policy, Arc::clone(&letters), fatal.clone());
         let running = self.start_consumer(failed, letters, fatal.clone())?;
         let committer = Box::pin(Arc::clone(&running).commit_loop(self.commit_interval));
-        let messages = consumer::messages(
+        let messages = consume::messages(
             running,
             Arc::clone(&self.key_codec),
             Arc::clone(&self.value_codec),
@@ -482,7 +481,7 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Replicated<K, V> for To
         replica: Arc<dyn Replica>,
         encode: Encode<K, V>,
     ) -> Arc<dyn Replication> {
-        crate::replica::from_topic(
+        crate::state::replica::from_topic(
             &self.name,
             self.effective_conf(),
             (Arc::clone(&self.key_codec), Arc::clone(&self.value_codec)),
@@ -580,47 +579,5 @@ where
         let link: Arc<dyn HealthProbe> = producer.link().clone();
         cx.watch_health(Arc::downgrade(&link));
         Ok(TopicSink::new(producer, cx.acks(), refusals))
-    }
-}
-
-/// The messages of a topic read on its own ([`Topic::stream`]).
-pub struct TopicStream<K, V> {
-    messages: BoxStream<'static, Message<K, V>>,
-    /// Turns true once the consumer has committed a last time and closed.
-    closed: tokio::sync::watch::Receiver<bool>,
-}
-
-impl<K, V> TopicStream<K, V> {
-    /// Ends the stream and waits until its consumer has committed the offsets of the messages
-    /// handled (dropped) and left its group.
-    pub async fn close(self) {
-        let closed = self.closed();
-        drop(self);
-        closed.await;
-    }
-
-    /// Resolves once the stream has ended (or was dropped) and its consumer has committed a last
-    /// time and left its group: take it before dropping the stream to wait for that later.
-    pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut closed = self.closed.clone();
-        async move {
-            // An error means the committing task is gone (its runtime shut down): nothing to
-            // wait for.
-            let _ = closed.wait_for(|done| *done).await;
-        }
-    }
-}
-
-impl<K, V> Stream for TopicStream<K, V> {
-    type Item = Message<K, V>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message<K, V>>> {
-        self.messages.poll_next_unpin(cx)
-    }
-}
-
-impl<K, V> std::fmt::Debug for TopicStream<K, V> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TopicStream").finish_non_exhaustive()
     }
 }

@@ -11,16 +11,18 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use slipstream_core::Error;
 
-use crate::client;
+use super::config::{client_config, creation_error};
+use super::connect::blocking;
+use super::embedded::{self, EMBEDDED};
+use super::log::Logging;
 use crate::conf::Conf;
-use crate::embedded::{self, EMBEDDED};
 
 /// How long metadata and watermark requests wait.
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The partition count of `topic`, or `None` when it does not exist.
 pub(crate) fn partition_count(
-    client: &BaseConsumer<client::Logging>,
+    client: &BaseConsumer<Logging>,
     topic: &str,
 ) -> Result<Option<i32>, Error> {
     let metadata = client
@@ -45,9 +47,7 @@ pub(crate) fn create(
     conf: &Conf,
     effective: &Conf,
 ) -> Result<(), Error> {
-    client::blocking(|| {
-        futures::executor::block_on(create_topic(name, partitions, conf, effective, true))
-    })
+    blocking(|| futures::executor::block_on(create_topic(name, partitions, conf, effective, true)))
 }
 
 /// Creates topic `name` with `partitions` partitions and the broker's default replication
@@ -68,9 +68,9 @@ pub(crate) async fn create_topic(
     } else {
         "the topic"
     };
-    let admin: AdminClient<client::Logging> = client::client_config(conf)
-        .create_with_context(client::Logging)
-        .map_err(|e| client::creation_error(name, e))?;
+    let admin: AdminClient<Logging> = client_config(conf)
+        .create_with_context(Logging)
+        .map_err(|e| creation_error(name, e))?;
     let options = AdminOptions::new().request_timeout(Some(CALL_TIMEOUT));
     for replication in [-1, 1] {
         let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));

@@ -128,7 +128,7 @@ impl Link {
             level,
             RDKafkaLogLevel::Debug | RDKafkaLogLevel::Info | RDKafkaLogLevel::Notice
         ) {
-            return crate::log::log(level, facility, message);
+            return super::log::log(level, facility, message);
         }
         let mut state = lock(&self.state);
         if facility == "FAIL" {
@@ -145,8 +145,8 @@ impl Link {
         drop(state);
         match admitted {
             None => {}
-            Some(0) => crate::log::log(level, facility, message),
-            Some(repeated) => crate::log::log(
+            Some(0) => super::log::log(level, facility, message),
+            Some(repeated) => super::log::log(
                 level,
                 facility,
                 &format!("{message} (and {repeated} more like it since it was last logged)"),

@@ -13,7 +13,7 @@ use slipstream_core::__component::lock;
 use slipstream_core::partition::Origin;
 use slipstream_core::{Ack, Acknowledge, BoxError, DeadLetter};
 
-use crate::dead_letter::DeadLetters;
+use crate::produce::dead_letter::DeadLetters;
 
 /// The offsets of one partition.
 #[derive(Debug, Default)]

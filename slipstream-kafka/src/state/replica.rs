@@ -16,8 +16,8 @@ use slipstream_core::__component::lock;
 use slipstream_core::Error;
 use slipstream_core::partition::{Change, Encode, Replica, Replication};
 
-use crate::admin::{self, CALL_TIMEOUT};
 use crate::client;
+use crate::client::admin::{self, CALL_TIMEOUT};
 use crate::codec::Codec;
 use crate::conf::Conf;
 

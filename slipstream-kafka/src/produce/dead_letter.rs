@@ -12,11 +12,11 @@ use rdkafka::{Offset, TopicPartitionList};
 use slipstream_core::__component::lock;
 use slipstream_core::{BoxError, DeadLetter, Error};
 
+use super::producer::Producer;
 use crate::client::{self, Logging};
 use crate::codec::DefaultCodec;
 use crate::conf::Conf;
 use crate::message::header_pairs;
-use crate::producer::Producer;
 
 /// The header naming the handler that failed on a dead-lettered record (absent for a record
 /// that could not be decoded).
