@@ -9,6 +9,7 @@ pub mod checkpoint;
 mod context;
 mod controls;
 mod error;
+mod handle;
 mod handler;
 #[cfg(feature = "http")]
 mod http;
@@ -32,12 +33,13 @@ pub use checkpoint::{
 };
 pub use context::{BuildCx, HandlerInfo, handlers};
 pub use error::{BoxError, CacheErrorKind, Error, Result};
+pub use handle::AppHandle;
 pub use hub::{Feed, Writer};
 pub use monitor::{HandlerCounters, HandlerState, HandlerStatus, Health};
 pub use pause::{Pausable, PauseHandle};
 pub use policy::{OnError, Retry};
 pub use proxy::{Proxy, ProxySink};
-pub use runtime::{App, AppHandle, on_shutdown, on_shutdown_async, run};
+pub use runtime::{App, on_shutdown, on_shutdown_async, run};
 pub use shutdown::Shutdown;
 pub use sink::{IntoSink, Print, Sink, SinkHandle, print};
 pub use source::{Acked, IntoSource, Shared, SourceHandle, SourceStream, Timer, acked, timer};

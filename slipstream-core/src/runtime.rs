@@ -14,9 +14,9 @@ use tokio::task::JoinSet;
 use crate::context::{BuildCx, HandlerInfo, Wiring, handlers};
 use crate::controls::Controls;
 use crate::error::{Error, panic_message};
-use crate::monitor::{HandlerStatus, Health, Monitor};
+use crate::handle::AppHandle;
+use crate::monitor::Monitor;
 use crate::panics;
-use crate::pause::PauseHandle;
 use crate::policy::{OnError, Retry};
 use crate::sync::lock;
 
@@ -82,140 +82,6 @@ pub fn on_shutdown(hook: impl FnOnce() + Send + 'static) {
 /// ```
 pub fn on_shutdown_async(hook: impl Future<Output = ()> + Send + 'static) {
     lock(&HOOKS).push(Hook::Async(hook.boxed()));
-}
-
-/// Controls a running application from outside its handlers: shut it down, pause and resume
-/// a handler's input. Cheap to clone; get it from [`App::handle`] before calling
-/// [`App::run`].
-///
-/// ```
-/// use slipstream::App;
-///
-/// let app = App::new();
-/// let handle = app.handle();
-/// handle.shutdown(); // the run will stop at once
-/// ```
-#[derive(Clone)]
-pub struct AppHandle {
-    controls: Arc<Controls>,
-}
-
-impl AppHandle {
-    /// Starts a graceful shutdown, as Ctrl-C does: sources stop, in-flight items finish.
-    pub fn shutdown(&self) {
-        self.controls.shutdown.trigger();
-    }
-
-    /// Waits until the application starts shutting down (a signal, [`shutdown`](Self::shutdown),
-    /// a handler stopping it) or its run ends: for servers running beside it.
-    pub async fn wait_for_shutdown(&self) {
-        self.controls.shutdown.wait().await;
-    }
-
-    /// Whether a shutdown has started.
-    pub fn is_shutting_down(&self) -> bool {
-        self.controls.shutdown.is_triggered()
-    }
-
-    /// The pause switch of the input of the handler called `handler` (every source of that
-    /// handler stops delivering while it is paused).
-    pub fn pause_handle(&self, handler: &str) -> Result<PauseHandle, Error> {
-        let info = handlers()
-            .into_iter()
-            .find(|info| info.name == handler)
-            .ok_or_else(|| Error::UnknownHandler(handler.to_owned()))?;
-        Ok(self.controls.pause_handle(info.name))
-    }
-
-    /// Pauses the input of the handler called `handler`.
-    pub fn pause(&self, handler: &str) -> Result<(), Error> {
-        self.pause_handle(handler).map(|h| h.pause())
-    }
-
-    /// Resumes the input of the handler called `handler`.
-    pub fn resume(&self, handler: &str) -> Result<(), Error> {
-        self.pause_handle(handler).map(|h| h.resume())
-    }
-
-    /// Whether the application is ready (what the admin server's `GET /health` answers):
-    /// running, every handler running (none stopped with an error or done with its source),
-    /// every topic consumer assigned partitions, no shutdown started. It never blocks.
-    ///
-    /// ```
-    /// let app = slipstream::App::new();
-    /// assert!(!app.handle().health().is_ok()); // not running yet
-    /// ```
-    pub fn health(&self) -> Health {
-        self.controls.health()
-    }
-
-    /// The state of every handler of the run (what `GET /handlers` answers), with their
-    /// counters when metrics are enabled ([`App::metrics`]).
-    ///
-    /// ```
-    /// let app = slipstream::App::new();
-    /// assert!(app.handle().handler_status().is_empty()); // not running yet
-    /// ```
-    pub fn handler_status(&self) -> Vec<HandlerStatus> {
-        self.controls.monitor.statuses()
-    }
-
-    /// The application's metrics in Prometheus' text format (what `GET /metrics` answers), for
-    /// serving them from a server of your own: per handler whether it runs and, when metrics
-    /// are enabled ([`App::metrics`]), items in, outputs, errors and a processing-time
-    /// histogram; per partition of each topic consumer its position, committed offset (asked
-    /// of the broker), high watermark and lag.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let app = slipstream::App::new().metrics(true);
-    /// let text = app.handle().metrics().await;
-    /// assert!(text.is_empty()); // nothing runs yet
-    /// # }
-    /// ```
-    pub async fn metrics(&self) -> String {
-        let controls = Arc::clone(&self.controls);
-        // Asking the broker for committed offsets blocks.
-        tokio::task::spawn_blocking(move || controls.monitor.prometheus())
-            .await
-            .unwrap_or_else(|error| format!("# the report failed: {error}\n"))
-    }
-
-    /// Where the admin server listens (see [`App::http`]): waits until [`App::run`] has
-    /// started it (or decided there is none), then `None` when the run has no server or has
-    /// ended. It waits forever if the application is never run.
-    ///
-    /// ```no_run
-    /// # async fn doc() {
-    /// let app = slipstream::App::new().http("127.0.0.1:0");
-    /// let handle = app.handle();
-    /// tokio::spawn(app.run());
-    /// let addr = handle.http_addr().await.expect("the admin server is on");
-    /// println!("http://{addr}/health");
-    /// # }
-    /// ```
-    #[cfg(feature = "http")]
-    pub async fn http_addr(&self) -> Option<std::net::SocketAddr> {
-        let mut listening = self.controls.http.subscribe();
-        let state = listening
-            .wait_for(|state| *state != crate::controls::Listening::Unknown)
-            .await
-            .map(|state| *state)
-            .unwrap_or(crate::controls::Listening::Off);
-        match state {
-            crate::controls::Listening::On(addr) => Some(addr),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Debug for AppHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppHandle")
-            .field("shutting_down", &self.is_shutting_down())
-            .finish()
-    }
 }
 
 /// An application: which handlers to run and how. [`run`] is `App::new().run()`.
@@ -377,9 +243,7 @@ impl App {
 
     /// A handle to shut the application down or pause handlers while it runs.
     pub fn handle(&self) -> AppHandle {
-        AppHandle {
-            controls: Arc::clone(&self.controls),
-        }
+        AppHandle::new(Arc::clone(&self.controls))
     }
 
     fn selected(&self) -> Result<Vec<&'static HandlerInfo>, Error> {
@@ -466,7 +330,7 @@ impl App {
         let server = match addr {
             Some((addr, from_env)) => {
                 self.controls.monitor.set_measure(true);
-                crate::http::Server::start(&addr, Arc::clone(&self.controls))
+                crate::http::Server::start(&addr, self.handle())
                     .await
                     .map(Some)
                     .map_err(|error| match error {
