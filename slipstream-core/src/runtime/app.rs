@@ -1,16 +1,17 @@
-//! The runtime: starts every registered handler and runs them until their sources are drained
-//! or the application shuts down.
+//! [`App`] and [`run`]: start every registered handler and run them until their sources are
+//! drained or the application shuts down; then the exit hooks. The top of the core: it may
+//! name anything below (context, controls, handle, http); nothing names it.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use crate::shutdown::Shutdown;
 use futures::FutureExt;
-use futures::future::BoxFuture;
 use tokio::task::JoinSet;
 
+use super::hooks::{HOOKS, Hook};
+use super::signals::{Signals, init_logging};
 use crate::context::{BuildCx, HandlerInfo, Wiring, handlers};
 use crate::controls::Controls;
 use crate::error::{Error, panic_message};
@@ -18,14 +19,16 @@ use crate::handle::AppHandle;
 use crate::monitor::Monitor;
 use crate::panics;
 use crate::policy::{OnError, Retry};
+use crate::shutdown::Shutdown;
 use crate::sync::lock;
 
 /// Runs every handler registered with `#[handle]` until every finite source is drained and
 /// every output is delivered, or until Ctrl-C / SIGTERM.
 ///
 /// On a signal, sources stop, in-flight items finish, sinks are closed and the exit hooks
-/// ([`on_shutdown`]) run before it returns `Ok(())`; a second signal exits the process at once.
-/// A handler with the `stop` error policy that fails makes it return that error.
+/// ([`on_shutdown`](crate::on_shutdown)) run before it returns `Ok(())`; a second signal exits
+/// the process at once. A handler with the `stop` error policy that fails makes it return that
+/// error.
 /// Equivalent to `App::new().run()`; see [`App`] for the options.
 ///
 /// ```no_run
@@ -37,51 +40,6 @@ use crate::sync::lock;
 /// ```
 pub async fn run() -> Result<(), Error> {
     App::new().run().await
-}
-
-/// An exit hook.
-enum Hook {
-    Sync(Box<dyn FnOnce() + Send>),
-    Async(BoxFuture<'static, ()>),
-}
-
-impl Hook {
-    async fn call(self) {
-        let result = match self {
-            Hook::Sync(f) => {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| panics::quietly(f)))
-            }
-            Hook::Async(future) => {
-                std::panic::AssertUnwindSafe(panics::Quiet::new(future))
-                    .catch_unwind()
-                    .await
-            }
-        };
-        if let Err(panic) = result {
-            tracing::error!(panic = %panics::describe(&*panic), "an exit hook panicked");
-        }
-    }
-}
-
-static HOOKS: Mutex<Vec<Hook>> = Mutex::new(Vec::new());
-
-/// Registers a function to call when the next [`run`] ends (normally, on a signal, or on an
-/// error), after every handler has finished. Hooks run in the order they were registered.
-///
-/// ```
-/// slipstream::on_shutdown(|| println!("bye"));
-/// ```
-pub fn on_shutdown(hook: impl FnOnce() + Send + 'static) {
-    lock(&HOOKS).push(Hook::Sync(Box::new(hook)));
-}
-
-/// Like [`on_shutdown`], for an async hook (closing a connection, flushing a client).
-///
-/// ```
-/// slipstream::on_shutdown_async(async { println!("bye") });
-/// ```
-pub fn on_shutdown_async(hook: impl Future<Output = ()> + Send + 'static) {
-    lock(&HOOKS).push(Hook::Async(hook.boxed()));
 }
 
 /// An application: which handlers to run and how. [`run`] is `App::new().run()`.
@@ -201,7 +159,8 @@ impl App {
         self
     }
 
-    /// An exit hook of this application (see [`on_shutdown`]); it runs before the global ones.
+    /// An exit hook of this application (see [`on_shutdown`](crate::on_shutdown)); it runs
+    /// before the global ones.
     pub fn on_shutdown(mut self, hook: impl FnOnce() + Send + 'static) -> Self {
         self.hooks.push(Hook::Sync(Box::new(hook)));
         self
@@ -485,66 +444,4 @@ fn check_unique_names(selected: &[&'static HandlerInfo]) -> Result<(), Error> {
         }
     }
     Ok(())
-}
-
-/// The process's shutdown signals: the first one starts a graceful shutdown, the next exits at
-/// once.
-struct Signals {
-    #[cfg(unix)]
-    terminate: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    interrupt: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    #[cfg(unix)]
-    fn new() -> std::io::Result<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Signals {
-            terminate: signal(SignalKind::terminate())?,
-            interrupt: signal(SignalKind::interrupt())?,
-        })
-    }
-
-    #[cfg(not(unix))]
-    fn new() -> std::io::Result<Self> {
-        Ok(Signals {})
-    }
-
-    #[cfg(unix)]
-    async fn next(&mut self) {
-        tokio::select! {
-            _ = self.terminate.recv() => {}
-            _ = self.interrupt.recv() => {}
-        }
-    }
-
-    #[cfg(not(unix))]
-    async fn next(&mut self) {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-
-    async fn listen(mut self, shutdown: Shutdown) {
-        self.next().await;
-        tracing::info!(
-            "shutting down: finishing in-flight work (press Ctrl-C again to exit at once)"
-        );
-        shutdown.trigger();
-        self.next().await;
-        tracing::warn!("second signal: exiting at once");
-        std::process::exit(130);
-    }
-}
-
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    if tracing::dispatcher::has_been_set() {
-        return;
-    }
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
 }
