@@ -79,7 +79,10 @@ mod layering {
     #[test]
     fn the_runtime_modules_name_no_component() {
         let runtime = [
-            ("handler", include_str!("handler.rs")),
+            ("handler/mod", include_str!("handler/mod.rs")),
+            ("handler/support", include_str!("handler/support.rs")),
+            ("handler/step", include_str!("handler/step.rs")),
+            ("handler/drive", include_str!("handler/drive.rs")),
             ("context", include_str!("context.rs")),
             ("controls", include_str!("controls.rs")),
             ("runtime/mod", include_str!("runtime/mod.rs")),
