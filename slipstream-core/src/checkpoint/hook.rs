@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{CheckpointView, DependencyView};
+use super::marker::{CheckpointView, DependencyView};
 use crate::error::BoxError;
 
 pub(super) type CheckFn<M, T> = Arc<

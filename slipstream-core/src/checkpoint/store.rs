@@ -3,7 +3,8 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{Inner, Marker, checkpoint_error};
+use super::dependency::Inner;
+use super::marker::{Marker, checkpoint_error};
 use crate::error::Error;
 
 /// Where a [`Checkpoint`](super::Checkpoint) persists its state
