@@ -4,7 +4,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{BOUNDS, ErrorKind, HandlerState, HandlerStats, Monitor};
+use super::board::Monitor;
+use super::probe::PartitionReport;
+use super::stats::{BOUNDS, ErrorKind, HandlerState, HandlerStats};
 
 /// Whether a running application is healthy, and if not, why.
 ///
@@ -335,7 +337,7 @@ impl Monitor {
 const SCRAPE_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Reads one value of a partition's report.
-type PartitionField = fn(&super::PartitionReport) -> Option<i64>;
+type PartitionField = fn(&PartitionReport) -> Option<i64>;
 
 fn status(handler: &HandlerStats) -> HandlerStatus {
     let info = handler.info;
