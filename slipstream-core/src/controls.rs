@@ -1,6 +1,7 @@
 //! What a running application is steered by: its shutdown, its failure, its handlers'
 //! pauses and reports, and where its admin server listens. Below the runtime, the handlers'
-//! context and the admin server, which all hold it.
+//! context and the handle, which all hold it. Below: monitor, pause, shutdown, error. Must not
+//! name the context, the handle, http or the runtime.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

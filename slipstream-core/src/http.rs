@@ -1,6 +1,8 @@
 //! The admin server (cargo feature `http`): `GET /health`, `GET /metrics` and `GET /handlers`
 //! for a running application, turned on by [`App::http`](crate::App::http) or the
-//! `SLIPSTREAM_HTTP_ADDR` environment variable.
+//! `SLIPSTREAM_HTTP_ADDR` environment variable. It sees the run through the
+//! [`AppHandle`](crate::AppHandle) only: it must not name the controls, the monitor, the
+//! context or the runtime.
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! Writes applied together: a [`Batch`], made by [`Cache::batch`] and applied by
-//! [`Cache::write`].
+//! [`Cache::write`]. Below: the cache, follow (where writes go), keys. Must not name the feed.
 
 use rocksdb::WriteBatch;
 

@@ -1,6 +1,7 @@
 //! A cache in a running application: its update feed as a handler source, its sink
 //! ([`CacheSink`]), and its updates for code outside handlers ([`Cache::updates`],
-//! [`Cache::send`]).
+//! [`Cache::send`]). Below: the cache and its writes, follow and replica (through the cache's
+//! methods). Must not name options or batches.
 
 use serde::Serialize;
 

@@ -1,4 +1,5 @@
 //! [`CacheOptions`]: how a cache is opened (RocksDB's settings, a corrupt log), and opening it.
+//! Below: the cache and follow's column-family options. Must not name batches or the feed.
 
 use std::marker::PhantomData;
 use std::path::Path;

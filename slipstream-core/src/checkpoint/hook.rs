@@ -1,4 +1,5 @@
-//! Checks and callbacks of a checkpoint: sync or async functions, boxed.
+//! Checks and callbacks of a checkpoint: sync or async functions, boxed. Below: marker, error.
+//! Must not name the dependency, store, pulse or builder, nor the runtime.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,4 +1,5 @@
-//! Where a checkpoint persists its state, and the keys it uses there.
+//! Where a checkpoint persists its state, and the keys it uses there. Below: dependency,
+//! marker, error. Must not name the pulse or builder, nor the runtime.
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;

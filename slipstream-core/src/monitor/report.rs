@@ -1,4 +1,5 @@
-//! Reports on a running application: its health, its handlers, its Prometheus metrics.
+//! Reports on a running application: its health, its handlers, its Prometheus metrics. On top
+//! of the monitor (board, stats, probe). Must not name the controls, context or runtime.
 
 use std::fmt::Write as _;
 
