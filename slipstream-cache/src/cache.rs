@@ -1,7 +1,8 @@
 //! `Cache`: persistent, ordered key-value state in RocksDB, usable as a handler sink (stores and
 //! publishes each update) and source (the update feed). Here: the cache itself and its reads
-//! and writes; its children hold how it opens (options), batches, its feed and sink, the
-//! state following a topic's partitions (follow), replicas, iteration and key encoding.
+//! and writes; its children hold how it opens (options), where reads and writes go (place),
+//! batches, its feed and sink, the state following a topic's partitions (follow), replicas,
+//! iteration and key encoding.
 
 mod batch;
 mod checkpoint;
@@ -10,6 +11,7 @@ mod follow;
 mod iter;
 mod key;
 mod options;
+mod place;
 mod replica;
 
 use std::collections::hash_map::DefaultHasher;

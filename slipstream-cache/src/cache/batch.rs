@@ -1,12 +1,13 @@
 //! Writes applied together: a [`Batch`], made by [`Cache::batch`] and applied by
-//! [`Cache::write`]. Below: the cache, follow (where writes go), keys. Must not name the feed.
+//! [`Cache::write`]. Below: the cache, place (where writes go), keys. Must not name the feed.
 
 use rocksdb::WriteBatch;
 
 use slipstream_core::{CacheErrorKind, Error};
 
 use super::key::KeyLike;
-use super::{Cache, ValueLike, cache_error, follow};
+use super::place::Place;
+use super::{Cache, ValueLike, cache_error};
 
 impl<K, V> Cache<K, V> {
     /// A batch of writes applied together by [`write`](Cache::write).
@@ -46,7 +47,7 @@ pub struct Batch<'a, K, V> {
     cache: &'a Cache<K, V>,
     batch: WriteBatch,
     /// Where it goes (`None` when it cannot be written: writing says why).
-    place: Option<follow::Place<'a>>,
+    place: Option<Place<'a>>,
     /// Its writes, for a following cache's changelog.
     changes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// Whether a write was refused (the cache could not be written where it was made).
