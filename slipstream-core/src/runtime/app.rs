@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::FutureExt;
 use tokio::task::JoinSet;
@@ -16,10 +16,8 @@ use crate::context::{BuildCx, HandlerInfo, Wiring, handlers};
 use crate::controls::Controls;
 use crate::error::{Error, panic_message};
 use crate::handle::AppHandle;
-use crate::monitor::Monitor;
 use crate::panics;
 use crate::policy::{OnError, Retry};
-use crate::shutdown::Shutdown;
 use crate::sync::lock;
 
 /// Runs every handler registered with `#[handle]` until every finite source is drained and
@@ -84,19 +82,12 @@ impl Default for App {
 
 impl App {
     /// An application running every registered handler, stopping on Ctrl-C / SIGTERM,
-    /// stopping on the first item a handler fails (see [`OnError`]), and logging to standard error (unless a `tracing`
-    /// subscriber is already installed; `RUST_LOG` sets the level, `info` by default).
+    /// stopping on the first item a handler fails (see [`OnError`]), and logging to standard
+    /// error (unless a `tracing` subscriber is already installed; `RUST_LOG` sets the level,
+    /// `info` by default).
     pub fn new() -> Self {
         App {
-            controls: Arc::new(Controls {
-                shutdown: Shutdown::new(),
-                failed: Arc::default(),
-                pauses: Mutex::new(HashMap::new()),
-                failure: Mutex::new(None),
-                monitor: Monitor::default(),
-                #[cfg(feature = "http")]
-                http: tokio::sync::watch::Sender::new(crate::controls::Listening::Unknown),
-            }),
+            controls: Arc::new(Controls::new()),
             filter: Filter::All,
             policy: OnError::Stop,
             retry: Retry::NONE,
@@ -422,7 +413,7 @@ impl App {
             }
         }
         tracing::debug!("all handlers finished");
-        match lock(&controls.failure).take() {
+        match controls.take_failure() {
             Some(error) => Err(error),
             None => Ok(()),
         }
