@@ -40,14 +40,14 @@ fn callback<M: Marker, S>(hook: impl IntoHook<M, (), S>) -> CallbackFn<M> {
 }
 
 impl<M: Marker> CheckpointBuilder<M> {
-    /// Calls `callback` (sync or async) with the checkpoint and the dependency when downtime
+    /// Calls `hook` (sync or async) with the checkpoint and the dependency when downtime
     /// is detected.
     pub fn on_downtime<S>(mut self, hook: impl IntoHook<M, (), S>) -> Self {
         self.downtime_callback = Some(callback(hook));
         self
     }
 
-    /// Calls `callback` (sync or async) once every dependency has recovered.
+    /// Calls `hook` (sync or async) once every dependency has recovered.
     pub fn on_recovery<S>(mut self, hook: impl IntoHook<M, (), S>) -> Self {
         self.recovery_callback = Some(callback(hook));
         self
