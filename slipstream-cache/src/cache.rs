@@ -1,10 +1,17 @@
 //! `Cache`: persistent, ordered key-value state in RocksDB, usable as a handler sink (stores and
-//! publishes each update) and source (the update feed).
+//! publishes each update) and source (the update feed). Here: the cache itself and its reads
+//! and writes; its children hold how it opens (options), where reads and writes go (place),
+//! batches, its feed and sink, the state following a topic's partitions (follow), replicas,
+//! iteration and key encoding.
 
+mod batch;
 mod checkpoint;
+mod feed;
 mod follow;
 mod iter;
 mod key;
+mod options;
+mod place;
 mod replica;
 
 use std::collections::hash_map::DefaultHasher;
@@ -13,21 +20,18 @@ use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rocksdb::{
-    BoundColumnFamily, DBCompactionStyle, DBCompressionType, DBRecoveryMode, DBWithThreadMode,
-    FifoCompactOptions, MultiThreaded, Options, WriteBatch,
-};
+use rocksdb::{BoundColumnFamily, DBWithThreadMode, MultiThreaded, Options};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use slipstream_core::__component::{Hub, Outside, lock};
-use slipstream_core::{
-    BoxError, BuildCx, CacheErrorKind, Error, Feed, Pausable, PauseHandle, Sink, SinkHandle,
-    SourceHandle, SourceStream, Writer,
-};
+use slipstream_core::__component::Outside;
+use slipstream_core::{CacheErrorKind, Error, PauseHandle};
 
+pub use batch::Batch;
+pub use feed::CacheSink;
 pub use iter::{Items, Iter, Keys, KeysOf, PairsOf, Project, Snapshot, Values, ValuesOf};
 pub use key::{CacheKey, KeyError, KeyLike};
+pub use options::CacheOptions;
 
 type Db = DBWithThreadMode<MultiThreaded>;
 
@@ -61,181 +65,6 @@ fn corrupt_message(error: &Error) -> String {
     match error {
         Error::Cache { message, .. } => message.clone(),
         other => other.to_string(),
-    }
-}
-
-/// Options of a [`Cache`]. The defaults follow the Python original: they bound the disk a cache
-/// uses, not the data it keeps — FIFO compaction drops the oldest table files once the tables
-/// exceed `max_size` (25 MB), write buffers are small (1 MB, two of them), tables are LZ4
-/// compressed, and one small info log file is kept.
-///
-/// ```no_run
-/// use slipstream::{Cache, CacheOptions};
-///
-/// let cache: Cache<String, u64> = CacheOptions::new()
-///     .max_size(100 * 1024 * 1024)
-///     .locks(32)
-///     .open("db/counts")?;
-/// # Ok::<(), slipstream::Error>(())
-/// ```
-#[derive(Clone, Debug)]
-pub struct CacheOptions {
-    max_size: u64,
-    write_buffer_size: usize,
-    locks: usize,
-    recover_corrupt_log: bool,
-}
-
-impl Default for CacheOptions {
-    fn default() -> Self {
-        CacheOptions {
-            max_size: 25 * MB as u64,
-            write_buffer_size: MB,
-            locks: 16,
-            recover_corrupt_log: false,
-        }
-    }
-}
-
-impl CacheOptions {
-    /// The defaults.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The total size of table files beyond which the oldest are dropped (25 MB by default).
-    pub fn max_size(mut self, bytes: u64) -> Self {
-        self.max_size = bytes;
-        self
-    }
-
-    /// The size of each in-memory write buffer (1 MB by default).
-    pub fn write_buffer_size(mut self, bytes: usize) -> Self {
-        self.write_buffer_size = bytes;
-        self
-    }
-
-    /// How many locks [`Cache::transaction`] hashes keys onto (16 by default; at least 1).
-    pub fn locks(mut self, locks: usize) -> Self {
-        self.locks = locks.max(1);
-        self
-    }
-
-    /// Whether to open a cache whose write-ahead log is corrupt by dropping what follows the
-    /// corruption (off by default: opening fails with [`CacheErrorKind::Corrupt`]).
-    ///
-    /// The log holds the writes not yet in table files. A process killed mid-write leaves an
-    /// incomplete last record, which is always tolerated (that write was never acknowledged).
-    /// Corruption before the end (a damaged disk, a file edited by hand) means acknowledged
-    /// writes cannot be read back: by default opening fails and says so; with this option the
-    /// cache opens with the writes up to the corruption, and an error is logged saying that
-    /// the rest of the log was dropped.
-    ///
-    /// [`CacheErrorKind::Corrupt`]: slipstream_core::CacheErrorKind::Corrupt
-    pub fn recover_corrupt_log(mut self, recover: bool) -> Self {
-        self.recover_corrupt_log = recover;
-        self
-    }
-
-    /// The RocksDB options these settings stand for.
-    #[doc(hidden)]
-    pub fn rocksdb_options(&self) -> Options {
-        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get() as i32);
-        let mut options = Options::default();
-        options.create_if_missing(true);
-        options.create_missing_column_families(true);
-        // Also sets the number of background jobs.
-        options.increase_parallelism(cpus);
-        options.set_log_file_time_to_roll(30 * 60);
-        options.set_keep_log_file_num(1);
-        options.set_max_log_file_size(MB / 10);
-        options.set_max_manifest_file_size(MB);
-        let mut fifo = FifoCompactOptions::default();
-        fifo.set_max_table_files_size(self.max_size);
-        options.set_fifo_compaction_options(&fifo);
-        options.set_compaction_style(DBCompactionStyle::Fifo);
-        options.set_level_zero_file_num_compaction_trigger(4);
-        options.set_level_zero_slowdown_writes_trigger(6);
-        options.set_level_zero_stop_writes_trigger(8);
-        options.set_max_write_buffer_number(2);
-        options.set_write_buffer_size(self.write_buffer_size);
-        options.set_compression_type(DBCompressionType::Lz4);
-        options.set_delete_obsolete_files_period_micros(10_000);
-        // RocksDB's default (point-in-time recovery) silently drops everything after a
-        // corrupt log record; this tolerates only an incomplete last record (a crash).
-        options.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
-        options
-    }
-
-    /// Opens (or creates) the cache at `path`.
-    pub fn open<K, V>(&self, path: impl AsRef<Path>) -> Result<Cache<K, V>, Error> {
-        let path = path.as_ref().to_owned();
-        let options = self.rocksdb_options();
-        let families = if path.join("CURRENT").exists() {
-            Db::list_cf(&options, &path).map_err(|e| db_error(&path, e))?
-        } else {
-            Vec::new()
-        };
-        let descriptors = |options: &Options| {
-            families
-                .iter()
-                .map(|name| {
-                    let options = if follow::is_partition_family(name) {
-                        follow::partition_options(options)
-                    } else {
-                        options.clone()
-                    };
-                    rocksdb::ColumnFamilyDescriptor::new(name, options)
-                })
-                .collect::<Vec<_>>()
-        };
-        let db = match Db::open_cf_descriptors(&options, &path, descriptors(&options)) {
-            Ok(db) => db,
-            Err(error) if error.kind() == rocksdb::ErrorKind::Corruption => {
-                let corrupt = db_error(&path, error);
-                if !self.recover_corrupt_log {
-                    return Err(cache_error(
-                        &path,
-                        CacheErrorKind::Corrupt,
-                        format!(
-                            "{}; acknowledged writes cannot all be read back. Open it with \
-                             `CacheOptions::recover_corrupt_log(true)` to keep the writes up to the \
-                             corruption and drop the rest, or restore the directory from a backup",
-                            corrupt_message(&corrupt)
-                        ),
-                    ));
-                }
-                let mut recovering = options.clone();
-                recovering.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
-                let db = Db::open_cf_descriptors(&recovering, &path, descriptors(&recovering))
-                    .map_err(|e| db_error(&path, e))?;
-                tracing::error!(
-                    path = %path.display(),
-                    error = %corrupt_message(&corrupt),
-                    "the cache's write-ahead log is corrupt: opened with the writes up to the corruption; the rest of the log was dropped"
-                );
-                db
-            }
-            Err(error) => return Err(db_error(&path, error)),
-        };
-        let locks = (0..self.locks)
-            .map(|_| Arc::new(tokio::sync::Mutex::new(())))
-            .collect();
-        Ok(Cache {
-            shared: Arc::new(Shared {
-                db,
-                path,
-                options,
-                locks,
-            }),
-            family: None,
-            pause: PauseHandle::new(),
-            updates: Arc::default(),
-            outside: std::sync::Mutex::new(None),
-            follow: None,
-            replica: None,
-            _types: PhantomData,
-        })
     }
 }
 
@@ -455,37 +284,6 @@ impl<K, V> Cache<K, V> {
         .map_err(|e| self.error(e))
     }
 
-    /// A batch of writes applied together by [`write`](Cache::write).
-    pub fn batch(&self) -> Batch<'_, K, V> {
-        Batch {
-            cache: self,
-            batch: WriteBatch::default(),
-            place: self.place().ok(),
-            changes: Vec::new(),
-            refused: false,
-        }
-    }
-
-    /// Applies a batch atomically.
-    pub fn write(&self, batch: Batch<'_, K, V>) -> Result<(), Error> {
-        let Some(place) = batch.place.as_ref().filter(|_| !batch.refused) else {
-            self.place()?;
-            return Err(cache_error(
-                &self.shared.path,
-                CacheErrorKind::Partition,
-                "the batch was made where the cache could not be written: its writes were refused",
-            ));
-        };
-        self.shared
-            .db
-            .write(batch.batch)
-            .map_err(|e| self.error(e))?;
-        for (key, value) in &batch.changes {
-            self.record(place, key, value.as_deref())?;
-        }
-        Ok(())
-    }
-
     /// Waits for the lock of `key` (one of a fixed pool, chosen by hashing the key) and holds it
     /// until the guard is dropped: transactions on one key run one at a time. Plain reads and
     /// writes do not take the lock and are never blocked by it.
@@ -526,234 +324,4 @@ impl<K, V: DeserializeOwned> Cache<K, V> {
 #[derive(Debug)]
 pub struct Transaction {
     _guard: tokio::sync::OwnedMutexGuard<()>,
-}
-
-/// Writes applied together (see [`Cache::batch`]).
-pub struct Batch<'a, K, V> {
-    cache: &'a Cache<K, V>,
-    batch: WriteBatch,
-    /// Where it goes (`None` when it cannot be written: writing says why).
-    place: Option<follow::Place<'a>>,
-    /// Its writes, for a following cache's changelog.
-    changes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    /// Whether a write was refused (the cache could not be written where it was made).
-    refused: bool,
-}
-
-impl<K, V> Batch<'_, K, V> {
-    /// Adds a write of `value` under `key`.
-    pub fn put<Q, W>(&mut self, key: &Q, value: &W) -> Result<&mut Self, Error>
-    where
-        Q: KeyLike<K> + ?Sized,
-        W: ValueLike<V> + ?Sized,
-    {
-        let key = Cache::<K, V>::encode_key(key);
-        let value = self.cache.encode_value(value)?;
-        let Some(place) = &self.place else {
-            self.refused = true;
-            self.cache.place()?;
-            return Err(cache_error(
-                &self.cache.shared.path,
-                CacheErrorKind::Partition,
-                "the batch was made where the cache could not be written",
-            ));
-        };
-        match &place.family {
-            Some(cf) => self.batch.put_cf(cf, &key, &value),
-            None => self.batch.put(&key, &value),
-        }
-        if place.partition.is_some() {
-            self.changes.push((key, Some(value)));
-        }
-        Ok(self)
-    }
-
-    /// Adds a deletion of `key`.
-    pub fn delete<Q: KeyLike<K> + ?Sized>(&mut self, key: &Q) -> &mut Self {
-        let key = Cache::<K, V>::encode_key(key);
-        let Some(place) = &self.place else {
-            self.refused = true;
-            return self;
-        };
-        match &place.family {
-            Some(cf) => self.batch.delete_cf(cf, &key),
-            None => self.batch.delete(&key),
-        }
-        if place.partition.is_some() {
-            self.changes.push((key, None));
-        }
-        self
-    }
-
-    /// How many writes it holds.
-    pub fn len(&self) -> usize {
-        self.batch.len()
-    }
-
-    /// Whether it holds no write.
-    pub fn is_empty(&self) -> bool {
-        self.batch.is_empty()
-    }
-}
-
-impl<K, V> Pausable for Cache<K, V> {
-    fn pause_handle(&self) -> PauseHandle {
-        self.pause.clone()
-    }
-}
-
-impl<K, V> Cache<K, V>
-where
-    K: Clone + Send + 'static,
-    V: Clone + Send + 'static,
-{
-    fn key(&'static self) -> usize {
-        self as *const Self as usize
-    }
-
-    /// The cache's update hub in this run, created by the first handler that names it.
-    fn hub<'cx>(&'static self, cx: &'cx mut BuildCx<'_>) -> &'cx mut Hub<(K, V)> {
-        let hub = cx.hub(self.key(), || Hub::writers(self.pause.clone()));
-        *lock(&self.outside) = hub.outside();
-        hub
-    }
-}
-
-impl<K, V> Cache<K, V>
-where
-    K: Clone + Send + 'static,
-    V: Clone + Send + 'static,
-{
-    /// The updates written through the cache's sink interface from now on, for readers
-    /// outside handlers (an HTTP endpoint streaming them, say). A reader that falls more than
-    /// 1,024 updates behind skips the oldest (and a warning is logged).
-    ///
-    /// ```no_run
-    /// # async fn demo(cache: &'static slipstream::Cache<String, String>) {
-    /// use futures::StreamExt;
-    /// let mut updates = std::pin::pin!(cache.updates());
-    /// while let Some((key, value)) = updates.next().await {
-    ///     println!("{key} = {value}");
-    /// }
-    /// # }
-    /// ```
-    pub fn updates(&self) -> impl futures::Stream<Item = (K, V)> + Send + 'static {
-        use tokio::sync::broadcast::error::RecvError;
-        let sender = self
-            .updates
-            .get_or_init(|| tokio::sync::broadcast::channel(1024).0);
-        futures::stream::unfold(sender.subscribe(), |mut updates| async move {
-            loop {
-                match updates.recv().await {
-                    Ok(update) => return Some((update, updates)),
-                    Err(RecvError::Lagged(skipped)) => {
-                        tracing::warn!(skipped, "a cache update reader fell behind; skipping")
-                    }
-                    Err(RecvError::Closed) => return None,
-                }
-            }
-        })
-    }
-}
-
-impl<K, V> Cache<K, V>
-where
-    K: CacheKey + Clone + Send + Sync + 'static,
-    V: Serialize + Clone + Send + Sync + 'static,
-{
-    /// Stores `(key, value)` and publishes it, from outside handlers (an HTTP endpoint, say),
-    /// like the original's `await cache(key, value)`: to the handlers reading the cache's
-    /// update feed in the running application (waiting for room) and to [`updates`](Cache::updates)
-    /// readers. What a sink of a handler does, for code that is not a handler.
-    ///
-    /// ```no_run
-    /// # async fn demo(cache: &'static slipstream::Cache<String, String>) -> Result<(), slipstream::Error> {
-    /// cache.send("trophy".to_owned(), "🏆".to_owned()).await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn send(&self, key: K, value: V) -> Result<(), Error> {
-        self.put(&key, &value)?;
-        self.publish_update(&key, &value);
-        let outside = lock(&self.outside).clone();
-        if let Some(outside) = outside {
-            // A feed that has ended (the application stopped) has nobody left to tell.
-            let _ = outside.send((key, value)).await;
-        }
-        Ok(())
-    }
-
-    /// Tells [`updates`](Cache::updates) readers, if any.
-    fn publish_update(&self, key: &K, value: &V) {
-        if let Some(readers) = self.updates.get()
-            && readers.receiver_count() > 0
-        {
-            let _ = readers.send((key.clone(), value.clone()));
-        }
-    }
-}
-
-impl<K, V> SourceHandle for Cache<K, V>
-where
-    K: Clone + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
-{
-    type Item = (K, V);
-    type Stream = Feed<(K, V)>;
-
-    fn subscribe(&'static self, cx: &mut BuildCx<'_>) -> Result<SourceStream<Feed<(K, V)>>, Error> {
-        self.hub(cx);
-        let feed = cx.subscribe(self.key(), || unreachable!("created above"));
-        Ok(SourceStream::internal(feed))
-    }
-}
-
-impl<K, V> SinkHandle<(K, V)> for Cache<K, V>
-where
-    K: CacheKey + Clone + Send + Sync + 'static,
-    V: Serialize + Clone + Send + Sync + 'static,
-{
-    type Sink = CacheSink<K, V>;
-
-    fn writer(&'static self, cx: &mut BuildCx<'_>) -> Result<CacheSink<K, V>, Error> {
-        // A following cache's changelog is checked at start-up; a replica is never a sink.
-        if let Some(error) = self.read_only() {
-            return Err(error);
-        }
-        self.prepare()?;
-        self.hub(cx);
-        let feed = cx
-            .writer(self.key(), || unreachable!("created above"))
-            .expect("a cache's hub takes writers");
-        Ok(CacheSink { cache: self, feed })
-    }
-}
-
-/// A handler's writer into a [`Cache`]: stores each `(key, value)`, then publishes it to the
-/// cache's update feed.
-pub struct CacheSink<K: 'static, V: 'static> {
-    cache: &'static Cache<K, V>,
-    feed: Writer<(K, V)>,
-}
-
-impl<K, V> std::fmt::Debug for CacheSink<K, V> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CacheSink")
-            .field("cache", &self.cache)
-            .finish()
-    }
-}
-
-impl<K, V> Sink<(K, V)> for CacheSink<K, V>
-where
-    K: CacheKey + Clone + Send + Sync + 'static,
-    V: Serialize + Clone + Send + Sync + 'static,
-{
-    async fn send(&mut self, (key, value): (K, V)) -> Result<(), BoxError> {
-        self.cache.put(&key, &value)?;
-        self.cache.publish_update(&key, &value);
-        self.feed
-            .send((key, value))
-            .await
-            .map_err(|_| "the cache's update feed has stopped".into())
-    }
 }

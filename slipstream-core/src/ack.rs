@@ -6,6 +6,8 @@
 //! downstream, and into the sinks that are still delivering outputs made from it. The source
 //! hears [`Acknowledge::done`] once every one of them has finished with it, or
 //! [`Acknowledge::failed`] if any of them failed or dropped it unhandled.
+//!
+//! Below: error and sync only. Must not name partition, the monitor, the context or the runtime.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

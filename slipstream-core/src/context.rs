@@ -1,5 +1,6 @@
 //! The registry of handlers (what `#[handle]` submits and what [`handlers`] lists) and the
-//! wiring of one run: what handlers set up when the application starts.
+//! wiring of one run: what handlers set up when the application starts. Below: controls,
+//! monitor, hub, ack, policy. Must not name the handler loops, the handle, http or the runtime.
 
 use std::any::Any;
 use std::borrow::Cow;

@@ -1,6 +1,7 @@
 //! What a running application is steered by: its shutdown, its failure, its handlers'
 //! pauses and reports, and where its admin server listens. Below the runtime, the handlers'
-//! context and the admin server, which all hold it.
+//! context and the handle, which all hold it. Below: monitor, pause, shutdown, error. Must not
+//! name the context, the handle, http or the runtime.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,8 +28,8 @@ pub(crate) struct Controls {
     pub(crate) shutdown: Shutdown,
     /// Set as soon as the application is stopping on a failure: nothing is committed after it.
     pub(crate) failed: Arc<std::sync::atomic::AtomicBool>,
-    pub(crate) pauses: Mutex<HashMap<&'static str, PauseHandle>>,
-    pub(crate) failure: Mutex<Option<Error>>,
+    pauses: Mutex<HashMap<&'static str, PauseHandle>>,
+    failure: Mutex<Option<Error>>,
     /// What the run reports about its handlers and consumers.
     pub(crate) monitor: Monitor,
     /// Where the admin server listens, once the run has started it (or decided not to).
@@ -37,6 +38,25 @@ pub(crate) struct Controls {
 }
 
 impl Controls {
+    /// The controls of an application about to run: no failure, nothing paused, no admin
+    /// server decided yet.
+    pub(crate) fn new() -> Self {
+        Controls {
+            shutdown: Shutdown::new(),
+            failed: Arc::default(),
+            pauses: Mutex::new(HashMap::new()),
+            failure: Mutex::new(None),
+            monitor: Monitor::default(),
+            #[cfg(feature = "http")]
+            http: tokio::sync::watch::Sender::new(Listening::Unknown),
+        }
+    }
+
+    /// The error that stopped the application, if one did, taken out (the run returns it).
+    pub(crate) fn take_failure(&self) -> Option<Error> {
+        lock(&self.failure).take()
+    }
+
     /// Stops the application with `error` (the first one wins).
     pub(crate) fn fail(&self, error: Error) {
         self.failed.store(true, std::sync::atomic::Ordering::SeqCst);

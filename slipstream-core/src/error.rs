@@ -1,4 +1,4 @@
-//! Typed errors of the library.
+//! Typed errors of the library. The bottom layer: names nothing else of the crate.
 
 use std::borrow::Cow;
 

@@ -1,6 +1,8 @@
 //! The admin server (cargo feature `http`): `GET /health`, `GET /metrics` and `GET /handlers`
 //! for a running application, turned on by [`App::http`](crate::App::http) or the
-//! `SLIPSTREAM_HTTP_ADDR` environment variable.
+//! `SLIPSTREAM_HTTP_ADDR` environment variable. It sees the run through the
+//! [`AppHandle`](crate::AppHandle) only: it must not name the controls, the monitor, the
+//! context or the runtime.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,8 +15,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::controls::{Controls, Listening};
 use crate::error::Error;
+use crate::handle::AppHandle;
 
 /// The environment variable that turns the admin server on (and wins over `App::http`).
 pub(crate) const ENV: &str = "SLIPSTREAM_HTTP_ADDR";
@@ -25,13 +27,13 @@ const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// A running admin server; it stops when dropped.
 pub(crate) struct Server {
     task: JoinHandle<()>,
-    controls: Arc<Controls>,
+    app: AppHandle,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         self.task.abort();
-        self.controls.http.send_replace(Listening::Off);
+        self.app.set_http_addr(None);
     }
 }
 
@@ -54,7 +56,7 @@ impl Server {
     }
 
     /// Binds `addr` and starts answering.
-    pub(crate) async fn start(addr: &str, controls: Arc<Controls>) -> Result<Server, Error> {
+    pub(crate) async fn start(addr: &str, app: AppHandle) -> Result<Server, Error> {
         let address = address(addr);
         let error = |source: std::io::Error| Error::Http {
             addr: addr.to_owned(),
@@ -63,12 +65,9 @@ impl Server {
         let listener = TcpListener::bind(&address).await.map_err(error)?;
         let local = listener.local_addr().map_err(error)?;
         tracing::info!("admin server listening on http://{local} (/health, /metrics, /handlers)");
-        controls.http.send_replace(Listening::On(local));
-        let task = tokio::spawn(serve(
-            listener,
-            Arc::new(Reports::new(Arc::clone(&controls))),
-        ));
-        Ok(Server { task, controls })
+        app.set_http_addr(Some(local));
+        let task = tokio::spawn(serve(listener, Arc::new(Reports::new(app.clone()))));
+        Ok(Server { task, app })
     }
 }
 
@@ -167,14 +166,14 @@ const METRICS_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(1)
 /// is made at a time and served to every request within a second of it, so that no number of
 /// clients can load the brokers or the pipeline more than one scrape a second would.
 struct Reports {
-    controls: Arc<Controls>,
+    app: AppHandle,
     metrics: tokio::sync::Mutex<Option<(std::time::Instant, String)>>,
 }
 
 impl Reports {
-    fn new(controls: Arc<Controls>) -> Self {
+    fn new(app: AppHandle) -> Self {
         Reports {
-            controls,
+            app,
             metrics: tokio::sync::Mutex::new(None),
         }
     }
@@ -190,8 +189,8 @@ impl Reports {
         }
         // Blocking: it asks brokers, and may hold the last reference to a consumer that has
         // just finished, whose drop closes it.
-        let controls = Arc::clone(&self.controls);
-        let text = tokio::task::spawn_blocking(move || controls.monitor.prometheus()).await?;
+        let app = self.app.clone();
+        let text = tokio::task::spawn_blocking(move || app.prometheus_blocking()).await?;
         *cached = Some((std::time::Instant::now(), text.clone()));
         Ok(text)
     }
@@ -217,11 +216,11 @@ async fn respond(request: &Request<Incoming>, reports: Arc<Reports>) -> Response
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
-    let controls = &reports.controls;
+    let app = &reports.app;
     match path {
         // Cheap: no broker is asked.
         "/health" => {
-            let health = controls.health();
+            let health = app.health();
             let status = if health.is_ok() {
                 StatusCode::OK
             } else {
@@ -229,7 +228,7 @@ async fn respond(request: &Request<Incoming>, reports: Arc<Reports>) -> Response
             };
             reply(status, JSON, json(&health))
         }
-        "/handlers" => reply(StatusCode::OK, JSON, json(&controls.monitor.statuses())),
+        "/handlers" => reply(StatusCode::OK, JSON, json(&app.handler_status())),
         "/metrics" => match reports.metrics().await {
             Ok(text) => reply(StatusCode::OK, PROMETHEUS, text),
             Err(error) => reply(

@@ -1,4 +1,5 @@
 //! Hubs: one feed read once and fanned out to every handler that names it as a source.
+//! Below: ack, pause, shutdown. Must not name the monitor, the context or the runtime.
 
 use std::any::Any;
 use std::collections::VecDeque;

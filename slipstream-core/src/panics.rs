@@ -5,6 +5,8 @@
 //! untouched; so do caught ones when nothing would log them (no `tracing` subscriber taking
 //! errors). A panic a handler catches itself, inside its own code, counts as caught: it reaches
 //! no hook.
+//!
+//! Below: error only. Must not name the handlers, the context or the runtime.
 
 use std::cell::{Cell, RefCell};
 use std::pin::Pin;

@@ -9,6 +9,8 @@
 //!
 //! Applications use this through `Cache::follow`; these traits are what a store or a source of
 //! another kind implements to take part.
+//!
+//! Below: ack and error. Must not name the monitor, the context or the runtime.
 
 use std::sync::Arc;
 

@@ -1,4 +1,5 @@
-//! Pausing and resuming sources, and the gate every source passes through.
+//! Pausing and resuming sources, and the gate every source passes through. Below: shutdown
+//! and sync. Must not name the monitor, the context or the runtime.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,5 +1,6 @@
 //! What a handler does with an item it failed on: its error policy and its retries. Below
-//! the registry, the runtime and the monitor, which all read them.
+//! the monitor, the context (the registry of handlers), the handler loops and the runtime,
+//! which all read them; it names nothing of the crate.
 
 /// What a handler does with an item it failed on (it returned `Err` or panicked, or a sink
 /// refused one of its outputs), after any [`Retry`].

@@ -1,4 +1,5 @@
-//! `Proxy`: passes values from handlers to handlers.
+//! `Proxy`: passes values from handlers to handlers. Beside sources and sinks, on the
+//! context and hubs. Must not name the handler loops, checkpoints, the handle or the runtime.
 
 use std::marker::PhantomData;
 

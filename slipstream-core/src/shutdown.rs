@@ -1,4 +1,5 @@
-//! The shutdown signal every source and task of a run watches.
+//! The shutdown signal every source and task of a run watches. The bottom layer: names
+//! nothing else of the crate.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,4 +1,4 @@
-//! Locking the runtime's mutexes.
+//! Locking the runtime's mutexes. The bottom layer: names nothing of the crate.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 

@@ -1,4 +1,5 @@
-//! Checks and callbacks of a checkpoint: sync or async functions, boxed.
+//! Checks and callbacks of a checkpoint: sync or async functions, boxed. Below: marker, error.
+//! Must not name the dependency, store, pulse or builder, nor the runtime.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -6,7 +7,7 @@ use std::sync::Arc;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{CheckpointView, DependencyView};
+use super::marker::{CheckpointView, DependencyView};
 use crate::error::BoxError;
 
 pub(super) type CheckFn<M, T> = Arc<

@@ -1,9 +1,11 @@
-//! Where a checkpoint persists its state, and the keys it uses there.
+//! Where a checkpoint persists its state, and the keys it uses there. Below: dependency,
+//! marker, error. Must not name the pulse or builder, nor the runtime.
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{Inner, Marker, checkpoint_error};
+use super::dependency::Inner;
+use super::marker::{Marker, checkpoint_error};
 use crate::error::Error;
 
 /// Where a [`Checkpoint`](super::Checkpoint) persists its state

@@ -1,10 +1,13 @@
-//! Reports on a running application: its health, its handlers, its Prometheus metrics.
+//! Reports on a running application: its health, its handlers, its Prometheus metrics. On top
+//! of the monitor (board, stats, probe). Must not name the controls, context or runtime.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{BOUNDS, ErrorKind, HandlerState, HandlerStats, Monitor};
+use super::board::Monitor;
+use super::probe::PartitionReport;
+use super::stats::{BOUNDS, ErrorKind, HandlerState, HandlerStats};
 
 /// Whether a running application is healthy, and if not, why.
 ///
@@ -335,7 +338,7 @@ impl Monitor {
 const SCRAPE_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Reads one value of a partition's report.
-type PartitionField = fn(&super::PartitionReport) -> Option<i64>;
+type PartitionField = fn(&PartitionReport) -> Option<i64>;
 
 fn status(handler: &HandlerStats) -> HandlerStatus {
     let info = handler.info;

@@ -1,80 +1,29 @@
-//! The per-handler loops `#[handle]` generates calls to: read an item, run the handler, send
-//! its outputs to the sinks, apply the error policy. Each loop is monomorphic in the source,
-//! the handler and the sinks; nothing is boxed or allocated per item.
+//! The loop every handler runs, and what `#[handle]` calls to start it: read an item, run
+//! the handler's step, apply the error policy and the retries, end the item's
+//! acknowledgement. Below: the steps, context, controls, monitor, policy, ack. Must not name
+//! the runtime, the handle or http.
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures::{FutureExt, Stream, StreamExt};
 
+use super::step::{
+    AsyncGenStep, AsyncStep, Delivery, EmitState, Emitter, Failure, Outbox, Processed, Step,
+    SyncStep,
+};
+use super::support::Cloner;
 use crate::ack::{AckScope, Begin, DeadLetter};
 use crate::context::BuildCx;
 use crate::controls::Controls;
-use crate::error::{BoxError, Error, panic_message};
-use crate::monitor::{ErrorKind, HandlerStats};
+use crate::error::{BoxError, Error};
+use crate::monitor::HandlerStats;
 use crate::panics;
 use crate::policy::{OnError, Retry};
 use crate::sink::{Chain, Sinks};
-
-/// The outputs of one call of a sync handler, sent to the sinks when it returns. Its buffer is
-/// reused from item to item.
-#[doc(hidden)]
-pub struct Outbox<T> {
-    items: Vec<T>,
-}
-
-impl<T> Outbox<T> {
-    fn new() -> Self {
-        Outbox { items: Vec::new() }
-    }
-
-    /// Queues one output.
-    #[inline]
-    pub fn push(&mut self, item: T) {
-        self.items.push(item);
-    }
-}
-
-/// The handle an async generator-style handler sends its outputs through (`emit!`): each output
-/// reaches every sink before the handler continues.
-#[doc(hidden)]
-pub struct Emitter<T, K> {
-    state: Arc<tokio::sync::Mutex<EmitState<T, K>>>,
-}
-
-struct EmitState<T, K> {
-    sinks: Sinks<T, K>,
-    failure: Option<BoxError>,
-    /// Outputs emitted by the current call.
-    emitted: usize,
-}
-
-/// What `emit!(value)` becomes in an async handler.
-#[doc(hidden)]
-pub async fn emit<T, K: Chain<T>>(emitter: &Emitter<T, K>, item: T) {
-    let mut state = emitter.state.lock().await;
-    state.emitted += 1;
-    if state.failure.is_none()
-        && let Err(error) = send_caught(&mut state.sinks, item).await
-    {
-        state.failure = Some(error);
-    }
-}
-
-/// Sends one output to every sink; a sink that panics is a sink failure (not the handler's).
-async fn send_caught<T, K: Chain<T>>(sinks: &mut Sinks<T, K>, item: T) -> Result<(), BoxError> {
-    // In an async block: a sink may do its work when `send` is called, before it is polled.
-    match AssertUnwindSafe(panics::Quiet::new(async { sinks.send(item).await }))
-        .catch_unwind()
-        .await
-    {
-        Ok(sent) => sent,
-        Err(panic) => Err(panics::describe(&*panic).into()),
-    }
-}
 
 /// Cooperative scheduling for sources that are always ready (an iterator, a busy channel):
 /// every few items the loop spends a unit of tokio's task budget, so a handler never hogs its
@@ -94,44 +43,6 @@ impl Budget {
             tokio::task::consume_budget().await;
         }
     }
-}
-
-/// Why one item failed.
-enum Failure {
-    Handler(BoxError),
-    /// The panic's message, and where it happened when known.
-    Panic(String, Option<String>),
-    Sink(BoxError),
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Handler(error) => write!(f, "{error}"),
-            Failure::Panic(message, _) => write!(f, "panicked: {message}"),
-            Failure::Sink(error) => write!(f, "a sink failed: {error}"),
-        }
-    }
-}
-
-impl Failure {
-    fn kind(&self) -> ErrorKind {
-        match self {
-            Failure::Handler(_) => ErrorKind::Handler,
-            Failure::Panic(..) => ErrorKind::Panic,
-            Failure::Sink(_) => ErrorKind::Sink,
-        }
-    }
-}
-
-/// What handling one item came to.
-struct Processed {
-    /// How many outputs the handler produced.
-    outputs: usize,
-    /// How the handler failed, if it did.
-    outcome: Option<Failure>,
-    /// How delivering its outputs failed, if it did.
-    delivery: Option<Failure>,
 }
 
 /// The name and error policy of a running handler.
@@ -286,66 +197,6 @@ impl Runner {
     }
 }
 
-/// A handler's sinks, and the buffer its outputs wait in until they are sent.
-struct Delivery<T, K> {
-    sinks: Sinks<T, K>,
-    out: Outbox<T>,
-}
-
-impl<T: Send + 'static, K: Chain<T>> Delivery<T, K> {
-    fn new(sinks: Sinks<T, K>) -> Self {
-        Delivery {
-            sinks,
-            out: Outbox::new(),
-        }
-    }
-
-    /// Sends the queued outputs to every sink, in order: what handling the item came to.
-    async fn send(&mut self, outcome: Option<Failure>) -> Processed {
-        let outputs = self.out.items.len();
-        if outputs == 0 {
-            return Processed {
-                outputs,
-                outcome,
-                delivery: None,
-            };
-        }
-        let mut delivery = None;
-        for item in self.out.items.drain(..) {
-            if let Err(error) = send_caught(&mut self.sinks, item).await {
-                // The outputs after a failed one are dropped.
-                delivery = Some(Failure::Sink(error));
-                break;
-            }
-        }
-        Processed {
-            outputs,
-            outcome,
-            delivery,
-        }
-    }
-}
-
-fn caught(result: std::thread::Result<Result<(), BoxError>>) -> Option<Failure> {
-    match result {
-        Ok(Ok(())) => None,
-        Ok(Err(error)) => Some(Failure::Handler(error)),
-        Err(panic) => Some(Failure::Panic(
-            panic_message(&*panic),
-            panics::take_location(),
-        )),
-    }
-}
-
-/// One handler shape: runs the handler on an item and delivers its outputs.
-trait Step<In>: Send + 'static {
-    /// The failures of the handler and of the delivery of its outputs, if any.
-    fn process(&mut self, item: In) -> impl Future<Output = Processed> + Send;
-
-    /// Closes the sinks (the source is drained).
-    fn close(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send;
-}
-
 /// The loop every handler runs: read an item, process it (retrying it if asked), apply the
 /// error policy, end the item's acknowledgement.
 fn drive<S, St>(cx: &mut BuildCx<'_>, source: S, mut step: St, cloner: Cloner<S::Item>)
@@ -458,97 +309,6 @@ async fn failed<In, St: Step<In>>(
     runner.settle(outcome, delivery).await.map_err(Some)
 }
 
-/// A sync handler and its sinks.
-struct SyncStep<F, T, K> {
-    handler: F,
-    delivery: Delivery<T, K>,
-}
-
-impl<In, F, T, K> Step<In> for SyncStep<F, T, K>
-where
-    In: Send,
-    F: FnMut(In, &mut Outbox<T>) -> Result<(), BoxError> + Send + 'static,
-    T: Send + 'static,
-    K: Chain<T>,
-{
-    async fn process(&mut self, item: In) -> Processed {
-        let handler = &mut self.handler;
-        let out = &mut self.delivery.out;
-        let outcome = caught(catch_unwind(AssertUnwindSafe(|| {
-            panics::quietly(|| handler(item, out))
-        })));
-        self.delivery.send(outcome).await
-    }
-
-    fn close(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send {
-        self.delivery.sinks.close()
-    }
-}
-
-/// An async handler returning at most one output, and its sinks.
-struct AsyncStep<F, T, K> {
-    handler: F,
-    delivery: Delivery<T, K>,
-}
-
-impl<In, F, Fut, T, K> Step<In> for AsyncStep<F, T, K>
-where
-    In: Send,
-    F: FnMut(In) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<Option<T>, BoxError>> + Send,
-    T: Send + 'static,
-    K: Chain<T>,
-{
-    async fn process(&mut self, item: In) -> Processed {
-        let result = AssertUnwindSafe(panics::Quiet::new((self.handler)(item)))
-            .catch_unwind()
-            .await;
-        let out = &mut self.delivery.out;
-        let outcome = caught(result.map(|r| r.map(|output| out.items.extend(output))));
-        self.delivery.send(outcome).await
-    }
-
-    fn close(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send {
-        self.delivery.sinks.close()
-    }
-}
-
-/// An async generator-style handler; its sinks are shared with the [`Emitter`] of each call.
-struct AsyncGenStep<F, T, K> {
-    handler: F,
-    state: Arc<tokio::sync::Mutex<EmitState<T, K>>>,
-}
-
-impl<In, F, Fut, T, K> Step<In> for AsyncGenStep<F, T, K>
-where
-    In: Send,
-    F: FnMut(In, Emitter<T, K>) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<(), BoxError>> + Send,
-    T: Send + 'static,
-    K: Chain<T>,
-{
-    async fn process(&mut self, item: In) -> Processed {
-        let emitter = Emitter {
-            state: Arc::clone(&self.state),
-        };
-        let outcome = caught(
-            AssertUnwindSafe(panics::Quiet::new((self.handler)(item, emitter)))
-                .catch_unwind()
-                .await,
-        );
-        let mut state = self.state.lock().await;
-        Processed {
-            outputs: std::mem::take(&mut state.emitted),
-            outcome,
-            delivery: state.failure.take().map(Failure::Sink),
-        }
-    }
-
-    async fn close(&mut self) -> Result<(), BoxError> {
-        self.state.lock().await.sinks.close().await
-    }
-}
-
 /// Runs a sync handler: `handler` gets each item and queues its outputs.
 #[doc(hidden)]
 pub fn drive_sync<S, T, K, F>(
@@ -610,76 +370,4 @@ pub fn drive_async_gen<S, T, K, F, Fut>(
         emitted: 0,
     }));
     drive(cx, source, AsyncGenStep { handler, state }, cloner);
-}
-
-/// How to clone a handler's input for a retry, when it can be cloned.
-#[doc(hidden)]
-pub type Cloner<T> = Option<fn(&T) -> T>;
-
-/// Finds out whether a handler's input can be cloned (for retries): `#[handle]` calls
-/// `(&clone_probe(&source)).cloner()`, which resolves to [`CanClone`] when the item type is
-/// `Clone` and to [`CannotClone`] otherwise.
-#[doc(hidden)]
-pub struct CloneProbe<T>(std::marker::PhantomData<fn() -> T>);
-
-/// The probe for the items of `source`.
-#[doc(hidden)]
-pub fn clone_probe<S: Stream>(_source: &S) -> CloneProbe<S::Item> {
-    CloneProbe(std::marker::PhantomData)
-}
-
-#[doc(hidden)]
-pub trait CanClone<T> {
-    fn cloner(&self) -> Cloner<T>;
-}
-
-impl<T: Clone> CanClone<T> for CloneProbe<T> {
-    fn cloner(&self) -> Cloner<T> {
-        Some(T::clone)
-    }
-}
-
-#[doc(hidden)]
-pub trait CannotClone<T> {
-    fn cloner(&self) -> Cloner<T>;
-}
-
-impl<T> CannotClone<T> for &CloneProbe<T> {
-    fn cloner(&self) -> Cloner<T> {
-        None
-    }
-}
-
-/// Converts a handler's error into the boxed error the runtime logs or returns.
-#[doc(hidden)]
-#[inline]
-pub fn handler_error<E: Into<BoxError>>(error: E) -> BoxError {
-    error.into()
-}
-
-/// The return value of a generator-style handler: `()` or `Result<(), E>`.
-#[doc(hidden)]
-pub trait GenReturn {
-    fn into_result(self) -> Result<(), BoxError>;
-}
-
-impl GenReturn for () {
-    #[inline]
-    fn into_result(self) -> Result<(), BoxError> {
-        Ok(())
-    }
-}
-
-impl<E: Into<BoxError>> GenReturn for Result<(), E> {
-    #[inline]
-    fn into_result(self) -> Result<(), BoxError> {
-        self.map_err(Into::into)
-    }
-}
-
-/// Pins down the output type of an async block (so that `?` inside it knows its error type).
-#[doc(hidden)]
-#[inline]
-pub fn returning<R, F: Future<Output = R>>(future: F) -> F {
-    future
 }

@@ -1,22 +1,22 @@
-//! The runtime: starts every registered handler and runs them until their sources are drained
-//! or the application shuts down.
+//! [`App`] and [`run`]: start every registered handler and run them until their sources are
+//! drained or the application shuts down; then the exit hooks. The top of the core: it may
+//! name anything below (context, controls, handle, http); nothing names it.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use crate::shutdown::Shutdown;
 use futures::FutureExt;
-use futures::future::BoxFuture;
 use tokio::task::JoinSet;
 
+use super::hooks::{HOOKS, Hook};
+use super::signals::{Signals, init_logging};
 use crate::context::{BuildCx, HandlerInfo, Wiring, handlers};
 use crate::controls::Controls;
 use crate::error::{Error, panic_message};
-use crate::monitor::{HandlerStatus, Health, Monitor};
+use crate::handle::AppHandle;
 use crate::panics;
-use crate::pause::PauseHandle;
 use crate::policy::{OnError, Retry};
 use crate::sync::lock;
 
@@ -24,8 +24,9 @@ use crate::sync::lock;
 /// every output is delivered, or until Ctrl-C / SIGTERM.
 ///
 /// On a signal, sources stop, in-flight items finish, sinks are closed and the exit hooks
-/// ([`on_shutdown`]) run before it returns `Ok(())`; a second signal exits the process at once.
-/// A handler with the `stop` error policy that fails makes it return that error.
+/// ([`on_shutdown`](crate::on_shutdown)) run before it returns `Ok(())`; a second signal exits
+/// the process at once. A handler with the `stop` error policy that fails makes it return that
+/// error.
 /// Equivalent to `App::new().run()`; see [`App`] for the options.
 ///
 /// ```no_run
@@ -37,185 +38,6 @@ use crate::sync::lock;
 /// ```
 pub async fn run() -> Result<(), Error> {
     App::new().run().await
-}
-
-/// An exit hook.
-enum Hook {
-    Sync(Box<dyn FnOnce() + Send>),
-    Async(BoxFuture<'static, ()>),
-}
-
-impl Hook {
-    async fn call(self) {
-        let result = match self {
-            Hook::Sync(f) => {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| panics::quietly(f)))
-            }
-            Hook::Async(future) => {
-                std::panic::AssertUnwindSafe(panics::Quiet::new(future))
-                    .catch_unwind()
-                    .await
-            }
-        };
-        if let Err(panic) = result {
-            tracing::error!(panic = %panics::describe(&*panic), "an exit hook panicked");
-        }
-    }
-}
-
-static HOOKS: Mutex<Vec<Hook>> = Mutex::new(Vec::new());
-
-/// Registers a function to call when the next [`run`] ends (normally, on a signal, or on an
-/// error), after every handler has finished. Hooks run in the order they were registered.
-///
-/// ```
-/// slipstream::on_shutdown(|| println!("bye"));
-/// ```
-pub fn on_shutdown(hook: impl FnOnce() + Send + 'static) {
-    lock(&HOOKS).push(Hook::Sync(Box::new(hook)));
-}
-
-/// Like [`on_shutdown`], for an async hook (closing a connection, flushing a client).
-///
-/// ```
-/// slipstream::on_shutdown_async(async { println!("bye") });
-/// ```
-pub fn on_shutdown_async(hook: impl Future<Output = ()> + Send + 'static) {
-    lock(&HOOKS).push(Hook::Async(hook.boxed()));
-}
-
-/// Controls a running application from outside its handlers: shut it down, pause and resume
-/// a handler's input. Cheap to clone; get it from [`App::handle`] before calling
-/// [`App::run`].
-///
-/// ```
-/// use slipstream::App;
-///
-/// let app = App::new();
-/// let handle = app.handle();
-/// handle.shutdown(); // the run will stop at once
-/// ```
-#[derive(Clone)]
-pub struct AppHandle {
-    controls: Arc<Controls>,
-}
-
-impl AppHandle {
-    /// Starts a graceful shutdown, as Ctrl-C does: sources stop, in-flight items finish.
-    pub fn shutdown(&self) {
-        self.controls.shutdown.trigger();
-    }
-
-    /// Waits until the application starts shutting down (a signal, [`shutdown`](Self::shutdown),
-    /// a handler stopping it) or its run ends: for servers running beside it.
-    pub async fn wait_for_shutdown(&self) {
-        self.controls.shutdown.wait().await;
-    }
-
-    /// Whether a shutdown has started.
-    pub fn is_shutting_down(&self) -> bool {
-        self.controls.shutdown.is_triggered()
-    }
-
-    /// The pause switch of the input of the handler called `handler` (every source of that
-    /// handler stops delivering while it is paused).
-    pub fn pause_handle(&self, handler: &str) -> Result<PauseHandle, Error> {
-        let info = handlers()
-            .into_iter()
-            .find(|info| info.name == handler)
-            .ok_or_else(|| Error::UnknownHandler(handler.to_owned()))?;
-        Ok(self.controls.pause_handle(info.name))
-    }
-
-    /// Pauses the input of the handler called `handler`.
-    pub fn pause(&self, handler: &str) -> Result<(), Error> {
-        self.pause_handle(handler).map(|h| h.pause())
-    }
-
-    /// Resumes the input of the handler called `handler`.
-    pub fn resume(&self, handler: &str) -> Result<(), Error> {
-        self.pause_handle(handler).map(|h| h.resume())
-    }
-
-    /// Whether the application is ready (what the admin server's `GET /health` answers):
-    /// running, every handler running (none stopped with an error or done with its source),
-    /// every topic consumer assigned partitions, no shutdown started. It never blocks.
-    ///
-    /// ```
-    /// let app = slipstream::App::new();
-    /// assert!(!app.handle().health().is_ok()); // not running yet
-    /// ```
-    pub fn health(&self) -> Health {
-        self.controls.health()
-    }
-
-    /// The state of every handler of the run (what `GET /handlers` answers), with their
-    /// counters when metrics are enabled ([`App::metrics`]).
-    ///
-    /// ```
-    /// let app = slipstream::App::new();
-    /// assert!(app.handle().handler_status().is_empty()); // not running yet
-    /// ```
-    pub fn handler_status(&self) -> Vec<HandlerStatus> {
-        self.controls.monitor.statuses()
-    }
-
-    /// The application's metrics in Prometheus' text format (what `GET /metrics` answers), for
-    /// serving them from a server of your own: per handler whether it runs and, when metrics
-    /// are enabled ([`App::metrics`]), items in, outputs, errors and a processing-time
-    /// histogram; per partition of each topic consumer its position, committed offset (asked
-    /// of the broker), high watermark and lag.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let app = slipstream::App::new().metrics(true);
-    /// let text = app.handle().metrics().await;
-    /// assert!(text.is_empty()); // nothing runs yet
-    /// # }
-    /// ```
-    pub async fn metrics(&self) -> String {
-        let controls = Arc::clone(&self.controls);
-        // Asking the broker for committed offsets blocks.
-        tokio::task::spawn_blocking(move || controls.monitor.prometheus())
-            .await
-            .unwrap_or_else(|error| format!("# the report failed: {error}\n"))
-    }
-
-    /// Where the admin server listens (see [`App::http`]): waits until [`App::run`] has
-    /// started it (or decided there is none), then `None` when the run has no server or has
-    /// ended. It waits forever if the application is never run.
-    ///
-    /// ```no_run
-    /// # async fn doc() {
-    /// let app = slipstream::App::new().http("127.0.0.1:0");
-    /// let handle = app.handle();
-    /// tokio::spawn(app.run());
-    /// let addr = handle.http_addr().await.expect("the admin server is on");
-    /// println!("http://{addr}/health");
-    /// # }
-    /// ```
-    #[cfg(feature = "http")]
-    pub async fn http_addr(&self) -> Option<std::net::SocketAddr> {
-        let mut listening = self.controls.http.subscribe();
-        let state = listening
-            .wait_for(|state| *state != crate::controls::Listening::Unknown)
-            .await
-            .map(|state| *state)
-            .unwrap_or(crate::controls::Listening::Off);
-        match state {
-            crate::controls::Listening::On(addr) => Some(addr),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Debug for AppHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppHandle")
-            .field("shutting_down", &self.is_shutting_down())
-            .finish()
-    }
 }
 
 /// An application: which handlers to run and how. [`run`] is `App::new().run()`.
@@ -260,19 +82,12 @@ impl Default for App {
 
 impl App {
     /// An application running every registered handler, stopping on Ctrl-C / SIGTERM,
-    /// stopping on the first item a handler fails (see [`OnError`]), and logging to standard error (unless a `tracing`
-    /// subscriber is already installed; `RUST_LOG` sets the level, `info` by default).
+    /// stopping on the first item a handler fails (see [`OnError`]), and logging to standard
+    /// error (unless a `tracing` subscriber is already installed; `RUST_LOG` sets the level,
+    /// `info` by default).
     pub fn new() -> Self {
         App {
-            controls: Arc::new(Controls {
-                shutdown: Shutdown::new(),
-                failed: Arc::default(),
-                pauses: Mutex::new(HashMap::new()),
-                failure: Mutex::new(None),
-                monitor: Monitor::default(),
-                #[cfg(feature = "http")]
-                http: tokio::sync::watch::Sender::new(crate::controls::Listening::Unknown),
-            }),
+            controls: Arc::new(Controls::new()),
             filter: Filter::All,
             policy: OnError::Stop,
             retry: Retry::NONE,
@@ -335,7 +150,8 @@ impl App {
         self
     }
 
-    /// An exit hook of this application (see [`on_shutdown`]); it runs before the global ones.
+    /// An exit hook of this application (see [`on_shutdown`](crate::on_shutdown)); it runs
+    /// before the global ones.
     pub fn on_shutdown(mut self, hook: impl FnOnce() + Send + 'static) -> Self {
         self.hooks.push(Hook::Sync(Box::new(hook)));
         self
@@ -377,9 +193,7 @@ impl App {
 
     /// A handle to shut the application down or pause handlers while it runs.
     pub fn handle(&self) -> AppHandle {
-        AppHandle {
-            controls: Arc::clone(&self.controls),
-        }
+        AppHandle::new(Arc::clone(&self.controls))
     }
 
     fn selected(&self) -> Result<Vec<&'static HandlerInfo>, Error> {
@@ -466,7 +280,7 @@ impl App {
         let server = match addr {
             Some((addr, from_env)) => {
                 self.controls.monitor.set_measure(true);
-                crate::http::Server::start(&addr, Arc::clone(&self.controls))
+                crate::http::Server::start(&addr, self.handle())
                     .await
                     .map(Some)
                     .map_err(|error| match error {
@@ -599,7 +413,7 @@ impl App {
             }
         }
         tracing::debug!("all handlers finished");
-        match lock(&controls.failure).take() {
+        match controls.take_failure() {
             Some(error) => Err(error),
             None => Ok(()),
         }
@@ -621,66 +435,4 @@ fn check_unique_names(selected: &[&'static HandlerInfo]) -> Result<(), Error> {
         }
     }
     Ok(())
-}
-
-/// The process's shutdown signals: the first one starts a graceful shutdown, the next exits at
-/// once.
-struct Signals {
-    #[cfg(unix)]
-    terminate: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    interrupt: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    #[cfg(unix)]
-    fn new() -> std::io::Result<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Signals {
-            terminate: signal(SignalKind::terminate())?,
-            interrupt: signal(SignalKind::interrupt())?,
-        })
-    }
-
-    #[cfg(not(unix))]
-    fn new() -> std::io::Result<Self> {
-        Ok(Signals {})
-    }
-
-    #[cfg(unix)]
-    async fn next(&mut self) {
-        tokio::select! {
-            _ = self.terminate.recv() => {}
-            _ = self.interrupt.recv() => {}
-        }
-    }
-
-    #[cfg(not(unix))]
-    async fn next(&mut self) {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-
-    async fn listen(mut self, shutdown: Shutdown) {
-        self.next().await;
-        tracing::info!(
-            "shutting down: finishing in-flight work (press Ctrl-C again to exit at once)"
-        );
-        shutdown.trigger();
-        self.next().await;
-        tracing::warn!("second signal: exiting at once");
-        std::process::exit(130);
-    }
-}
-
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    if tracing::dispatcher::has_been_set() {
-        return;
-    }
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
 }

@@ -1,260 +1,35 @@
-//! `Checkpoint` and `Dependency`: detect a stalled dependency stream by comparing event times,
-//! pause the stream that depends on it, and resume (and reprocess) once it has caught up.
+//! The [`Checkpoint`] itself and what it does while the application runs: heartbeats of the
+//! dependencies, pulses of the dependent stream, pausing and resuming it, persisting each
+//! record. Below: dependency, marker, hook, store, partition, pause. Must not name the
+//! builder, the context or the runtime.
 
 use std::collections::BTreeMap;
-use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
-use futures::FutureExt;
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::Value;
 
-use crate::error::{BoxError, Error};
-
-mod hook;
-mod store;
-
-use crate::pause::{Pausable, PauseHandle};
+use super::dependency::{Dependency, Inner, default_downtime, default_recovery, view, views};
+use super::hook::CallbackFn;
+use super::marker::{CheckpointView, DependencyView, Heartbeat, Marker, State, checkpoint_error};
+use super::store::{CheckpointStore, keys, load};
+use crate::error::Error;
+use crate::pause::PauseHandle;
 use crate::sync::lock;
-use hook::{CallbackFn, CheckFn};
-pub use hook::{IntoHook, hooks};
-pub use store::CheckpointStore;
-use store::{keys, load};
-
-/// The dependent stream's state recorded by [`Checkpoint::check_pulse`] (for example partition
-/// → offset): whatever lets the application seek back and reprocess.
-pub type State = BTreeMap<String, Value>;
-
-/// A marker: the event time (or another position) of a stream. `chrono` date-times work with
-/// the default checks; other types need custom ones.
-pub trait Marker: Clone + Debug + Send + Sync + Serialize + DeserializeOwned + 'static {
-    /// How far `dependent` is ahead of `dependency`, when markers are times.
-    fn lag(dependent: &Self, dependency: &Self) -> Option<TimeDelta>;
-}
-
-impl Marker for DateTime<Utc> {
-    fn lag(dependent: &Self, dependency: &Self) -> Option<TimeDelta> {
-        Some(*dependent - *dependency)
-    }
-}
-
-impl Marker for NaiveDateTime {
-    fn lag(dependent: &Self, dependency: &Self) -> Option<TimeDelta> {
-        Some(*dependent - *dependency)
-    }
-}
-
-macro_rules! untimed {
-    ($($t:ty),*) => {$(
-        impl Marker for $t {
-            fn lag(_: &Self, _: &Self) -> Option<TimeDelta> {
-                None
-            }
-        }
-    )*};
-}
-
-untimed!(i64, u64, i32, u32, f64, String);
-
-/// What checks and callbacks see of the checkpoint.
-#[derive(Clone, Debug)]
-pub struct CheckpointView<M> {
-    /// The checkpoint's name.
-    pub name: String,
-    /// The partition of the dependent stream this state is of, when the checkpoint keeps one
-    /// per partition (its store follows the dependent topic's partitions); `None` otherwise.
-    pub partition: Option<i32>,
-    /// The dependent stream's latest state.
-    pub state: State,
-    /// The dependent stream's latest marker.
-    pub state_marker: Option<M>,
-}
-
-/// What checks and callbacks see of a dependency.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DependencyView<M> {
-    /// The dependency's name.
-    pub name: String,
-    /// The dependent's state when the dependency's checkpoint was last recorded.
-    pub checkpoint_state: Option<State>,
-    /// The dependency's latest marker.
-    pub checkpoint_marker: Option<M>,
-    /// How far behind the dependency may fall before it counts as down.
-    pub downtime_threshold: TimeDelta,
-    /// Whether it is down.
-    pub is_down: bool,
-}
-
-/// A stream the dependent stream of a [`Checkpoint`] depends on (its "heartbeat").
-///
-/// ```
-/// use chrono::TimeDelta;
-/// use slipstream::{Dependency, PauseHandle};
-///
-/// let weather = Dependency::<chrono::DateTime<chrono::Utc>>::new("weather", &PauseHandle::new())
-///     .downtime_threshold(TimeDelta::minutes(15));
-/// assert_eq!(weather.name(), "weather");
-/// ```
-pub struct Dependency<M = DateTime<Utc>> {
-    name: String,
-    source: PauseHandle,
-    downtime_threshold: TimeDelta,
-    downtime_check: Option<CheckFn<M, Option<TimeDelta>>>,
-    recovery_check: Option<CheckFn<M, bool>>,
-    checkpoint_state: Option<State>,
-    checkpoint_marker: Option<M>,
-    is_down: bool,
-}
-
-impl<M: Marker> Dependency<M> {
-    /// A dependency called `name` (the name keys its persisted checkpoint: keep it stable),
-    /// on the stream `source`.
-    pub fn new(name: impl Into<String>, source: &impl Pausable) -> Self {
-        Dependency {
-            name: name.into(),
-            source: source.pause_handle(),
-            downtime_threshold: TimeDelta::minutes(10),
-            downtime_check: None,
-            recovery_check: None,
-            checkpoint_state: None,
-            checkpoint_marker: None,
-            is_down: false,
-        }
-    }
-
-    /// How far the dependency may fall behind the dependent stream before it counts as down
-    /// (10 minutes by default).
-    pub fn downtime_threshold(mut self, threshold: TimeDelta) -> Self {
-        self.downtime_threshold = threshold;
-        self
-    }
-
-    /// Replaces the check that tells downtime (by default: the dependent's marker minus the
-    /// dependency's, when above the threshold). Returns the downtime, or `None`.
-    pub fn downtime_check<S>(mut self, check: impl IntoHook<M, Option<TimeDelta>, S>) -> Self {
-        self.downtime_check = Some(check.into_hook());
-        self
-    }
-
-    /// Replaces the check that tells recovery (by default: the dependency's marker is past the
-    /// dependent's).
-    pub fn recovery_check<S>(mut self, check: impl IntoHook<M, bool, S>) -> Self {
-        self.recovery_check = Some(check.into_hook());
-        self
-    }
-
-    /// The dependency's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The dependency's stream.
-    pub fn source(&self) -> &PauseHandle {
-        &self.source
-    }
-
-    /// The dependency as configured, with nothing recorded (a partition's checkpoint starts so).
-    fn fresh(&self) -> Self {
-        Dependency {
-            name: self.name.clone(),
-            source: self.source.clone(),
-            downtime_threshold: self.downtime_threshold,
-            downtime_check: self.downtime_check.clone(),
-            recovery_check: self.recovery_check.clone(),
-            checkpoint_state: None,
-            checkpoint_marker: None,
-            is_down: false,
-        }
-    }
-
-    fn view(&self) -> DependencyView<M> {
-        DependencyView {
-            name: self.name.clone(),
-            checkpoint_state: self.checkpoint_state.clone(),
-            checkpoint_marker: self.checkpoint_marker.clone(),
-            downtime_threshold: self.downtime_threshold,
-            is_down: self.is_down,
-        }
-    }
-}
-
-fn markers_error<M: Debug>(check: &str, c: &CheckpointView<M>, d: &DependencyView<M>) -> BoxError {
-    format!(
-        "the default {check} compares date-time markers; got {:?} and {:?}: give the dependency a custom {check}",
-        c.state_marker, d.checkpoint_marker
-    )
-    .into()
-}
-
-fn default_downtime<M: Marker>(
-    c: &CheckpointView<M>,
-    d: &DependencyView<M>,
-) -> Result<Option<TimeDelta>, BoxError> {
-    let (Some(dependent), Some(dependency)) = (&c.state_marker, &d.checkpoint_marker) else {
-        return Err(markers_error("downtime_check", c, d));
-    };
-    let lag = M::lag(dependent, dependency).ok_or_else(|| markers_error("downtime_check", c, d))?;
-    Ok((lag > d.downtime_threshold).then_some(lag))
-}
-
-fn default_recovery<M: Marker>(
-    c: &CheckpointView<M>,
-    d: &DependencyView<M>,
-) -> Result<bool, BoxError> {
-    let (Some(dependent), Some(dependency)) = (&c.state_marker, &d.checkpoint_marker) else {
-        return Err(markers_error("recovery_check", c, d));
-    };
-    let lag = M::lag(dependent, dependency).ok_or_else(|| markers_error("recovery_check", c, d))?;
-    Ok(lag < TimeDelta::zero())
-}
-
-/// What [`Checkpoint::heartbeat`] tells.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Heartbeat<M> {
-    /// Whether the dependency is (still) down: its events are behind the dependent's.
-    pub is_late: bool,
-    /// The dependent stream's latest marker.
-    pub dependent_marker: Option<M>,
-    /// The dependency's latest marker.
-    pub dependency_marker: Option<M>,
-}
-
-/// A checkpoint's record of the dependent stream (or of one of its partitions).
-struct Inner<M> {
-    state: State,
-    state_marker: Option<M>,
-    dependencies: Vec<Dependency<M>>,
-    /// Which dependency recovered last, while one of another partition was still down: the
-    /// recovery callback runs once none is.
-    recovered: Option<usize>,
-}
-
-impl<M: Marker> Inner<M> {
-    fn new(template: &[Dependency<M>]) -> Self {
-        Inner {
-            state: State::new(),
-            state_marker: None,
-            dependencies: template.iter().map(Dependency::fresh).collect(),
-            recovered: None,
-        }
-    }
-}
 
 /// A checkpoint's records: one, or one per partition of the dependent stream held here.
-struct Parts<M> {
+pub(super) struct Parts<M> {
     /// The dependencies as configured.
-    template: Vec<Dependency<M>>,
+    pub(super) template: Vec<Dependency<M>>,
     /// Each partition's record (`None`: the only one of a checkpoint kept whole), with the
     /// store's number of the assignment it was loaded in.
-    parts: BTreeMap<Option<i32>, (u64, Inner<M>)>,
+    pub(super) parts: BTreeMap<Option<i32>, (u64, Inner<M>)>,
     /// Each dependency's latest heartbeat, given to the partitions loaded later.
-    heartbeats: Vec<Option<M>>,
+    pub(super) heartbeats: Vec<Option<M>>,
     /// The partition whose pulse was checked last (what [`Checkpoint::view`] shows).
-    last: Option<i32>,
+    pub(super) last: Option<i32>,
     /// Whether this checkpoint paused the dependent stream.
-    paused: bool,
+    pub(super) paused: bool,
 }
 
 /// Ties a dependent stream to the streams it depends on: when a dependency's events fall behind
@@ -286,7 +61,7 @@ struct Parts<M> {
 /// # Ok(()) }
 /// ```
 pub struct Checkpoint<M = DateTime<Utc>> {
-    shared: Arc<Shared<M>>,
+    pub(super) shared: Arc<Shared<M>>,
 }
 
 impl<M> Clone for Checkpoint<M> {
@@ -297,157 +72,19 @@ impl<M> Clone for Checkpoint<M> {
     }
 }
 
-struct Shared<M> {
-    name: String,
-    dependent: PauseHandle,
-    pause_dependent: bool,
-    downtime_callback: Option<CallbackFn<M>>,
-    recovery_callback: Option<CallbackFn<M>>,
-    store: Option<&'static dyn CheckpointStore>,
-    inner: tokio::sync::Mutex<Parts<M>>,
+pub(super) struct Shared<M> {
+    pub(super) name: String,
+    pub(super) dependent: PauseHandle,
+    pub(super) pause_dependent: bool,
+    pub(super) downtime_callback: Option<CallbackFn<M>>,
+    pub(super) recovery_callback: Option<CallbackFn<M>>,
+    pub(super) store: Option<&'static dyn CheckpointStore>,
+    pub(super) inner: tokio::sync::Mutex<Parts<M>>,
     /// The latest views, readable without waiting for an operation.
-    views: Mutex<(CheckpointView<M>, Vec<DependencyView<M>>)>,
-}
-
-/// A builder of [`Checkpoint`]s with callbacks and persistence.
-pub struct CheckpointBuilder<M> {
-    name: String,
-    dependent: PauseHandle,
-    dependencies: Vec<Dependency<M>>,
-    pause_dependent: bool,
-    downtime_callback: Option<CallbackFn<M>>,
-    recovery_callback: Option<CallbackFn<M>>,
-    store: Option<&'static dyn CheckpointStore>,
-}
-
-fn callback<M: Marker, S>(hook: impl IntoHook<M, (), S>) -> CallbackFn<M> {
-    let hook = hook.into_hook();
-    Arc::new(move |c, d| {
-        let hook = Arc::clone(&hook);
-        async move {
-            if let Err(error) = hook(c, d).await {
-                tracing::error!(%error, "a checkpoint callback failed");
-            }
-        }
-        .boxed()
-    })
-}
-
-impl<M: Marker> CheckpointBuilder<M> {
-    /// Calls `callback` (sync or async) with the checkpoint and the dependency when downtime
-    /// is detected.
-    pub fn on_downtime<S>(mut self, hook: impl IntoHook<M, (), S>) -> Self {
-        self.downtime_callback = Some(callback(hook));
-        self
-    }
-
-    /// Calls `callback` (sync or async) once every dependency has recovered.
-    pub fn on_recovery<S>(mut self, hook: impl IntoHook<M, (), S>) -> Self {
-        self.recovery_callback = Some(callback(hook));
-        self
-    }
-
-    /// Whether downtime pauses the dependent stream (on by default).
-    pub fn pause_dependent(mut self, pause: bool) -> Self {
-        self.pause_dependent = pause;
-        self
-    }
-
-    /// Persists the checkpoint in `store`, typically a `Cache<String, serde_json::Value>` (keys
-    /// start with `_{name}_`): a restarted application continues from the recorded state.
-    pub fn cache(mut self, store: &'static impl CheckpointStore) -> Self {
-        self.store = Some(store);
-        self
-    }
-
-    /// The checkpoint, with its persisted state loaded (a checkpoint whose store follows the
-    /// dependent topic's partitions loads each partition's when it first needs it).
-    pub fn build(self) -> Result<Checkpoint<M>, Error> {
-        let mut parts = Parts {
-            heartbeats: vec![None; self.dependencies.len()],
-            template: self.dependencies,
-            parts: BTreeMap::new(),
-            last: None,
-            paused: false,
-        };
-        let partitioned = self.store.and_then(|s| s.held()).is_some();
-        let mut whole = Inner::new(&parts.template);
-        if !partitioned && let Some(store) = self.store {
-            load(store, None, &self.name, &mut whole)?;
-        }
-        let views = views(&self.name, None, &whole);
-        if !partitioned {
-            parts.parts.insert(None, (0, whole));
-        }
-        Ok(Checkpoint {
-            shared: Arc::new(Shared {
-                name: self.name,
-                dependent: self.dependent,
-                pause_dependent: self.pause_dependent,
-                downtime_callback: self.downtime_callback,
-                recovery_callback: self.recovery_callback,
-                store: self.store,
-                inner: tokio::sync::Mutex::new(parts),
-                views: Mutex::new(views),
-            }),
-        })
-    }
-}
-
-fn views<M: Marker>(
-    name: &str,
-    partition: Option<i32>,
-    inner: &Inner<M>,
-) -> (CheckpointView<M>, Vec<DependencyView<M>>) {
-    (
-        view(name, partition, inner),
-        inner.dependencies.iter().map(Dependency::view).collect(),
-    )
-}
-
-fn view<M: Marker>(name: &str, partition: Option<i32>, inner: &Inner<M>) -> CheckpointView<M> {
-    CheckpointView {
-        name: name.to_owned(),
-        partition,
-        state: inner.state.clone(),
-        state_marker: inner.state_marker.clone(),
-    }
-}
-
-fn checkpoint_error(message: String) -> Error {
-    Error::Checkpoint(message)
+    pub(super) views: Mutex<(CheckpointView<M>, Vec<DependencyView<M>>)>,
 }
 
 impl<M: Marker> Checkpoint<M> {
-    /// A checkpoint called `name` (the name keys its persisted state: keep it stable) of the
-    /// `dependent` stream on `dependencies`, with no callbacks and no persistence.
-    pub fn new(
-        name: impl Into<String>,
-        dependent: &impl Pausable,
-        dependencies: impl IntoIterator<Item = Dependency<M>>,
-    ) -> Self {
-        Self::builder(name, dependent, dependencies)
-            .build()
-            .expect("nothing to load without a cache")
-    }
-
-    /// A checkpoint with callbacks or persistence.
-    pub fn builder(
-        name: impl Into<String>,
-        dependent: &impl Pausable,
-        dependencies: impl IntoIterator<Item = Dependency<M>>,
-    ) -> CheckpointBuilder<M> {
-        CheckpointBuilder {
-            name: name.into(),
-            dependent: dependent.pause_handle(),
-            dependencies: dependencies.into_iter().collect(),
-            pause_dependent: true,
-            downtime_callback: None,
-            recovery_callback: None,
-            store: None,
-        }
-    }
-
     /// The checkpoint's name.
     pub fn name(&self) -> &str {
         &self.shared.name
