@@ -62,7 +62,8 @@ impl<T: Clone> Default for Collected<T> {
 }
 
 /// An app running only the handlers of `module`, without signal handling, and without logging
-/// unless `TEST_LOG` is set (to debug a failing test: `RUST_LOG` then sets the level).
+/// unless `TEST_LOG` is set (to debug a failing test: `RUST_LOG` then sets the level; a test
+/// that installs a subscriber of its own fails then, as only one can be installed).
 pub fn app(module: &str) -> App {
     App::new()
         .module(module)
