@@ -11,8 +11,9 @@ use rdkafka::types::RDKafkaErrorCode;
 use slipstream_core::__component::lock;
 use slipstream_core::Error;
 
+use super::limits::CALL_TIMEOUT;
 use super::recorded::unsupported;
-use super::transactions::{CALL_TIMEOUT, Transactions};
+use super::transactions::Transactions;
 
 impl Transactions {
     /// A transaction failed: aborted when it can be, and nothing commits from then on.

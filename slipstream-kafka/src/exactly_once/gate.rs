@@ -5,8 +5,6 @@ use std::sync::{Condvar, Mutex};
 
 use slipstream_core::__component::lock;
 
-use super::transactions::Transactions;
-
 /// Lets messages be handed out, or holds them back while a commit waits for the messages being
 /// handled.
 #[derive(Default)]
@@ -54,7 +52,7 @@ impl Drop for Closed<'_> {
 
 impl Gate {
     /// Waits until the gate is open and passes it.
-    async fn pass(&self) -> Passing<'_> {
+    pub(super) async fn pass(&self) -> Passing<'_> {
         let mut open = self.open.0.subscribe();
         loop {
             {
@@ -80,13 +78,5 @@ impl Gate {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
         Closed(self)
-    }
-}
-
-impl Transactions {
-    /// Waits until the gate lets a message be handed out; hold the result until the message
-    /// counts in flight.
-    pub(crate) async fn pass(&self) -> Passing<'_> {
-        self.inputs.pass().await
     }
 }

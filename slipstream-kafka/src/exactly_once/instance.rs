@@ -13,10 +13,9 @@ use slipstream_core::__component::lock;
 use slipstream_core::Error;
 
 use super::gate::Gate;
+use super::limits::{CALL_TIMEOUT, DEFAULT_INTERVAL, DEFAULT_TRANSACTION_TIMEOUT_MS};
 use super::recorded::{Recorded, unsupported};
-use super::transactions::{
-    CALL_TIMEOUT, DEFAULT_INTERVAL, DEFAULT_TRANSACTION_TIMEOUT_MS, Delivered, Transactions,
-};
+use super::transactions::{Delivered, Transactions};
 use crate::client::Link;
 use crate::client::{self, Linked};
 use crate::conf::{COMMIT_INTERVAL, Conf, exactly_once};

@@ -6,6 +6,7 @@
 mod failure;
 mod gate;
 mod instance;
+mod limits;
 mod member;
 mod recorded;
 mod transactions;

@@ -15,7 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use slipstream_core::__component::lock;
 use slipstream_core::Error;
 
-use super::transactions::{CALL_TIMEOUT, Transactions};
+use super::limits::CALL_TIMEOUT;
 use crate::client::admin;
 use crate::client::{self, Linked};
 use crate::conf::Conf;
@@ -37,21 +37,19 @@ pub(super) struct Recorded {
 /// The key prefix of the record each instance writes to the positions topic as it starts.
 const STARTED: &str = "slipstream.started/";
 
-impl Transactions {
-    /// Mock cluster: where `topic`'s `partitions` resume, the positions the last committed
-    /// transactions recorded (absent for a partition no transaction has carried; always absent
-    /// on a real broker, where the group's committed offsets are read). Waits for transactions
-    /// still open on the positions topic (a killed instance's) to end. Blocks.
-    pub(crate) fn positions(
+impl Recorded {
+    /// Where `topic`'s `partitions` resume: the positions the last committed transactions
+    /// recorded (absent for a partition no transaction has carried). Waits for transactions
+    /// still open on the positions topic (a killed instance's) to end, at most
+    /// `open_for_at_most` and a call's time. Blocks.
+    pub(super) fn positions(
         &self,
         group: &str,
         topic: &str,
         partitions: &[i32],
+        open_for_at_most: Duration,
     ) -> Result<HashMap<i32, i64>, Error> {
-        let Some(recorded) = &self.recorded else {
-            // The group's committed offsets, read `read_committed` by the consumer.
-            return Ok(HashMap::new());
-        };
+        let recorded = self;
         if partitions.is_empty() {
             return Ok(HashMap::new());
         }
@@ -76,7 +74,7 @@ impl Transactions {
         list.add_partition_offset(name, 0, Offset::Beginning)
             .map_err(kafka)?;
         consumer.assign(&list).map_err(kafka)?;
-        let deadline = Instant::now() + self.open_for_at_most() + CALL_TIMEOUT;
+        let deadline = Instant::now() + open_for_at_most + CALL_TIMEOUT;
         loop {
             match consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(message)) => {
@@ -116,7 +114,7 @@ impl Transactions {
                     name,
                     format!(
                         "cannot read the committed positions: a transaction on it stayed open past {:?}",
-                        self.open_for_at_most() + CALL_TIMEOUT
+                        open_for_at_most + CALL_TIMEOUT
                     ),
                 ));
             }

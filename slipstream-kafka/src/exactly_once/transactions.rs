@@ -33,30 +33,14 @@ use slipstream_core::__component::lock;
 use slipstream_core::Error;
 use slipstream_core::partition::PartitionState;
 
-use super::gate::Gate;
+use super::gate::{Gate, Passing};
+use super::limits::{CALL_TIMEOUT, COMMIT_MARGIN, DRAIN_TIMEOUT};
 use super::member::Member;
 use super::recorded::{Recorded, position_key};
 use crate::client::Link;
 use crate::client::Linked;
 use crate::conf::GUARANTEE;
 use crate::fatal::Fatal;
-
-/// How long a transaction call (init, commit, abort) may take.
-pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a commit waits for the messages being handled, at most (and less than the
-/// transaction timeout, leaving it this margin to commit).
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-const COMMIT_MARGIN: Duration = Duration::from_secs(3);
-/// The commit interval unless `commit.interval.ms` says.
-pub(super) const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
-/// `transaction.timeout.ms` unless set: how long a transaction may stay open, and how long one
-/// left open by a killed instance holds back `read_committed` readers and the next owner's
-/// positions (when no instance with its `transactional.id` comes back to abort it sooner).
-/// Kafka Streams' default. A commit waits for the records sent to a killed node's partitions
-/// until the controller has fenced the node (`broker.session.timeout.ms`, 9 s by default) and
-/// moved its leaders, so where nodes may be killed, more is safer (the failover test runs at
-/// 30 s; at 10 s a leader killed stopped the instance).
-pub(super) const DEFAULT_TRANSACTION_TIMEOUT_MS: &str = "10000";
 
 /// Called with the outcome of a record produced in a transaction: its partition and offset, or
 /// why the broker refused it.
@@ -418,5 +402,31 @@ impl Transactions {
         self.producer
             .begin_transaction()
             .map_err(|error| self.failed(error))
+    }
+}
+
+impl Transactions {
+    /// Waits until the gate lets a message be handed out; hold the result until the message
+    /// counts in flight.
+    pub(crate) async fn pass(&self) -> Passing<'_> {
+        self.inputs.pass().await
+    }
+}
+
+impl Transactions {
+    /// Mock cluster: where `topic`'s `partitions` resume, the positions the last committed
+    /// transactions recorded (absent for a partition no transaction has carried; always absent
+    /// on a real broker, where the group's committed offsets are read `read_committed` by the
+    /// consumer). Blocks.
+    pub(crate) fn positions(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<HashMap<i32, i64>, Error> {
+        match &self.recorded {
+            Some(recorded) => recorded.positions(group, topic, partitions, self.open_for_at_most()),
+            None => Ok(HashMap::new()),
+        }
     }
 }

@@ -465,7 +465,9 @@ impl TopicChangelog {
             .collect();
         let partitions = &partitions[..];
         let restored = Restore {
-            ready,
+            name: &ready.name,
+            restore_conf: &ready.restore_conf,
+            transactions: ready.transactions.as_ref(),
             state: &*self.state,
             progress: &self.progress,
         }

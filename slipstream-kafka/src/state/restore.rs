@@ -12,15 +12,21 @@ use rdkafka::{Offset, TopicPartitionList};
 use slipstream_core::Error;
 use slipstream_core::partition::{Change, PartitionState};
 
-use super::changelog::Ready;
 use super::progress::Progress;
 use super::replica::BATCH;
 use crate::client;
 use crate::client::admin::CALL_TIMEOUT;
+use crate::conf::Conf;
+use crate::exactly_once::Transactions;
+use std::sync::Arc;
 
 /// One restoration of some partitions of a changelog.
 pub(super) struct Restore<'a> {
-    pub(super) ready: &'a Ready,
+    pub(super) name: &'a str,
+    /// Settings of the consumers that restore it.
+    pub(super) restore_conf: &'a Conf,
+    /// Exactly-once: the instance's transactions.
+    pub(super) transactions: Option<&'a Arc<Transactions>>,
     pub(super) state: &'a dyn PartitionState,
     pub(super) progress: &'a Progress,
 }
@@ -41,8 +47,8 @@ impl Restore<'_> {
     /// The changelog partition's high watermark, open and aborted transactions included (the
     /// restoring consumer, `read_committed`, sees the last stable offset instead), if known.
     fn high_watermark(&self, partition: i32) -> Result<Option<i64>, Error> {
-        let name = &self.ready.name;
-        let mut conf = self.ready.restore_conf.clone();
+        let name = &self.name;
+        let mut conf = self.restore_conf.clone();
         conf.insert("isolation.level", "read_uncommitted");
         let consumer: BaseConsumer<client::Logging> = client::consumer_config(&conf)
             .create_with_context(client::Logging)
@@ -54,14 +60,13 @@ impl Restore<'_> {
     }
 
     pub(super) fn run(&self, partitions: &[i32]) -> Result<(), Error> {
-        let name = &self.ready.name;
-        let consumer: BaseConsumer<client::Logging> =
-            client::consumer_config(&self.ready.restore_conf)
-                .create_with_context(client::Logging)
-                .map_err(|e| client::creation_error(name, e))?;
+        let name = &self.name;
+        let consumer: BaseConsumer<client::Logging> = client::consumer_config(self.restore_conf)
+            .create_with_context(client::Logging)
+            .map_err(|e| client::creation_error(name, e))?;
         let mut pending = HashMap::new();
         let mut list = TopicPartitionList::new();
-        let transactional = self.ready.transactions.is_some();
+        let transactional = self.transactions.is_some();
         for &partition in partitions {
             // Where the local copy stands: a restart with its directory reads only the tail. The
             // end is the end-of-partition event (some brokers' watermarks are not to be trusted:
@@ -121,7 +126,7 @@ impl Restore<'_> {
         }
         consumer.assign(&list).map_err(|e| Error::kafka(name, e))?;
         // Exactly-once: waiting for a killed instance's open transaction to end reads nothing.
-        let stall = match &self.ready.transactions {
+        let stall = match &self.transactions {
             Some(transactions) => {
                 (CALL_TIMEOUT * 3).max(transactions.open_for_at_most() + CALL_TIMEOUT)
             }
@@ -187,7 +192,7 @@ impl Restore<'_> {
         consumer: &BaseConsumer<client::Logging>,
         pending: &mut HashMap<i32, Pending>,
     ) -> Result<(), Error> {
-        let name = &self.ready.name;
+        let name = &self.name;
         let positions = consumer.position().map_err(|e| Error::kafka(name, e))?;
         let done: Vec<i32> = pending
             .iter()
@@ -217,7 +222,7 @@ impl Restore<'_> {
             return Ok(());
         }
         self.state.apply(partition, &p.batch, p.next)?;
-        let name = &self.ready.name;
+        let name = &self.name;
         self.progress.applied(name, partition, p.batch.len() as u64);
         self.progress
             .set(name, partition, p.next - p.from, p.high - p.from);
