@@ -63,6 +63,10 @@ mod layering {
                 include_str!("exactly_once/instance.rs"),
             ),
             (
+                "exactly_once/limits.rs",
+                include_str!("exactly_once/limits.rs"),
+            ),
+            (
                 "exactly_once/member.rs",
                 include_str!("exactly_once/member.rs"),
             ),
