@@ -94,10 +94,9 @@ impl AppHandle {
     /// The application's metrics in Prometheus' text format, for serving them from a server of
     /// your own (the admin server's `GET /metrics` answers the same report, reused for up to a
     /// second, and a 500 where this returns a `# the report failed` line): per handler whether
-    /// it runs and, when metrics
-    /// are enabled ([`App::metrics`](crate::App::metrics)), items in, outputs, errors and a
-    /// processing-time histogram; per partition of each topic consumer its position, committed
-    /// offset (asked of the broker), high watermark and lag.
+    /// it runs and, when metrics are enabled ([`App::metrics`](crate::App::metrics)), items
+    /// in, outputs, errors and a processing-time histogram; per partition of each topic
+    /// consumer its position, committed offset (asked of the broker), high watermark and lag.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
