@@ -10,14 +10,18 @@
 //!   the end (no per-record guarantee: a crash loses or repeats whatever was in flight).
 //!
 //! slipstream pipelines records too but commits an input offset only once the records produced
-//! from it are acknowledged. Prints the rates and the ratios. Uses librdkafka's mock cluster, or
-//! the fresh broker at `BENCH_KAFKA_BROKER` (its topics must not exist yet).
+//! from it are acknowledged. Prints, for each, the whole run's rate and its three phases: start-up
+//! (to the first record handled), steady state (first to last record handled) and the end (last
+//! record to the run's return: final commits, leaving the group); then the ratios of the whole
+//! runs and of the steady states. Uses librdkafka's mock cluster, or the fresh broker at
+//! `BENCH_KAFKA_BROKER` (its topics must not exist yet).
 
 #[path = "common/mock.rs"]
 mod mock;
 
 use std::collections::HashSet;
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -27,7 +31,7 @@ use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
 use slipstream::prelude::*;
 use slipstream::{Message, StartAt, Topic};
 
-const N: usize = 20_000;
+const N: usize = 200_000;
 const PARTITIONS: i32 = 3;
 const AWAITING_LIMIT: usize = 1_000;
 const TOPICS: [&str; 4] = [
@@ -56,8 +60,78 @@ static INPUT: LazyLock<Topic> = LazyLock::new(|| {
 static OUTPUT: LazyLock<Topic> =
     LazyLock::new(|| Topic::new("bench-out-slipstream").conf(conf("writer")));
 
+/// When a run handled its first and its last record, as nanoseconds since the bench started
+/// (0: not yet).
+struct Phases {
+    first: AtomicU64,
+    last: AtomicU64,
+}
+
+/// The bench's clock.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+impl Phases {
+    const fn new() -> Self {
+        Phases {
+            first: AtomicU64::new(0),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    /// A record was handled now.
+    fn handled(&self) {
+        let now = EPOCH.elapsed().as_nanos() as u64 + 1;
+        let _ = self
+            .first
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        self.last.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// A run of `n` records that began at `started` and returned at `ended`.
+    fn run(&self, n: usize, started: Instant, ended: Instant) -> Run {
+        let at = |nanos: u64| *EPOCH + Duration::from_nanos(nanos - 1);
+        let (first, last) = (
+            at(self.first.load(Ordering::Relaxed)),
+            at(self.last.load(Ordering::Relaxed)),
+        );
+        Run {
+            n,
+            total: ended - started,
+            start: first - started,
+            steady: last - first,
+            end: ended - last,
+        }
+    }
+}
+
+/// One system's run, and its phases.
+#[derive(Clone, Copy)]
+struct Run {
+    n: usize,
+    total: Duration,
+    /// To the first record handled.
+    start: Duration,
+    /// From the first record handled to the last.
+    steady: Duration,
+    /// From the last record handled to the run's return.
+    end: Duration,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.n as f64 / self.total.as_secs_f64()
+    }
+
+    fn steady_rate(&self) -> f64 {
+        (self.n - 1) as f64 / self.steady.as_secs_f64()
+    }
+}
+
+static SLIPSTREAM: Phases = Phases::new();
+
 #[handle(source = INPUT, sink = [OUTPUT])]
 fn upper(msg: Message<String, String>) -> (String, String) {
+    SLIPSTREAM.handled();
     (msg.key.unwrap_or_default(), msg.value.to_uppercase())
 }
 
@@ -72,7 +146,13 @@ fn client(group: &str) -> ClientConfig {
 /// The same work by hand, on the first `limit` records: assign every partition from the
 /// beginning, produce each upper-cased value (waiting for the broker when `awaiting`), commit
 /// every 500 ms, stop at the end of every partition.
-async fn raw(group: &str, output: &str, limit: usize, awaiting: bool) -> Result<usize, KafkaError> {
+async fn raw(
+    group: &str,
+    output: &str,
+    limit: usize,
+    awaiting: bool,
+    phases: &Phases,
+) -> Result<usize, KafkaError> {
     let consumer: StreamConsumer = client(group)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
@@ -90,6 +170,7 @@ async fn raw(group: &str, output: &str, limit: usize, awaiting: bool) -> Result<
     while at_end.len() < PARTITIONS as usize && handled < limit {
         match consumer.recv().await {
             Ok(msg) => {
+                phases.handled();
                 let value = std::str::from_utf8(msg.payload().unwrap_or_default())
                     .unwrap()
                     .to_uppercase();
@@ -145,10 +226,12 @@ async fn main() {
     }
     mock::fill(&SERVERS, "bench-in", N).await;
 
+    LazyLock::force(&EPOCH);
     let timed_raw = |group, output, limit, awaiting| async move {
+        let phases = Phases::new();
         let started = Instant::now();
-        let handled = raw(group, output, limit, awaiting).await.unwrap();
-        (handled, started.elapsed())
+        let handled = raw(group, output, limit, awaiting, &phases).await.unwrap();
+        phases.run(handled, started, Instant::now())
     };
     let awaiting = timed_raw("bench-awaiting", "bench-out-awaiting", AWAITING_LIMIT, true).await;
     let pipelined = timed_raw("bench-pipelined", "bench-out-pipelined", N, false).await;
@@ -161,26 +244,34 @@ async fn main() {
         .run()
         .await
         .unwrap();
-    let framework = (N, started.elapsed());
+    let framework = SLIPSTREAM.run(N, started, Instant::now());
 
-    let rate = |(n, d): (usize, Duration)| n as f64 / d.as_secs_f64();
     println!(
         "{N} records: consume -> upper-case -> produce, {PARTITIONS} partitions, broker {}",
         *SERVERS
     );
-    for (name, (n, d)) in [
+    for (name, run) in [
         ("hand-written, awaiting each record", awaiting),
         ("hand-written, pipelined           ", pipelined),
         ("slipstream                        ", framework),
     ] {
-        println!("{name}: {:>9.0} msg/s ({n} records in {d:?})", rate((n, d)));
+        println!(
+            "{name}: {:>9.0} msg/s ({} records in {:?}: start-up {:?}, steady {:.0} msg/s, end {:?})",
+            run.rate(),
+            run.n,
+            run.total,
+            run.start,
+            run.steady_rate(),
+            run.end
+        );
     }
     println!(
         "ratio slipstream / awaiting loop : {:.2}",
-        rate(framework) / rate(awaiting)
+        framework.rate() / awaiting.rate()
     );
     println!(
-        "ratio slipstream / pipelined loop: {:.2}",
-        rate(framework) / rate(pipelined)
+        "ratio slipstream / pipelined loop: {:.2} (steady state: {:.2})",
+        framework.rate() / pipelined.rate(),
+        framework.steady_rate() / pipelined.steady_rate()
     );
 }
