@@ -36,6 +36,9 @@ const FINAL_COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a closing consumer waits for the group to take its partitions back.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long closing the consumer may take before it is left behind.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A running consumer of one topic.
 pub(crate) struct Running {
     pub(crate) consumer: StreamConsumer<Context>,
@@ -414,10 +417,23 @@ impl Running {
         }
         self.final_committed.store(true, Ordering::SeqCst);
         self.leave().await;
-        // Closing the consumer, when this is the last reference, blocks.
+        // Closing the consumer, when this is the last reference, blocks, and librdkafka can
+        // leave it waiting for ever (an assignment arriving as it closes, after a rejoin:
+        // librdkafka issue 4884). It closes on a thread of its own, given CLOSE_TIMEOUT; past
+        // it, that thread is left behind (not a blocking task, which would hold up the runtime's
+        // end): what was handled is committed above, or is read again after a restart.
         let topic = Arc::clone(&self.topic);
-        let _ = tokio::task::spawn_blocking(move || drop(self)).await;
-        tracing::debug!(%topic, "consumer closed");
+        let (closed, close) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            drop(self);
+            let _ = closed.send(());
+        });
+        match tokio::time::timeout(CLOSE_TIMEOUT, close).await {
+            Ok(_) => tracing::debug!(%topic, "consumer closed"),
+            Err(_) => {
+                tracing::warn!(%topic, timeout = ?CLOSE_TIMEOUT, "the consumer did not close in time; going on without it")
+            }
+        }
     }
 }
 
