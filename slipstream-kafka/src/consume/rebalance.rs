@@ -32,6 +32,39 @@ use slipstream_core::{Error, PauseHandle};
 /// follows the partitions.
 const REVOKE_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The consumer's rebalances: how many, and when each partition last moved (was assigned or
+/// revoked). An end of partition seen before its partition moved no longer holds: librdkafka
+/// reports it again only once it fetches that partition anew. Partitions that stay through an
+/// incremental rebalance keep theirs.
+#[derive(Default)]
+pub(crate) struct Rebalances {
+    count: AtomicU64,
+    moved: Mutex<HashMap<i32, u64>>,
+}
+
+impl Rebalances {
+    /// How many assignments and revocations there have been.
+    pub(crate) fn count(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// `partitions` were assigned or revoked.
+    fn moved(&self, partitions: &[i32]) {
+        let mut moved = lock(&self.moved);
+        let now = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        for &partition in partitions {
+            moved.insert(partition, now);
+        }
+    }
+
+    /// Whether `partition` has stayed put since the count was `seen`.
+    pub(crate) fn unmoved_since(&self, partition: i32, seen: u64) -> bool {
+        lock(&self.moved)
+            .get(&partition)
+            .is_none_or(|&moved| moved <= seen)
+    }
+}
+
 /// The consumer's callbacks.
 pub(crate) struct Context {
     pub(super) topic: String,
@@ -41,9 +74,8 @@ pub(crate) struct Context {
     pub(super) failed: Arc<AtomicBool>,
     /// The assignment and whether the stream has ended, as health reports them.
     pub(super) status: Arc<ConsumerStatus>,
-    /// Bumped by every assignment and revocation: an end-of-partition seen before does not
-    /// count after it.
-    pub(super) rebalances: Arc<AtomicU64>,
+    /// Counts every assignment and revocation.
+    pub(super) rebalances: Arc<Rebalances>,
     /// What the client knows of its brokers (its health probe).
     pub(super) link: Arc<Link>,
     /// Where a group consumer starts reading each partition the group assigns it (`None`: from
@@ -250,7 +282,7 @@ impl ConsumerContext for Context {
         if let Rebalance::Revoke(revoked) = rebalance {
             let partitions = partitions_of(revoked, &self.topic);
             tracing::info!(topic = %self.topic, ?partitions, "partitions revoked");
-            self.rebalances.fetch_add(1, Ordering::SeqCst);
+            self.rebalances.moved(&partitions);
             self.status.revoke(&partitions);
             let commit = self.group && !self.failed.load(Ordering::SeqCst);
             if let Some(transactions) = &self.transactions {
@@ -344,7 +376,7 @@ impl ConsumerContext for Context {
         if let Rebalance::Assign(assigned) = rebalance {
             let partitions = partitions_of(assigned, &self.topic);
             tracing::info!(topic = %self.topic, ?partitions, "partitions assigned");
-            self.rebalances.fetch_add(1, Ordering::SeqCst);
+            self.rebalances.moved(&partitions);
             self.status.assign(partitions);
             if self.pause.is_paused()
                 && let Err(error) = consumer.pause(assigned)
@@ -442,5 +474,22 @@ mod tests {
         // committed.
         let committed = HashMap::from([(0, 7), (1, 12), (2, 10)]);
         assert_eq!(ahead_of(&resumed, &committed), [(0, 10), (3, 10)]);
+    }
+
+    #[test]
+    fn an_end_holds_until_its_own_partition_moves() {
+        let rebalances = Rebalances::default();
+        rebalances.moved(&[0, 1, 2]);
+        let seen = rebalances.count();
+        assert!((0..3).all(|p| rebalances.unmoved_since(p, seen)));
+        // An incremental rebalance takes partition 2 away: the ends of 0 and 1 still hold.
+        rebalances.moved(&[2]);
+        assert!(rebalances.unmoved_since(0, seen) && rebalances.unmoved_since(1, seen));
+        assert!(!rebalances.unmoved_since(2, seen));
+        // Partition 1 comes back (assigned anew): its end must be seen again.
+        rebalances.moved(&[1]);
+        assert!(!rebalances.unmoved_since(1, seen));
+        assert!(rebalances.unmoved_since(1, rebalances.count()));
+        assert_eq!(rebalances.count(), 3);
     }
 }

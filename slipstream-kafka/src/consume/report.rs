@@ -30,7 +30,7 @@ impl ConsumerProbe for Running {
     }
 
     fn rebalances(&self) -> u64 {
-        self.rebalances.load(Ordering::SeqCst)
+        self.rebalances.count()
     }
 
     fn restorations(&self) -> Vec<RestoreReport> {

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 use super::commit::{CALL_TIMEOUT, FINAL_COMMIT_ATTEMPT, commit_within, offsets};
 use super::listener::RebalanceListener;
-use super::rebalance::Context;
+use super::rebalance::{Context, Rebalances};
 use super::start::{StartAt, start_offset};
 use super::tracker::Tracker;
 use crate::client;
@@ -58,7 +58,7 @@ pub(crate) struct Running {
     /// is checked (a restarted broker may report a partition's end early).
     high_seen: Mutex<HashMap<i32, i64>>,
     /// Bumped by every assignment and revocation (see `Context`).
-    pub(super) rebalances: Arc<AtomicU64>,
+    pub(super) rebalances: Arc<Rebalances>,
     /// How many messages could not be decoded (the topic's count).
     pub(super) undecodable: Arc<AtomicU64>,
     /// Caches that follow the topic's partitions (their restorations' reports).
@@ -164,7 +164,7 @@ impl Running {
         }
         let tracker = Arc::new(Tracker::new(topic, Some(letters)));
         let status = Arc::new(ConsumerStatus::new(topic));
-        let rebalances = Arc::new(AtomicU64::new(0));
+        let rebalances = Arc::new(Rebalances::default());
         let final_committed = Arc::new(AtomicBool::new(false));
         client::ask_statistics(&mut conf);
         let link = Arc::new(Link::new(format!("topic `{topic}`"), connect_timeout));
@@ -345,7 +345,7 @@ impl Running {
             .or_else(|| self.tracker.positions().get(&partition).copied());
         match position {
             Some(position) if position < high => {
-                tracing::warn!(topic = %self.topic, partition, position, high_watermark = high, "the broker reported the end of a partition before its high watermark; reading on");
+                tracing::debug!(topic = %self.topic, partition, position, high_watermark = high, "not at the end yet");
                 false
             }
             _ => true,

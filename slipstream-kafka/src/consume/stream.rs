@@ -1,7 +1,8 @@
 //! The decoded messages of a running consumer: pausing, undecodable records, the end of
 //! partitions, exactly-once's gate. Layer: consuming.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -12,6 +13,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message as _};
 
 use super::running::Running;
+use crate::client;
 use crate::codec::Codec;
 use crate::message::{Message, header_pairs};
 use crate::produce::dead_letter::{DeadLetters, Raw, Reason};
@@ -37,6 +39,9 @@ pub(crate) struct Undecodable {
     pub(crate) letters: Arc<DeadLetters>,
 }
 
+/// How often a partition whose reported end came early is checked again.
+const RECHECK: Duration = Duration::from_millis(500);
+
 /// Ends the stream's bookkeeping when it is dropped.
 struct Finish(Arc<Running>);
 
@@ -58,6 +63,12 @@ struct State<K, V> {
     stop_at_end: bool,
     /// The partitions seen at their end, with the rebalance count then.
     at_end: HashMap<i32, u64>,
+    /// Partitions whose reported end was before the highest high watermark seen: checked
+    /// again every `RECHECK` (librdkafka does not report the same end twice).
+    unconfirmed: HashSet<i32>,
+    /// When to check the ends again: a rebalance that takes away the partitions not yet at
+    /// their end brings no event of its own.
+    recheck: Pin<Box<tokio::time::Sleep>>,
     /// Stops the application when the consumer fails for good (for handlers' topics).
     fatal: Option<Arc<dyn Fn(Error) + Send + Sync>>,
     /// The headers of every message without any (no allocation per message).
@@ -90,6 +101,8 @@ where
         paused: false,
         stop_at_end,
         at_end: HashMap::new(),
+        unconfirmed: HashSet::new(),
+        recheck: Box::pin(tokio::time::sleep(RECHECK)),
         fatal,
         no_headers: Arc::from(Vec::new()),
     };
@@ -115,6 +128,8 @@ impl<K: 'static, V: 'static> State<K, V> {
                     None => std::future::pending().await,
                 }
             };
+            let rechecking =
+                self.stop_at_end && !(self.at_end.is_empty() && self.unconfirmed.is_empty());
             let received = tokio::select! {
                 biased;
                 error = failed => {
@@ -125,12 +140,22 @@ impl<K: 'static, V: 'static> State<K, V> {
                     return None;
                 }
                 _ = self.changes.changed() => continue,
+                () = &mut self.recheck, if rechecking => {
+                    let next = tokio::time::Instant::now() + RECHECK;
+                    self.recheck.as_mut().reset(next);
+                    if self.confirm_ends() {
+                        tracing::info!(topic = %self.running.topic, "every partition is at its end");
+                        return None;
+                    }
+                    continue;
+                }
                 received = running.consumer.recv() => received,
             };
             match received {
                 Ok(borrowed) => {
                     if self.stop_at_end {
                         self.at_end.remove(&borrowed.partition());
+                        self.unconfirmed.remove(&borrowed.partition());
                     }
                     // Exactly-once: held back while a transaction commits.
                     let _passing = match &running.transactions {
@@ -144,11 +169,14 @@ impl<K: 'static, V: 'static> State<K, V> {
                     }
                 }
                 Err(KafkaError::PartitionEOF(partition)) => {
-                    if !running.at_end(partition) {
+                    let seen = running.rebalances.count();
+                    if !client::blocking(|| running.at_end(partition)) {
+                        tracing::warn!(topic = %running.topic, partition, "the broker reported the end of a partition before its high watermark; reading on");
+                        self.unconfirmed.insert(partition);
                         continue;
                     }
-                    self.at_end
-                        .insert(partition, running.rebalances.load(Ordering::SeqCst));
+                    self.unconfirmed.remove(&partition);
+                    self.at_end.insert(partition, seen);
                     if self.stop_at_end && self.all_at_end() {
                         tracing::info!(topic = %self.running.topic, "every partition is at its end");
                         return None;
@@ -175,10 +203,37 @@ impl<K: 'static, V: 'static> State<K, V> {
         }
     }
 
+    /// Whether every assigned partition is at its end (seen there since it was assigned).
     fn all_at_end(&self) -> bool {
         let assigned = self.running.assignment();
-        let now = self.running.rebalances.load(Ordering::SeqCst);
-        !assigned.is_empty() && assigned.iter().all(|p| self.at_end.get(p) == Some(&now))
+        let rebalances = &self.running.rebalances;
+        !assigned.is_empty()
+            && assigned.iter().all(|&partition| {
+                self.at_end
+                    .get(&partition)
+                    .is_some_and(|&seen| rebalances.unmoved_since(partition, seen))
+            })
+    }
+
+    /// Checks again the partitions whose reported end came early; whether every partition is
+    /// now at its end.
+    fn confirm_ends(&mut self) -> bool {
+        let assigned = self.running.assignment();
+        self.unconfirmed
+            .retain(|partition| assigned.contains(partition));
+        let seen = self.running.rebalances.count();
+        let running = &self.running;
+        let confirmed: Vec<i32> = self
+            .unconfirmed
+            .iter()
+            .copied()
+            .filter(|&partition| client::blocking(|| running.at_end(partition)))
+            .collect();
+        for partition in confirmed {
+            self.unconfirmed.remove(&partition);
+            self.at_end.insert(partition, seen);
+        }
+        self.all_at_end()
     }
 
     fn apply_pause(&mut self) {
