@@ -32,13 +32,14 @@ use slipstream_core::{Error, PauseHandle};
 /// follows the partitions.
 const REVOKE_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The consumer's rebalances: how many, and when each partition last moved (was assigned or
-/// revoked). An end of partition seen before its partition moved no longer holds: librdkafka
-/// reports it again only once it fetches that partition anew. Partitions that stay through an
-/// incremental rebalance keep theirs.
+/// The consumer's rebalances: how many, and when each partition last moved (was assigned,
+/// revoked, or sought), as a stamp. An end of partition seen before its partition moved no
+/// longer holds: librdkafka reports it again only once it fetches that partition anew.
+/// Partitions that stay through an incremental rebalance keep theirs.
 #[derive(Default)]
 pub(crate) struct Rebalances {
     count: AtomicU64,
+    stamp: AtomicU64,
     moved: Mutex<HashMap<i32, u64>>,
 }
 
@@ -48,16 +49,27 @@ impl Rebalances {
         self.count.load(Ordering::SeqCst)
     }
 
+    /// The stamp of now: bumped by every move.
+    pub(crate) fn stamp(&self) -> u64 {
+        self.stamp.load(Ordering::SeqCst)
+    }
+
     /// `partitions` were assigned or revoked.
     fn moved(&self, partitions: &[i32]) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        self.sought(partitions);
+    }
+
+    /// `partitions` were sought (their position moved; not a rebalance).
+    pub(crate) fn sought(&self, partitions: &[i32]) {
         let mut moved = lock(&self.moved);
-        let now = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        let now = self.stamp.fetch_add(1, Ordering::SeqCst) + 1;
         for &partition in partitions {
             moved.insert(partition, now);
         }
     }
 
-    /// Whether `partition` has stayed put since the count was `seen`.
+    /// Whether `partition` has stayed put since the stamp was `seen`.
     pub(crate) fn unmoved_since(&self, partition: i32, seen: u64) -> bool {
         lock(&self.moved)
             .get(&partition)
@@ -480,7 +492,7 @@ mod tests {
     fn an_end_holds_until_its_own_partition_moves() {
         let rebalances = Rebalances::default();
         rebalances.moved(&[0, 1, 2]);
-        let seen = rebalances.count();
+        let seen = rebalances.stamp();
         assert!((0..3).all(|p| rebalances.unmoved_since(p, seen)));
         // An incremental rebalance takes partition 2 away: the ends of 0 and 1 still hold.
         rebalances.moved(&[2]);
@@ -489,7 +501,11 @@ mod tests {
         // Partition 1 comes back (assigned anew): its end must be seen again.
         rebalances.moved(&[1]);
         assert!(!rebalances.unmoved_since(1, seen));
-        assert!(rebalances.unmoved_since(1, rebalances.count()));
+        assert!(rebalances.unmoved_since(1, rebalances.stamp()));
+        // A seek moves a partition too, but is no rebalance.
+        rebalances.sought(&[0]);
+        assert!(!rebalances.unmoved_since(0, seen));
         assert_eq!(rebalances.count(), 3);
+        assert_eq!(rebalances.stamp(), 4);
     }
 }

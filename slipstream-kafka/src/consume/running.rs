@@ -258,6 +258,8 @@ impl Running {
             .seek(&self.topic, partition, Offset::Offset(offset), CALL_TIMEOUT)
             .map_err(|e| Error::kafka(&self.topic, e));
         self.tracker.end_seek(partition);
+        // An end seen before no longer holds.
+        self.rebalances.sought(&[partition]);
         sought
     }
 
@@ -320,17 +322,21 @@ impl Running {
     }
 
     /// Whether `partition` is really at its end: its read position is at the highest high
-    /// watermark the broker has given (asked again now).
-    pub(super) fn at_end(&self, partition: i32) -> bool {
-        if let Ok((_, high)) =
+    /// watermark the broker has given (asked again now when `ask`, else as of the last fetch);
+    /// `None` when either is unknown.
+    pub(super) fn at_end(&self, partition: i32, ask: bool) -> Option<bool> {
+        let high = if ask {
             self.consumer
                 .fetch_watermarks(&self.topic, partition, Duration::from_secs(2))
-        {
+                .ok()
+                .map(|(_, high)| high)
+        } else {
+            self.cached_high_watermark(partition)
+        };
+        if let Some(high) = high {
             self.note_high(partition, high);
         }
-        let Some(high) = lock(&self.high_seen).get(&partition).copied() else {
-            return true;
-        };
+        let high = lock(&self.high_seen).get(&partition).copied()?;
         let position = self
             .consumer
             .position()
@@ -342,14 +348,12 @@ impl Running {
                         _ => None,
                     })
             })
-            .or_else(|| self.tracker.positions().get(&partition).copied());
-        match position {
-            Some(position) if position < high => {
-                tracing::debug!(topic = %self.topic, partition, position, high_watermark = high, "not at the end yet");
-                false
-            }
-            _ => true,
+            .or_else(|| self.tracker.positions().get(&partition).copied())?;
+        let at_end = position >= high;
+        if !at_end {
+            tracing::debug!(topic = %self.topic, partition, position, high_watermark = high, "not at the end yet");
         }
+        Some(at_end)
     }
 
     pub(super) fn finish(&self) {
@@ -424,8 +428,10 @@ impl Running {
         // end): what was handled is committed above, or is read again after a restart.
         let topic = Arc::clone(&self.topic);
         let (closed, close) = tokio::sync::oneshot::channel();
+        // Its callbacks log where the application's do.
+        let logs = tracing::dispatcher::get_default(Clone::clone);
         std::thread::spawn(move || {
-            drop(self);
+            tracing::dispatcher::with_default(&logs, || drop(self));
             let _ = closed.send(());
         });
         match tokio::time::timeout(CLOSE_TIMEOUT, close).await {

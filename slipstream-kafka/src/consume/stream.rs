@@ -1,7 +1,7 @@
 //! The decoded messages of a running consumer: pausing, undecodable records, the end of
 //! partitions, exactly-once's gate. Layer: consuming.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,9 +63,10 @@ struct State<K, V> {
     stop_at_end: bool,
     /// The partitions seen at their end, with the rebalance count then.
     at_end: HashMap<i32, u64>,
-    /// Partitions whose reported end was before the highest high watermark seen: checked
-    /// again every `RECHECK` (librdkafka does not report the same end twice).
-    unconfirmed: HashSet<i32>,
+    /// Partitions whose reported end was before the highest high watermark seen, with the
+    /// stamp then: checked again every `RECHECK` (librdkafka does not report the same end
+    /// twice) until they move.
+    unconfirmed: HashMap<i32, u64>,
     /// When to check the ends again: a rebalance that takes away the partitions not yet at
     /// their end brings no event of its own.
     recheck: Pin<Box<tokio::time::Sleep>>,
@@ -101,7 +102,7 @@ where
         paused: false,
         stop_at_end,
         at_end: HashMap::new(),
-        unconfirmed: HashSet::new(),
+        unconfirmed: HashMap::new(),
         recheck: Box::pin(tokio::time::sleep(RECHECK)),
         fatal,
         no_headers: Arc::from(Vec::new()),
@@ -140,16 +141,17 @@ impl<K: 'static, V: 'static> State<K, V> {
                     return None;
                 }
                 _ = self.changes.changed() => continue,
+                received = running.consumer.recv() => received,
                 () = &mut self.recheck, if rechecking => {
+                    let ended = self.confirm_ends();
                     let next = tokio::time::Instant::now() + RECHECK;
                     self.recheck.as_mut().reset(next);
-                    if self.confirm_ends() {
+                    if ended {
                         tracing::info!(topic = %self.running.topic, "every partition is at its end");
                         return None;
                     }
                     continue;
                 }
-                received = running.consumer.recv() => received,
             };
             match received {
                 Ok(borrowed) => {
@@ -169,10 +171,13 @@ impl<K: 'static, V: 'static> State<K, V> {
                     }
                 }
                 Err(KafkaError::PartitionEOF(partition)) => {
-                    let seen = running.rebalances.count();
-                    if !client::blocking(|| running.at_end(partition)) {
+                    let seen = running.rebalances.stamp();
+                    // librdkafka's report stands unless a position below the high watermark
+                    // contradicts it.
+                    if !client::blocking(|| running.at_end(partition, true)).unwrap_or(true) {
                         tracing::warn!(topic = %running.topic, partition, "the broker reported the end of a partition before its high watermark; reading on");
-                        self.unconfirmed.insert(partition);
+                        self.at_end.remove(&partition);
+                        self.unconfirmed.insert(partition, seen);
                         continue;
                     }
                     self.unconfirmed.remove(&partition);
@@ -215,21 +220,21 @@ impl<K: 'static, V: 'static> State<K, V> {
             })
     }
 
-    /// Checks again the partitions whose reported end came early; whether every partition is
-    /// now at its end.
+    /// Checks again the partitions whose reported end came early, against the high
+    /// watermarks of the last fetch (no request: nothing here waits on a broker); whether
+    /// every partition is now at its end. A partition that moved meanwhile is dropped
+    /// (librdkafka reports its end anew), and one whose position is unknown stays unconfirmed.
     fn confirm_ends(&mut self) -> bool {
-        let assigned = self.running.assignment();
-        self.unconfirmed
-            .retain(|partition| assigned.contains(partition));
-        let seen = self.running.rebalances.count();
         let running = &self.running;
-        let confirmed: Vec<i32> = self
+        self.unconfirmed
+            .retain(|&partition, &mut seen| running.rebalances.unmoved_since(partition, seen));
+        let confirmed: Vec<(i32, u64)> = self
             .unconfirmed
             .iter()
-            .copied()
-            .filter(|&partition| client::blocking(|| running.at_end(partition)))
+            .map(|(&partition, &seen)| (partition, seen))
+            .filter(|&(partition, _)| running.at_end(partition, false) == Some(true))
             .collect();
-        for partition in confirmed {
+        for (partition, seen) in confirmed {
             self.unconfirmed.remove(&partition);
             self.at_end.insert(partition, seen);
         }
